@@ -1,0 +1,356 @@
+//! The cookie flow (§6.2, §6.3): pre-shared cookie, one-shot dynamic cookies as files `<user>_<uuid>`, expiry.
+
+use std::future::Future;
+use std::io::ErrorKind;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+use subtle::ConstantTimeEq;
+
+/// The placeholder the shipped `x2gobroker.authid` contains.
+pub const COOKIE_PLACEHOLDER: &str = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
+
+/// The `[global]` settings that drive `check_access`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessPolicy {
+    pub require_password: bool,
+    pub require_cookie: bool,
+    pub use_static_cookie: bool,
+    pub auth_timeout_seconds: i64,
+    pub verify_ip: bool,
+    /// The pre-shared cookie M (a fresh random one when none is configured).
+    pub preshared_cookie: String,
+}
+
+/// The pre-shared cookie (§6.3): the cookie file's first real line, else `my-cookie`, else random.
+pub fn preshared_cookie(cookie_file: &Path, my_cookie: Option<&str>) -> String {
+    let from_file = std::fs::metadata(cookie_file)
+        .ok()
+        .filter(|metadata| metadata.is_file())
+        .and_then(|_| std::fs::read_to_string(cookie_file).ok())
+        .and_then(|text| {
+            text.lines()
+                .map(str::trim_end)
+                .find(|line| !line.is_empty() && !line.starts_with('#'))
+                .map(|line| line.split(' ').next().unwrap_or("").to_string())
+        });
+    if let Some(cookie) = from_file.filter(|cookie| cookie != COOKIE_PLACEHOLDER) {
+        return cookie;
+    }
+    if let Some(cookie) = my_cookie.filter(|cookie| !cookie.is_empty() && *cookie != COOKIE_PLACEHOLDER) {
+        return cookie.to_string();
+    }
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Whether `cookie` has the shape of the cookies we issue (a lower-case hyphenated UUID).
+fn is_issued_cookie_shape(cookie: &str) -> bool {
+    cookie.len() == 36
+        && cookie.char_indices().all(|(position, c)| match position {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+/// The file-name form of a user name: safe characters as they are (so the layout matches the
+/// reference's), everything else percent-encoded, so no name can leave the directory (fix S6).
+fn file_safe_user(user: &str) -> String {
+    let mut safe = String::with_capacity(user.len());
+    for (position, byte) in user.bytes().enumerate() {
+        let keep = byte.is_ascii_alphanumeric()
+            || matches!(byte, b'-' | b'@' | b'+')
+            || (byte == b'.' && position > 0)
+            || (byte >= 0x80);
+        if keep && byte < 0x80 {
+            safe.push(byte as char);
+        } else {
+            safe.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    safe
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Cookie files in one directory (`cookie-directory`, default `/var/lib/x2gobroker/cookies`).
+#[derive(Debug, Clone)]
+pub struct CookieStore {
+    directory: PathBuf,
+}
+
+/// A stored cookie: the IP of the original login and its time.
+#[derive(Debug, Clone, PartialEq)]
+struct CookieRecord {
+    ip: String,
+    time: f64,
+}
+
+impl CookieStore {
+    /// A store in `directory` (created on first use, mode 0700).
+    pub fn new(directory: impl Into<PathBuf>) -> CookieStore {
+        CookieStore {
+            directory: directory.into(),
+        }
+    }
+
+    /// The directory.
+    pub fn directory(&self) -> &Path {
+        &self.directory
+    }
+
+    fn ensure_directory(&self) -> std::io::Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        match std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.directory)
+        {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == ErrorKind::AlreadyExists => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    fn path(&self, user: &str, cookie: &str) -> PathBuf {
+        self.directory
+            .join(format!("{}_{}", file_safe_user(user), cookie))
+    }
+
+    fn write(&self, user: &str, cookie: &str, record: &CookieRecord) -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(self.path(user, cookie))?;
+        file.write_all(format!("{} {}", record.ip, record.time).as_bytes())
+    }
+
+    /// Reads and deletes a cookie file (cookies are single-use). Malformed files are deleted
+    /// and count as absent.
+    fn take(&self, user: &str, cookie: &str) -> Option<CookieRecord> {
+        if !is_issued_cookie_shape(cookie) {
+            return None;
+        }
+        let path = self.path(user, cookie);
+        let text = std::fs::read_to_string(&path).ok()?;
+        let _ = std::fs::remove_file(&path);
+        let mut fields = text.split_whitespace();
+        let (Some(ip), Some(time), None) = (fields.next(), fields.next(), fields.next()) else {
+            tracing::warn!(path = %path.display(), "malformed cookie file removed");
+            return None;
+        };
+        let time = time.parse::<f64>().ok()?;
+        Some(CookieRecord {
+            ip: ip.to_string(),
+            time,
+        })
+    }
+
+    /// Deletes cookie files whose login is older than `auth_timeout_seconds`; returns how many.
+    pub fn collect_expired(&self, auth_timeout_seconds: i64) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.directory) else {
+            return 0;
+        };
+        let now = unix_now();
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            let expired = match text.split_whitespace().nth(1).map(str::parse::<f64>) {
+                Some(Ok(time)) => now - time > auth_timeout_seconds as f64,
+                _ => true,
+            };
+            if expired && std::fs::remove_file(&path).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+}
+
+/// Outcome of `check_access`: access, and the cookie to hand out.
+pub type Access = (bool, Option<String>);
+
+/// The reference's `check_access` (§6.2), with the fixes of B5 and S6. `password_check` is
+/// only awaited when the password must be checked.
+pub async fn check_access<F, Fut>(
+    policy: &AccessPolicy,
+    store: &CookieStore,
+    user: &str,
+    client_ip: &IpAddr,
+    cookie: &str,
+    password_check: F,
+) -> Access
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    if !policy.require_password && !policy.require_cookie {
+        return (true, None);
+    }
+    if policy.require_cookie && cookie.is_empty() {
+        return (false, None);
+    }
+    let matches_preshared: bool = cookie
+        .as_bytes()
+        .ct_eq(policy.preshared_cookie.as_bytes())
+        .into();
+    if !policy.require_password {
+        return (matches_preshared, Some(policy.preshared_cookie.clone()));
+    }
+    if let Err(error) = store.ensure_directory() {
+        tracing::error!(directory = %store.directory().display(), %error, "cannot create the cookie directory");
+        return (false, None);
+    }
+    let ip = client_ip.to_string();
+    if matches_preshared || cookie.is_empty() {
+        if !password_check().await {
+            return (false, Some(policy.preshared_cookie.clone()));
+        }
+        let next = uuid::Uuid::new_v4().to_string();
+        if !user.is_empty() {
+            let record = CookieRecord {
+                ip,
+                time: unix_now(),
+            };
+            if let Err(error) = store.write(user, &next, &record) {
+                tracing::error!(%error, "cannot write a cookie file");
+            }
+        }
+        // B5 fix: the pre-shared cookie has no file to delete; nothing to do.
+        return (true, Some(next));
+    }
+    let Some(record) = store.take(user, cookie) else {
+        return (false, None);
+    };
+    if policy.verify_ip && record.ip != ip {
+        return (false, None);
+    }
+    if unix_now() - record.time > policy.auth_timeout_seconds as f64 {
+        return (false, None);
+    }
+    let next = if policy.use_static_cookie {
+        cookie.to_string()
+    } else {
+        uuid::Uuid::new_v4().to_string()
+    };
+    if let Err(error) = store.write(user, &next, &record) {
+        tracing::error!(%error, "cannot write a cookie file");
+    }
+    (true, Some(next))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> AccessPolicy {
+        AccessPolicy {
+            require_password: true,
+            require_cookie: false,
+            use_static_cookie: false,
+            auth_timeout_seconds: 36000,
+            verify_ip: true,
+            preshared_cookie: "11111111-2222-3333-4444-555555555555".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn dynamic_cookies_are_single_use_and_bound_to_the_ip() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = CookieStore::new(directory.path().join("cookies"));
+        let here: IpAddr = "127.0.0.1".parse().unwrap();
+        let there: IpAddr = "127.0.0.2".parse().unwrap();
+        let (granted, first) = check_access(&policy(), &store, "test", &here, "", || async { true }).await;
+        assert!(granted);
+        let first = first.unwrap();
+        let (granted, second) = check_access(&policy(), &store, "test", &here, &first, || async { false }).await;
+        assert!(granted, "a valid cookie needs no password");
+        let second = second.unwrap();
+        assert_ne!(first, second);
+        assert!(!check_access(&policy(), &store, "test", &here, &first, || async { true }).await.0);
+        assert!(!check_access(&policy(), &store, "maja", &here, &second, || async { true }).await.0);
+        assert!(!check_access(&policy(), &store, "test", &there, &second, || async { true }).await.0);
+        assert!(!check_access(&policy(), &store, "test", &here, &second, || async { true }).await.0, "consumed by the failed attempt");
+    }
+
+    #[tokio::test]
+    async fn hostile_names_stay_inside_the_directory() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = CookieStore::new(directory.path().join("cookies"));
+        let here: IpAddr = "127.0.0.1".parse().unwrap();
+        let (granted, cookie) =
+            check_access(&policy(), &store, "../../evil", &here, "", || async { true }).await;
+        assert!(granted);
+        let names: Vec<String> = std::fs::read_dir(directory.path().join("cookies"))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, [format!("%2E%2E%2F%2E%2E%2Fevil_{}", cookie.unwrap())]);
+        assert_eq!(std::fs::read_dir(directory.path()).unwrap().count(), 1);
+        let outcome = check_access(&policy(), &store, "test", &here, "../../../etc/passwd", || async { true }).await;
+        assert_eq!(outcome, (false, None));
+    }
+
+    #[tokio::test]
+    async fn static_cookies_and_expiry() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = CookieStore::new(directory.path());
+        let here: IpAddr = "127.0.0.1".parse().unwrap();
+        let static_policy = AccessPolicy { use_static_cookie: true, ..policy() };
+        let (_, cookie) = check_access(&static_policy, &store, "test", &here, "", || async { true }).await;
+        let cookie = cookie.unwrap();
+        for _ in 0..3 {
+            let (granted, next) = check_access(&static_policy, &store, "test", &here, &cookie, || async { false }).await;
+            assert!(granted);
+            assert_eq!(next.as_deref(), Some(cookie.as_str()));
+        }
+        let expiring = AccessPolicy { auth_timeout_seconds: 0, ..policy() };
+        let (_, cookie) = check_access(&expiring, &store, "test", &here, "", || async { true }).await;
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert!(!check_access(&expiring, &store, "test", &here, &cookie.unwrap(), || async { true }).await.0);
+        let (_, _cookie) = check_access(&policy(), &store, "old", &here, "", || async { true }).await;
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert_eq!(store.collect_expired(0), 1);
+    }
+
+    #[tokio::test]
+    async fn cookie_only_mode_echoes_the_preshared_cookie() {
+        let store = CookieStore::new("/nonexistent/never-created");
+        let here: IpAddr = "127.0.0.1".parse().unwrap();
+        let cookie_only = AccessPolicy { require_password: false, require_cookie: true, ..policy() };
+        assert_eq!(check_access(&cookie_only, &store, "maja", &here, "", || async { true }).await, (false, None));
+        let preshared = cookie_only.preshared_cookie.clone();
+        assert_eq!(
+            check_access(&cookie_only, &store, "maja", &here, "deadbeef", || async { true }).await,
+            (false, Some(preshared.clone()))
+        );
+        assert_eq!(
+            check_access(&cookie_only, &store, "maja", &here, &preshared, || async { true }).await,
+            (true, Some(preshared))
+        );
+    }
+
+    #[test]
+    fn preshared_cookie_resolution() {
+        let directory = tempfile::tempdir().unwrap();
+        let file = directory.path().join("x2gobroker.authid");
+        std::fs::write(&file, "# c\n\nd1b8043e-b748-48c4-907f-7c798c4dc746 x\n").unwrap();
+        assert_eq!(preshared_cookie(&file, Some("abc")), "d1b8043e-b748-48c4-907f-7c798c4dc746");
+        std::fs::write(&file, format!("{COOKIE_PLACEHOLDER}\n")).unwrap();
+        assert_eq!(preshared_cookie(&file, Some("abc")), "abc");
+        let random = preshared_cookie(Path::new("/nonexistent"), None);
+        assert!(is_issued_cookie_shape(&random));
+        assert_ne!(random, preshared_cookie(Path::new("/nonexistent"), None));
+    }
+}

@@ -1,0 +1,376 @@
+//! Broker configuration: `x2gobroker.conf` typed after its built-in defaults (§5) and the resolution rules.
+
+pub mod ini;
+pub mod store;
+pub mod typing;
+pub mod value;
+
+pub use ini::{IniDocument, IniError};
+pub use typing::ValueError;
+pub use value::Value;
+
+/// Backends the broker knows, from a fixed whitelist (fix §16 S1: never derived from the URL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    Inifile,
+    Zeroconf,
+    /// The abstract backend: only used for UCCS authentication (§4).
+    Base,
+}
+
+impl Backend {
+    /// The backend for a name taken from a URL or command line; unknown names give `None`.
+    pub fn from_name(name: &str) -> Option<Backend> {
+        match name {
+            "inifile" => Some(Backend::Inifile),
+            "zeroconf" => Some(Backend::Zeroconf),
+            "base" => Some(Backend::Base),
+            _ => None,
+        }
+    }
+
+    /// The backend's name, as in `[broker_<name>]`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Inifile => "inifile",
+            Backend::Zeroconf => "zeroconf",
+            Backend::Base => "base",
+        }
+    }
+
+    fn section(self) -> &'static str {
+        match self {
+            Backend::Inifile => "broker_inifile",
+            Backend::Zeroconf => "broker_zeroconf",
+            Backend::Base => "broker_base",
+        }
+    }
+}
+
+fn s(text: &str) -> Value {
+    Value::Str(text.to_string())
+}
+
+/// Built-in defaults of `[global]` (§5.2), typed; order as the reference materialises them.
+pub fn global_defaults() -> Vec<(&'static str, Value)> {
+    vec![
+        ("require-password", Value::Bool(true)),
+        ("require-cookie", Value::Bool(false)),
+        ("check-credentials", Value::Bool(true)),
+        ("use-static-cookie", Value::Bool(false)),
+        ("auth-timeout", Value::Int(36000)),
+        ("cookie-directory", s("/var/lib/x2gobroker/cookies")),
+        ("verify-ip", Value::Bool(true)),
+        ("pre_auth_scripts", Value::List(vec![])),
+        ("post_auth_scripts", Value::List(vec![])),
+        ("select_session_scripts", Value::List(vec![])),
+        ("my-cookie-file", s("/etc/x2go/broker/x2gobroker.authid")),
+        ("enable-plain-output", Value::Bool(true)),
+        ("enable-json-output", Value::Bool(true)),
+        ("enable-uccs-output", Value::Bool(false)),
+        ("my-uccs-url-base", s("http://localhost:8080/")),
+        ("default-auth-mech", s("pam")),
+        ("default-user-db", s("libnss")),
+        ("default-group-db", s("libnss")),
+        ("ignore-primary-group-memberships", Value::Bool(true)),
+        ("default-session-autologin", Value::Bool(false)),
+        ("default-authorized-keys", s("%h/.x2go/authorized_keys")),
+        ("default-sshproxy-authorized-keys", s("%h/.x2go/authorized_keys")),
+        ("default-agent-query-mode", s("NONE")),
+        ("default-agent-hostkey-policy", s("RejectPolicy")),
+        ("default-portscan-x2goservers", Value::Bool(true)),
+        ("default-use-load-checker", Value::Bool(false)),
+        ("load-checker-intervals", Value::Int(300)),
+        // Our additions (not in the reference): see etc/x2gobroker.conf.
+        ("allow-get-requests", Value::Bool(true)),
+        ("login-throttling", Value::Bool(true)),
+        ("authservice-socket", s("")),
+    ]
+}
+
+/// Built-in defaults of a backend section (§5.2).
+pub fn backend_defaults(backend: Backend) -> Vec<(&'static str, Value)> {
+    match backend {
+        Backend::Base => vec![("enable", Value::Bool(false))],
+        Backend::Zeroconf => vec![
+            ("enable", Value::Bool(false)),
+            ("auth-mech", s("pam")),
+            ("user-db", s("libnss")),
+            ("group-db", s("libnss")),
+            ("desktop-shell", s("KDE")),
+            ("load-checker", Value::Bool(false)),
+        ],
+        Backend::Inifile => vec![
+            ("enable", Value::Bool(true)),
+            ("session-profiles", s("/etc/x2go/broker/x2gobroker-sessionprofiles.conf")),
+            ("auth-mech", s("")),
+            ("user-db", s("")),
+            ("group-db", s("")),
+            ("use-load-checker", Value::Bool(true)),
+        ],
+    }
+}
+
+/// A configuration value that cannot be used; the requests that need it answer 500.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("[{section}] {source}")]
+    BadValue {
+        section: String,
+        #[source]
+        source: ValueError,
+    },
+    #[error("the configuration file could not be loaded: {0}")]
+    Unloadable(String),
+}
+
+/// The typed view of one `x2gobroker.conf` text.
+#[derive(Debug, Clone, Default)]
+pub struct BrokerConfig {
+    document: IniDocument,
+}
+
+impl BrokerConfig {
+    /// Wraps a parsed document.
+    pub fn new(document: IniDocument) -> BrokerConfig {
+        BrokerConfig { document }
+    }
+
+    /// Parses the text of an `x2gobroker.conf`.
+    pub fn parse(text: &str) -> Result<BrokerConfig, IniError> {
+        IniDocument::parse(text).map(BrokerConfig::new)
+    }
+
+    /// The underlying document.
+    pub fn document(&self) -> &IniDocument {
+        &self.document
+    }
+
+    fn typed(
+        &self,
+        section: &str,
+        key: &str,
+        defaults: &[(&'static str, Value)],
+    ) -> Result<Value, ConfigError> {
+        let default = defaults
+            .iter()
+            .find(|(name, _)| *name == key)
+            .map(|(_, value)| value.clone());
+        match (self.document.get(section, key), default) {
+            (Some(raw), Some(default)) => {
+                typing::type_value(key, raw, &default).map_err(|source| ConfigError::BadValue {
+                    section: section.to_string(),
+                    source,
+                })
+            }
+            (Some(raw), None) => Ok(Value::Str(raw.to_string())),
+            (None, Some(default)) => Ok(default),
+            (None, None) => Ok(Value::Str(String::new())),
+        }
+    }
+
+    /// A `[global]` value typed after its default.
+    pub fn global(&self, key: &str) -> Result<Value, ConfigError> {
+        self.typed("global", key, &global_defaults())
+    }
+
+    /// A `[global]` boolean.
+    pub fn global_bool(&self, key: &str) -> Result<bool, ConfigError> {
+        Ok(matches!(self.global(key)?, Value::Bool(true)))
+    }
+
+    /// A `[global]` string (rendered like the plain output for other types).
+    pub fn global_str(&self, key: &str) -> Result<String, ConfigError> {
+        Ok(self.global(key)?.render_plain())
+    }
+
+    /// A raw `[global]` value, if the file sets it.
+    pub fn global_raw(&self, key: &str) -> Option<&str> {
+        self.document.get("global", key)
+    }
+
+    /// A backend-section value typed after its default.
+    pub fn backend(&self, backend: Backend, key: &str) -> Result<Value, ConfigError> {
+        self.typed(backend.section(), key, &backend_defaults(backend))
+    }
+
+    /// Whether the backend's `enable` is true.
+    pub fn backend_enabled(&self, backend: Backend) -> Result<bool, ConfigError> {
+        Ok(matches!(self.backend(backend, "enable")?, Value::Bool(true)))
+    }
+
+    fn backend_or_global(
+        &self,
+        backend: Backend,
+        backend_key: &str,
+        global_key: &str,
+    ) -> Result<String, ConfigError> {
+        let from_backend = self.backend(backend, backend_key)?.render_plain();
+        if !from_backend.is_empty() {
+            return Ok(from_backend.to_lowercase());
+        }
+        Ok(self.global_str(global_key)?.to_lowercase())
+    }
+
+    /// The authentication mechanism of a backend, lower-cased (§5.2).
+    pub fn auth_mech(&self, backend: Backend) -> Result<String, ConfigError> {
+        self.backend_or_global(backend, "auth-mech", "default-auth-mech")
+    }
+
+    /// The user name service of a backend (`libnss`, `testsuite`).
+    pub fn user_db(&self, backend: Backend) -> Result<String, ConfigError> {
+        self.backend_or_global(backend, "user-db", "default-user-db")
+    }
+
+    /// The group name service of a backend.
+    pub fn group_db(&self, backend: Backend) -> Result<String, ConfigError> {
+        self.backend_or_global(backend, "group-db", "default-group-db")
+    }
+
+    /// The agent query mode for a profile, upper-cased (§5.2): profile key, backend key, global.
+    pub fn agent_query_mode(
+        &self,
+        backend: Backend,
+        profile_mode: Option<&str>,
+    ) -> Result<String, ConfigError> {
+        if let Some(mode) = profile_mode.filter(|mode| !mode.is_empty()) {
+            return Ok(mode.to_uppercase());
+        }
+        let from_backend = self
+            .document
+            .get(backend.section(), "agent-query-mode")
+            .unwrap_or("");
+        if !from_backend.is_empty() {
+            return Ok(from_backend.to_uppercase());
+        }
+        Ok(self.global_str("default-agent-query-mode")?.to_uppercase())
+    }
+
+    /// The SSH host-key policy for a profile; invalid values give `RejectPolicy`.
+    pub fn agent_hostkey_policy(
+        &self,
+        backend: Backend,
+        profile_policy: Option<&str>,
+    ) -> Result<String, ConfigError> {
+        let from_backend = self
+            .document
+            .get(backend.section(), "agent-hostkey-policy")
+            .unwrap_or("");
+        let chosen = match profile_policy.filter(|policy| !policy.is_empty()) {
+            Some(policy) => policy.to_string(),
+            None if !from_backend.is_empty() => from_backend.to_string(),
+            None => self.global_str("default-agent-hostkey-policy")?,
+        };
+        Ok(match chosen.as_str() {
+            "AutoAddPolicy" | "RejectPolicy" | "WarningPolicy" => chosen,
+            _ => "RejectPolicy".to_string(),
+        })
+    }
+
+    /// `require-password` and `require-cookie`, both false when legacy `check-credentials` is false.
+    pub fn credential_requirements(&self) -> Result<(bool, bool), ConfigError> {
+        if !self.global_bool("check-credentials")? {
+            return Ok((false, false));
+        }
+        Ok((
+            self.global_bool("require-password")?,
+            self.global_bool("require-cookie")?,
+        ))
+    }
+
+    /// The global default OR-ed with a profile's `broker-*` switch (B7: a profile can switch
+    /// these on but never off).
+    pub fn profile_switch(
+        &self,
+        global_key: &str,
+        profile_value: Option<&str>,
+    ) -> Result<bool, ConfigError> {
+        let from_profile = profile_value
+            .map(|value| matches!(value.to_lowercase().as_str(), "1" | "true"))
+            .unwrap_or(false);
+        Ok(from_profile || self.global_bool(global_key)?)
+    }
+
+    /// Every problem of this configuration at once (for `--check-config`).
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (key, _) in global_defaults() {
+            if let Err(error) = self.global(key) {
+                problems.push(error.to_string());
+            }
+        }
+        for backend in [Backend::Inifile, Backend::Zeroconf, Backend::Base] {
+            for (key, _) in backend_defaults(backend) {
+                if let Err(error) = self.backend(backend, key) {
+                    problems.push(error.to_string());
+                }
+            }
+        }
+        let known_sections = [
+            "global",
+            "broker_inifile",
+            "broker_zeroconf",
+            "broker_base",
+            "broker_ldap",
+            "authmech_https_get",
+        ];
+        for section in &self.document.sections {
+            if !known_sections.contains(&section.name.as_str()) {
+                problems.push(format!("unknown section [{}] is ignored", section.name));
+            }
+        }
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_auth_mech_like_the_reference() {
+        // api_profiles.jsonl "get_authentication_mechanism"
+        let cases = [
+            ("[global]\n", "pam", "pam"),
+            ("[global]\ndefault-auth-mech = NONE\n", "none", "pam"),
+            (
+                "[global]\ndefault-auth-mech = none\n[broker_inifile]\nauth-mech = Testsuite\n",
+                "testsuite",
+                "pam",
+            ),
+            (
+                "[global]\ndefault-auth-mech = none\n[broker_zeroconf]\nenable=true\n",
+                "none",
+                "pam",
+            ),
+        ];
+        for (text, inifile, zeroconf) in cases {
+            let config = BrokerConfig::parse(text).unwrap();
+            assert_eq!(config.auth_mech(Backend::Inifile).unwrap(), inifile, "{text}");
+            assert_eq!(config.auth_mech(Backend::Zeroconf).unwrap(), zeroconf, "{text}");
+            assert_eq!(config.user_db(Backend::Inifile).unwrap(), "libnss");
+        }
+    }
+
+    #[test]
+    fn bad_values_fail_only_their_key() {
+        let config =
+            BrokerConfig::parse("[global]\nrequire-password = maybe\nauth-timeout = 60\n").unwrap();
+        assert!(config.global_bool("require-password").is_err());
+        assert_eq!(config.global("auth-timeout").unwrap(), Value::Int(60));
+        assert_eq!(config.problems().len(), 1);
+    }
+
+    #[test]
+    fn profile_switches_cannot_turn_off_the_global_default() {
+        let config = BrokerConfig::parse("[global]\ndefault-portscan-x2goservers = true\n").unwrap();
+        assert!(config
+            .profile_switch("default-portscan-x2goservers", Some("false"))
+            .unwrap());
+        let off = BrokerConfig::parse("[global]\ndefault-portscan-x2goservers = false\n").unwrap();
+        assert!(off
+            .profile_switch("default-portscan-x2goservers", Some("TRUE"))
+            .unwrap());
+        assert!(!off.profile_switch("default-portscan-x2goservers", None).unwrap());
+    }
+}

@@ -1,0 +1,7 @@
+//! The HTTP(S) daemon: routes of §3.2, Tornado-compatible status codes, headers and error pages, graceful shutdown.
+
+pub mod request;
+pub mod routes;
+pub mod server;
+
+pub use server::{serve, tls_config_from_files, ServeError};

@@ -1,0 +1,382 @@
+//! Routing and handlers (§3.2–§3.8, §4): `/plain/`, `/json/`, `/uccs/`, `/pubkeys`, `/`, with Tornado's pages.
+
+use super::request::{InvalidParameter, Params};
+use crate::config::{Backend, BrokerConfig};
+use crate::frontend;
+use crate::profiles::ListingFlavour;
+use crate::service::{Broker, BrokerError, BrokerRequest, Frontend};
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::Response;
+use axum::Router;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+/// Request bodies larger than this get 413.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
+const TEXT_JSON: &str = "text/json; charset=utf-8";
+const TEXT_HTML: &str = "text/html; charset=UTF-8";
+const ROOT_PAGE: &str = "<body><html><h1>X2Go Session Broker</h1><p>It works...</p></body></html>";
+
+/// The broker's router: every path goes through one dispatcher that applies §3.2.
+pub fn router(broker: Arc<Broker>) -> Router {
+    Router::new().fallback(dispatch).with_state(broker)
+}
+
+fn reason(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        413 => "Request Entity Too Large",
+        _ => status.canonical_reason().unwrap_or("Unknown"),
+    }
+}
+
+/// Tornado's default error page, headers reset (no `Expires`).
+fn error_page(status: StatusCode, method: &Method) -> Response {
+    let code = status.as_u16();
+    let text = reason(status);
+    let body = if *method == Method::HEAD {
+        String::new()
+    } else {
+        format!("<html><title>{code}: {text}</title><body>{code}: {text}</body></html>")
+    };
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(TEXT_HTML));
+    response
+}
+
+fn ok_response(method: &Method, content_type: &'static str, expires: bool, body: String) -> Response {
+    let body = if *method == Method::HEAD { String::new() } else { body };
+    let mut response = Response::new(Body::from(body));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if expires {
+        headers.insert(header::EXPIRES, HeaderValue::from_static("+1h"));
+    }
+    response
+}
+
+fn broker_error(error: BrokerError, method: &Method) -> Response {
+    match error {
+        BrokerError::NotFound => error_page(StatusCode::NOT_FOUND, method),
+        BrokerError::Unauthorized => error_page(StatusCode::UNAUTHORIZED, method),
+        BrokerError::Internal(message) => {
+            tracing::error!(%message, "request failed");
+            error_page(StatusCode::INTERNAL_SERVER_ERROR, method)
+        }
+    }
+}
+
+fn decode_capture(text: &str) -> String {
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// Client addresses as the reference sees them (IPv4-mapped IPv6 as IPv4).
+fn client_ip(peer: &SocketAddr) -> IpAddr {
+    match peer.ip() {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    }
+}
+
+/// `^/uccs/(.*)/api/([0-9])(/*)$`: the backend capture and the API digit.
+fn match_uccs_api(path: &str) -> Option<(&str, u32)> {
+    let rest = path.strip_prefix("/uccs/")?;
+    let trimmed = rest.trim_end_matches('/');
+    let (before, digit) = trimmed.rsplit_once("/api/")?;
+    let mut characters = digit.chars();
+    let version = characters.next()?.to_digit(10)?;
+    if characters.next().is_some() {
+        return None;
+    }
+    Some((before, version))
+}
+
+/// `^/uccs/[a-zA-Z]*(/*)$`
+fn is_uccs_ping(path: &str) -> bool {
+    path.strip_prefix("/uccs/")
+        .map(|rest| {
+            rest.trim_end_matches('/')
+                .chars()
+                .all(|c| c.is_ascii_alphabetic())
+        })
+        .unwrap_or(false)
+}
+
+async fn dispatch(
+    State(broker): State<Arc<Broker>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let started = std::time::Instant::now();
+    let response = route(&broker, peer, request).await;
+    tracing::info!(target: "access", "{} {} {} ({}) {}ms", response.status().as_u16(), method, path, client_ip(&peer), started.elapsed().as_millis());
+    response
+}
+
+async fn route(broker: &Arc<Broker>, peer: SocketAddr, request: Request) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let read_only = method == Method::GET || method == Method::HEAD;
+    if path == "/" {
+        if !read_only {
+            return error_page(StatusCode::METHOD_NOT_ALLOWED, &method);
+        }
+        return ok_response(&method, TEXT_HTML, false, ROOT_PAGE.to_string());
+    }
+    if path.strip_prefix("/pubkeys").is_some_and(|rest| rest.chars().all(|c| c == '/')) {
+        if !read_only {
+            return error_page(StatusCode::METHOD_NOT_ALLOWED, &method);
+        }
+        return ok_response(&method, TEXT_HTML, false, crate::pubkeys::render(&broker.settings.daemon_user));
+    }
+    if is_uccs_ping(&path) {
+        if !read_only {
+            return error_page(StatusCode::METHOD_NOT_ALLOWED, &method);
+        }
+        return ok_response(&method, TEXT_HTML, false, uccs_time());
+    }
+    if let Some((backend_capture, version)) = match_uccs_api(&path) {
+        let backend_name = decode_capture(backend_capture.trim_end_matches('/'));
+        let headers = request.headers().clone();
+        return uccs_api(broker, &method, &headers, &backend_name, version, client_ip(&peer)).await;
+    }
+    let frontend = if let Some(rest) = path.strip_prefix("/plain/") {
+        Some((Frontend::Plain, rest.to_string()))
+    } else {
+        path.strip_prefix("/json/").map(|rest| (Frontend::Json, rest.to_string()))
+    };
+    let Some((frontend, capture)) = frontend else {
+        return error_page(StatusCode::NOT_FOUND, &method);
+    };
+    broker_endpoint(broker, frontend, &capture, peer, request).await
+}
+
+/// `str(datetime.utcnow())`.
+fn uccs_time() -> String {
+    let now = chrono::Utc::now();
+    if now.timestamp_subsec_micros() == 0 {
+        now.format("%Y-%m-%d %H:%M:%S").to_string()
+    } else {
+        now.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
+    }
+}
+
+fn backend_from_capture(capture: &str) -> String {
+    let decoded = decode_capture(capture);
+    let trimmed = decoded.trim_end_matches('/');
+    trimmed.split('/').next().unwrap_or("").to_string()
+}
+
+fn read_request(params: &Params, frontend: Frontend) -> Result<BrokerRequest, InvalidParameter> {
+    let mut profile_id = params.get_or_empty("sid", true)?;
+    if frontend == Frontend::Json && params.get("sid", true)?.is_none() {
+        profile_id = params.get_or_empty("profile-id", true)?;
+    }
+    Ok(BrokerRequest {
+        user: params.get_or_empty("user", true)?,
+        password: params.get_or_empty("password", false)?,
+        login: params.get_or_empty("login", true)?,
+        authid: params.get_or_empty("authid", true)?,
+        task: params.get_or_empty("task", true)?,
+        profile_id,
+        pubkey: params.get_or_empty("pubkey", true)?,
+    })
+}
+
+async fn broker_endpoint(
+    broker: &Arc<Broker>,
+    frontend: Frontend,
+    capture: &str,
+    peer: SocketAddr,
+    request: Request,
+) -> Response {
+    let method = request.method().clone();
+    let allowed = method == Method::POST
+        || (method == Method::GET && get_requests_allowed(broker));
+    if !allowed {
+        return error_page(StatusCode::METHOD_NOT_ALLOWED, &method);
+    }
+    let (parts, body) = request.into_parts();
+    let too_large = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok())
+        .is_some_and(|length| length > MAX_BODY_BYTES);
+    if too_large {
+        return error_page(StatusCode::PAYLOAD_TOO_LARGE, &method);
+    }
+    let body: Bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(_) => return error_page(StatusCode::PAYLOAD_TOO_LARGE, &method),
+    };
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok());
+    let params = Params::from_request(parts.uri.query(), content_type, &body);
+    let broker_request = match read_request(&params, frontend) {
+        Ok(broker_request) => broker_request,
+        Err(error) => {
+            tracing::warn!(%error, "bad request");
+            return error_page(StatusCode::BAD_REQUEST, &method);
+        }
+    };
+    let backend = backend_from_capture(capture);
+    match broker.process(&backend, frontend, broker_request, client_ip(&peer)).await {
+        Ok(reply) => match frontend {
+            Frontend::Json => ok_response(&method, TEXT_JSON, true, frontend::json::render(&reply)),
+            _ => ok_response(&method, TEXT_PLAIN, true, frontend::plain::render(&reply)),
+        },
+        Err(error) => broker_error(error, &method),
+    }
+}
+
+fn get_requests_allowed(broker: &Broker) -> bool {
+    match &broker.snapshot().config {
+        Ok(config) => config.global_bool("allow-get-requests").unwrap_or(true),
+        Err(_) => true,
+    }
+}
+
+fn unauthorized_basic() -> Response {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::UNAUTHORIZED;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(TEXT_HTML));
+    headers.insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"Authentication required\""),
+    );
+    response
+}
+
+/// HTTP Basic credentials, split at the first `:` (so passwords may contain `:`).
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    use base64::Engine;
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+async fn uccs_user(
+    broker: &Broker,
+    config: &BrokerConfig,
+    headers: &HeaderMap,
+) -> Result<Option<String>, BrokerError> {
+    let (require_password, require_cookie) = config.credential_requirements()?;
+    if !require_password && !require_cookie {
+        return Ok(Some("anonymous".to_string()));
+    }
+    let Some((user, password)) = basic_credentials(headers) else {
+        return Ok(None);
+    };
+    if broker
+        .authenticate_password(config, Backend::Base, &user, &password)
+        .await?
+    {
+        return Ok(Some(user));
+    }
+    if let Some((short, _)) = user.split_once('@') {
+        if broker
+            .authenticate_password(config, Backend::Base, short, &password)
+            .await?
+        {
+            return Ok(Some(short.to_string()));
+        }
+    }
+    Ok(None)
+}
+
+async fn uccs_api(
+    broker: &Arc<Broker>,
+    method: &Method,
+    headers: &HeaderMap,
+    backend_name: &str,
+    version: u32,
+    client_ip: IpAddr,
+) -> Response {
+    let snapshot = broker.snapshot();
+    let config = match &snapshot.config {
+        Ok(config) => config.clone(),
+        Err(message) => return broker_error(BrokerError::Internal(message.clone()), method),
+    };
+    let user = match uccs_user(broker, &config, headers).await {
+        Ok(Some(user)) => user,
+        Ok(None) => return unauthorized_basic(),
+        Err(error) => return broker_error(error, method),
+    };
+    if *method != Method::GET {
+        return error_page(StatusCode::METHOD_NOT_ALLOWED, method);
+    }
+    let result = (|| {
+        if !config.global_bool("enable-uccs-output")? {
+            return Err(BrokerError::NotFound);
+        }
+        let backend = broker.backend_for(backend_name).ok_or(BrokerError::NotFound)?;
+        if backend == Backend::Base || !config.backend_enabled(backend)? {
+            return Err(BrokerError::NotFound);
+        }
+        let profiles = broker.list_profiles(
+            &snapshot,
+            &config,
+            backend,
+            &user,
+            &client_ip,
+            ListingFlavour::Uccs,
+        )?;
+        let url_base = config.global_str("my-uccs-url-base")?;
+        let mut pick = |hosts: &[String]| {
+            use rand::seq::IndexedRandom;
+            hosts.choose(&mut rand::rng()).cloned()
+        };
+        frontend::uccs::render(&url_base, backend_name, version, &user, &profiles, &mut pick)
+            .map_err(|error| BrokerError::Internal(error.to_string()))
+    })();
+    match result {
+        Ok(body) => ok_response(method, TEXT_PLAIN, true, body),
+        Err(error) => broker_error(error, method),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uccs_route_patterns() {
+        assert_eq!(match_uccs_api("/uccs/inifile/api/5"), Some(("inifile", 5)));
+        assert_eq!(match_uccs_api("/uccs/inifile/api/5//"), Some(("inifile", 5)));
+        assert_eq!(match_uccs_api("/uccs//api/4"), Some(("", 4)));
+        assert_eq!(match_uccs_api("/uccs/inifile/api/45"), None);
+        assert!(is_uccs_ping("/uccs/"));
+        assert!(is_uccs_ping("/uccs/abc//"));
+        assert!(!is_uccs_ping("/uccs"));
+        assert!(!is_uccs_ping("/uccs/inifile/api/5"));
+    }
+
+    #[test]
+    fn backend_capture_takes_the_first_segment() {
+        assert_eq!(backend_from_capture("inifile/some/extra/path"), "inifile");
+        assert_eq!(backend_from_capture(""), "");
+        assert_eq!(backend_from_capture("zeroconf/"), "zeroconf");
+    }
+}

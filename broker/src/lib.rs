@@ -1,0 +1,18 @@
+//! The X2Go session broker: config, profiles, ACLs, authentication, selection and the HTTP/SSH frontends.
+
+pub mod acl;
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod frontend;
+pub mod hosts;
+pub mod http;
+pub mod logging;
+pub mod nss;
+pub mod profiles;
+pub mod pubkeys;
+pub mod reply;
+pub mod select;
+pub mod service;
+pub mod sshmode;

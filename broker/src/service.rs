@@ -1,0 +1,362 @@
+//! One broker request end to end, independent of the transport: checks, `check_access`, then the task (§3.5).
+
+use crate::acl::{self, ProfileAcls};
+use crate::auth::cookies::{self, AccessPolicy, CookieStore};
+use crate::auth::{self, AuthEnvironment, Mechanism};
+use crate::config::store::{ConfigStore, Snapshot};
+use crate::config::{Backend, BrokerConfig, ConfigError, IniDocument, Value};
+use crate::nss;
+use crate::profiles::{self, HostStatus, ListingFlavour, Profile};
+use crate::reply::{BrokerReply, Selection, TaskOutcome};
+use crate::select::{self, RealWorld};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Which client protocol a request came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Frontend {
+    Plain,
+    Json,
+    /// The SSH broker mode (§12): no output switch, password check forced to succeed.
+    Ssh,
+}
+
+/// The request values of §3.4, already decoded and stripped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BrokerRequest {
+    pub user: String,
+    pub password: String,
+    pub login: String,
+    pub authid: String,
+    pub task: String,
+    pub profile_id: String,
+    pub pubkey: String,
+}
+
+/// What goes wrong with a request; each maps once to an HTTP status.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum BrokerError {
+    #[error("not found")]
+    NotFound,
+    #[error("unauthorized")]
+    Unauthorized,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<ConfigError> for BrokerError {
+    fn from(error: ConfigError) -> BrokerError {
+        BrokerError::Internal(error.to_string())
+    }
+}
+
+impl From<profiles::ProfileError> for BrokerError {
+    fn from(error: profiles::ProfileError) -> BrokerError {
+        BrokerError::Internal(error.to_string())
+    }
+}
+
+/// Process-wide settings (§2) that are not in `x2gobroker.conf`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `X2GOBROKER_DEFAULT_BACKEND` (may name an unknown backend: then such requests get 404).
+    pub default_backend: String,
+    /// `X2GOBROKER_AUTHSERVICE_SOCKET`; `None` = the config key or the built-in path.
+    pub authservice_socket: Option<PathBuf>,
+    /// `X2GOBROKER_DAEMON_USER`, whose `~/.ssh` holds the broker's keys (`/pubkeys`).
+    pub daemon_user: String,
+    /// Timeout of one authentication round trip.
+    pub auth_timeout: Duration,
+    /// `X2GOBROKER_COOKIE_DIRECTORY`: overrides the `cookie-directory` key.
+    pub cookie_directory: Option<PathBuf>,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            default_backend: "inifile".to_string(),
+            authservice_socket: None,
+            daemon_user: "x2gobroker".to_string(),
+            auth_timeout: Duration::from_secs(30),
+            cookie_directory: None,
+        }
+    }
+}
+
+/// The default auth-service socket (fix B20: never the doubled path).
+pub const DEFAULT_AUTHSERVICE_SOCKET: &str = "/run/x2gobroker/x2gobroker-authservice.socket";
+
+/// The broker: its config files and settings. Shared by every request.
+pub struct Broker {
+    pub store: ConfigStore,
+    pub settings: Settings,
+}
+
+impl Broker {
+    /// A broker over `store`.
+    pub fn new(store: ConfigStore, settings: Settings) -> Arc<Broker> {
+        Arc::new(Broker { store, settings })
+    }
+
+    /// The current config files.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.store.current()
+    }
+
+    /// The backend named in a URL capture or `--backend` (empty = the default backend).
+    pub fn backend_for(&self, name: &str) -> Option<Backend> {
+        let name = if name.is_empty() {
+            self.settings.default_backend.as_str()
+        } else {
+            name
+        };
+        Backend::from_name(name)
+    }
+
+    fn auth_environment(&self, config: &BrokerConfig) -> AuthEnvironment {
+        let socket = self.settings.authservice_socket.clone().unwrap_or_else(|| {
+            let configured = config.global_raw("authservice-socket").unwrap_or("");
+            PathBuf::from(if configured.is_empty() {
+                DEFAULT_AUTHSERVICE_SOCKET
+            } else {
+                configured
+            })
+        });
+        AuthEnvironment {
+            authservice_socket: socket,
+            timeout: self.settings.auth_timeout,
+        }
+    }
+
+    /// The cookie directory: the environment override, else the `cookie-directory` key.
+    pub fn cookie_directory(&self, config: &BrokerConfig) -> Result<PathBuf, BrokerError> {
+        match &self.settings.cookie_directory {
+            Some(directory) => Ok(directory.clone()),
+            None => Ok(PathBuf::from(config.global_str("cookie-directory")?)),
+        }
+    }
+
+    /// Checks a user name and password with the backend's mechanism, without cookies (UCCS
+    /// Basic auth, diagnostics).
+    pub async fn authenticate_password(
+        &self,
+        config: &BrokerConfig,
+        backend: Backend,
+        user: &str,
+        password: &str,
+    ) -> Result<bool, BrokerError> {
+        let environment = self.auth_environment(config);
+        let mechanism = Mechanism::from_config(&config.auth_mech(backend)?, config, environment.timeout);
+        Ok(auth::authenticate(&mechanism, &environment, user, password).await)
+    }
+
+    /// `check_access` (§6.2) with this broker's configuration.
+    pub async fn check_access(
+        &self,
+        config: &BrokerConfig,
+        backend: Backend,
+        request: &BrokerRequest,
+        client_ip: &IpAddr,
+        password_already_verified: bool,
+    ) -> Result<(bool, Option<String>), BrokerError> {
+        let (require_password, require_cookie) = config.credential_requirements()?;
+        let my_cookie_file = config.global_str("my-cookie-file")?;
+        let preshared_cookie = cookies::preshared_cookie(
+            std::path::Path::new(&my_cookie_file),
+            config.global_raw("my-cookie"),
+        );
+        let policy = AccessPolicy {
+            require_password,
+            require_cookie,
+            use_static_cookie: config.global_bool("use-static-cookie")?,
+            auth_timeout_seconds: match config.global("auth-timeout")? {
+                Value::Int(seconds) => seconds,
+                _ => 36000,
+            },
+            verify_ip: config.global_bool("verify-ip")?,
+            preshared_cookie,
+        };
+        let store = CookieStore::new(self.cookie_directory(config)?);
+        let environment = self.auth_environment(config);
+        let mechanism = Mechanism::from_config(&config.auth_mech(backend)?, config, environment.timeout);
+        let access = cookies::check_access(
+            &policy,
+            &store,
+            &request.user,
+            client_ip,
+            &request.authid,
+            || async {
+                password_already_verified
+                    || auth::authenticate(&mechanism, &environment, &request.user, &request.password).await
+            },
+        )
+        .await;
+        Ok(access)
+    }
+
+    /// Handles one plain/json/SSH-mode request (§3.5). `backend_name` is the URL capture.
+    pub async fn process(
+        &self,
+        backend_name: &str,
+        frontend: Frontend,
+        mut request: BrokerRequest,
+        client_ip: IpAddr,
+    ) -> Result<BrokerReply, BrokerError> {
+        let backend = self.backend_for(backend_name).ok_or(BrokerError::NotFound)?;
+        let snapshot = self.snapshot();
+        let config = snapshot.config.clone().map_err(BrokerError::Internal)?;
+        let output_key = match frontend {
+            Frontend::Plain => Some("enable-plain-output"),
+            Frontend::Json => Some("enable-json-output"),
+            Frontend::Ssh => None,
+        };
+        if let Some(key) = output_key {
+            if !config.global_bool(key)? {
+                return Err(BrokerError::NotFound);
+            }
+        }
+        if backend == Backend::Base || !config.backend_enabled(backend)? {
+            return Err(BrokerError::NotFound);
+        }
+        if frontend == Frontend::Json && request.task == "listsessions" {
+            request.task = "listprofiles".to_string();
+        }
+        let (access, next_cookie) = self
+            .check_access(&config, backend, &request, &client_ip, frontend == Frontend::Ssh)
+            .await?;
+        if !access {
+            return Err(BrokerError::Unauthorized);
+        }
+        let listing_task = match frontend {
+            Frontend::Json => "listprofiles",
+            Frontend::Plain | Frontend::Ssh => "listsessions",
+        };
+        let outcome = match request.task.as_str() {
+            "testcon" => TaskOutcome::Testcon,
+            task if task == listing_task => TaskOutcome::Listing(self.list_profiles(
+                &snapshot,
+                &config,
+                backend,
+                &request.user,
+                &client_ip,
+                ListingFlavour::Broker,
+            )?),
+            "selectsession" if request.profile_id.is_empty() => TaskOutcome::Selection(None),
+            "selectsession" => TaskOutcome::Selection(Some(
+                self.select_session(&snapshot, &config, backend, &request, &client_ip)
+                    .await?,
+            )),
+            _ => TaskOutcome::None,
+        };
+        Ok(BrokerReply {
+            task: request.task,
+            next_cookie,
+            outcome,
+        })
+    }
+
+    fn profiles_document(snapshot: &Snapshot) -> Result<Arc<IniDocument>, BrokerError> {
+        snapshot.profiles.clone().map_err(BrokerError::Internal)
+    }
+
+    fn acl_allows(
+        &self,
+        config: &BrokerConfig,
+        backend: Backend,
+        profile: &Profile,
+        user: &str,
+        client_ip: &IpAddr,
+    ) -> Result<bool, BrokerError> {
+        let group_db = config.group_db(backend)?;
+        let name_service = nss::name_service(&group_db)
+            .ok_or_else(|| BrokerError::Internal(format!("unknown group-db {group_db:?}")))?;
+        let acls = ProfileAcls::from_keys(profile.acls.iter().map(|(key, value)| (key.as_str(), value)));
+        Ok(acl::check_profile_acls(
+            user,
+            *client_ip,
+            &acls,
+            name_service.as_ref(),
+            config.global_bool("ignore-primary-group-memberships")?,
+        ))
+    }
+
+    /// The profiles `user` may see, transformed for listing and sorted by id (§7.4, §8).
+    pub fn list_profiles(
+        &self,
+        snapshot: &Snapshot,
+        config: &BrokerConfig,
+        backend: Backend,
+        user: &str,
+        client_ip: &IpAddr,
+        flavour: ListingFlavour,
+    ) -> Result<Vec<Profile>, BrokerError> {
+        if backend == Backend::Zeroconf {
+            if flavour == ListingFlavour::Uccs {
+                return Ok(Vec::new());
+            }
+            let shell = config.backend(backend, "desktop-shell")?.render_plain();
+            let profile = profiles::zeroconf_profile(&uuid::Uuid::new_v4().to_string(), &shell);
+            return Ok(vec![profiles::listing_profile(
+                &profile,
+                user,
+                flavour,
+                false,
+                &HostStatus::Unknown,
+            )]);
+        }
+        let document = Self::profiles_document(snapshot)?;
+        let mut ids = profiles::profile_ids(&document);
+        ids.sort();
+        let mut listed = Vec::new();
+        for id in ids {
+            let Some(profile) = profiles::build_profile(&document, &id)? else {
+                continue;
+            };
+            if !self.acl_allows(config, backend, &profile, user, client_ip)? {
+                continue;
+            }
+            let autologin = config.profile_switch(
+                "default-session-autologin",
+                profile.broker_key("broker-session-autologin"),
+            )?;
+            listed.push(profiles::listing_profile(
+                &profile,
+                user,
+                flavour,
+                autologin,
+                &HostStatus::Unknown,
+            ));
+        }
+        Ok(listed)
+    }
+
+    /// `selectsession` (§10.2) for a non-empty profile id.
+    async fn select_session(
+        &self,
+        snapshot: &Snapshot,
+        config: &BrokerConfig,
+        backend: Backend,
+        request: &BrokerRequest,
+        client_ip: &IpAddr,
+    ) -> Result<Selection, BrokerError> {
+        if backend == Backend::Zeroconf {
+            return Ok(Selection::server("localhost", 22));
+        }
+        let document = Self::profiles_document(snapshot)?;
+        let Some(profile) = profiles::build_profile(&document, &request.profile_id)? else {
+            return Ok(Selection::server("no-server-available", 22));
+        };
+        // Fix of §16 S4: a profile the user may not see is answered like an unknown one.
+        if !self.acl_allows(config, backend, &profile, &request.user, client_ip)? {
+            tracing::warn!(user = %request.user, profile = %profile.id, "selection of a profile the ACLs hide refused");
+            return Ok(Selection::server("no-server-available", 22));
+        }
+        let portscan = config.profile_switch(
+            "default-portscan-x2goservers",
+            profile.broker_key("broker-portscan-x2goservers"),
+        )?;
+        Ok(select::select_without_agent(&profile, portscan, &mut RealWorld).await)
+    }
+}
