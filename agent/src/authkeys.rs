@@ -1,0 +1,371 @@
+//! authorized_keys editing for the add/remove key tasks (spec §9.4), done in Rust as the
+//! target user.
+//!
+//! Privilege handling: the file operations run on a dedicated, short-lived thread whose
+//! *filesystem* uid/gid are switched to the user's with `setfsgid`/`setfsuid` (per-thread on
+//! Linux; the kernel also clears CAP_DAC_OVERRIDE, CAP_FOWNER, … from the thread's effective
+//! set when the fsuid leaves 0). Every open, mkdir, chmod and rename on that thread is thus
+//! checked against the user's permissions, so a symlink planted by the user cannot make us
+//! write a file the user could not write, and new files are owned by the user. The thread
+//! ends right after, so no other work ever runs with the switched ids. Why not a forked or
+//! re-executed helper: `fork` in a multi-threaded daemon needs `unsafe` (forbidden in this
+//! workspace), and re-executing the setuid legacy binary as the user is not possible (mode
+//! 4750 root:x2gobroker: the user may not execute it).
+//!
+//! Deliberate differences from the Perl agent (B25, listed in docs/COMPATIBILITY-agent.md):
+//! a key already present anywhere in the file is not added again; removal deletes exactly the
+//! lines equal to the key and keeps blank lines; relative paths are taken below the home.
+
+use std::fs::{self, DirBuilder, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::users::UserAccount;
+use crate::validate::{validate_key_file_path, validate_key_line, ValidationError};
+
+/// The broker's default key file.
+pub const DEFAULT_KEY_FILE: &str = "%h/.x2go/authorized_keys";
+
+/// Why a key operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthKeysError {
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error("cannot switch file system ids to uid {uid} gid {gid}")]
+    SwitchIds { uid: u32, gid: u32 },
+    #[error("only root can edit another user's keys (running as uid {euid}, target uid {uid})")]
+    NotRoot { euid: u32, uid: u32 },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{0} exists and is not a regular file")]
+    NotAFile(PathBuf),
+}
+
+/// Replaces the first `%u`, `%U`, `%G`, `%h` and `%%`, in that order, one after the other
+/// (the reference's five `s///` without `g`).
+pub fn substitute_key_file(template: &str, account: &UserAccount) -> String {
+    let home = account.home.to_string_lossy();
+    let replacements = [
+        ("%u", account.name.clone()),
+        ("%U", account.uid.to_string()),
+        ("%G", account.gid.to_string()),
+        ("%h", home.into_owned()),
+        ("%%", "%".to_owned()),
+    ];
+    replacements
+        .iter()
+        .fold(template.to_owned(), |text, (pattern, value)| {
+            text.replacen(pattern, value, 1)
+        })
+}
+
+/// Substitutes and validates the key-file path; a relative result is taken below the home
+/// directory. An empty template means [`DEFAULT_KEY_FILE`].
+pub fn resolve_key_file(template: &str, account: &UserAccount) -> Result<PathBuf, ValidationError> {
+    let template = if template.is_empty() {
+        DEFAULT_KEY_FILE
+    } else {
+        template
+    };
+    let substituted = substitute_key_file(template, account);
+    validate_key_file_path(&substituted)?;
+    let path = PathBuf::from(&substituted);
+    if path.is_absolute() {
+        Ok(path)
+    } else {
+        Ok(account.home.join(path))
+    }
+}
+
+/// The content with `key` appended, or `None` when a line already equals the key.
+pub fn content_with_key(content: &str, key: &str) -> Option<String> {
+    if content
+        .lines()
+        .any(|line| line.trim_end_matches('\r') == key)
+    {
+        return None;
+    }
+    let mut new_content = content.to_owned();
+    if !new_content.is_empty() && !new_content.ends_with('\n') {
+        new_content.push('\n');
+    }
+    new_content.push_str(key);
+    new_content.push('\n');
+    Some(new_content)
+}
+
+/// The content without the lines equal to `key`, or `None` when there is none.
+pub fn content_without_key(content: &str, key: &str) -> Option<String> {
+    let mut removed = false;
+    let mut new_content = String::with_capacity(content.len());
+    for line in content.split_inclusive('\n') {
+        let bare = line.trim_end_matches('\n').trim_end_matches('\r');
+        if bare == key {
+            removed = true;
+        } else {
+            new_content.push_str(line);
+        }
+    }
+    removed.then_some(new_content)
+}
+
+/// Adds `key` to the file (creating it 0600, and missing directories 0700) as the user.
+/// Returns whether the file changed.
+pub fn add_key(account: &UserAccount, path: &Path, key: &str) -> Result<bool, AuthKeysError> {
+    validate_key_line(key)?;
+    validate_key_file_path(&path.to_string_lossy())?;
+    as_user(account, || add_key_here(account, path, key))
+}
+
+/// Removes the lines equal to `key` from the file as the user. A missing file is unchanged.
+pub fn remove_key(account: &UserAccount, path: &Path, key: &str) -> Result<bool, AuthKeysError> {
+    validate_key_line(key)?;
+    validate_key_file_path(&path.to_string_lossy())?;
+    as_user(account, || remove_key_here(account, path, key))
+}
+
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> AuthKeysError + '_ {
+    move |source| AuthKeysError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn add_key_here(account: &UserAccount, path: &Path, key: &str) -> Result<bool, AuthKeysError> {
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        if !dir.exists() {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io_error(dir))?;
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_error(dir))?;
+        }
+    }
+    let mut file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_error(path))?;
+    let meta = file.metadata().map_err(io_error(path))?;
+    if !meta.is_file() {
+        return Err(AuthKeysError::NotAFile(path.to_owned()));
+    }
+    if meta.uid() == account.uid && meta.mode() & 0o077 != 0 {
+        file.set_permissions(fs::Permissions::from_mode(0o600))
+            .map_err(io_error(path))?;
+    }
+    let content = io::read_to_string(&mut file).map_err(io_error(path))?;
+    let Some(new_content) = content_with_key(&content, key) else {
+        return Ok(false);
+    };
+    // O_APPEND: only the new tail is written, concurrent appends cannot be lost.
+    let tail = &new_content[content.len()..];
+    file.write_all(tail.as_bytes()).map_err(io_error(path))?;
+    file.sync_all().map_err(io_error(path))?;
+    Ok(true)
+}
+
+fn remove_key_here(account: &UserAccount, path: &Path, key: &str) -> Result<bool, AuthKeysError> {
+    let content = match fs::read_to_string(path) {
+        Ok(content) => content,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(error) => return Err(io_error(path)(error)),
+    };
+    let Some(new_content) = content_without_key(&content, key) else {
+        return Ok(false);
+    };
+    let meta = fs::metadata(path).map_err(io_error(path))?;
+    if !meta.is_file() {
+        return Err(AuthKeysError::NotAFile(path.to_owned()));
+    }
+    // Write a sibling temporary file and rename it over the original: readers (sshd) see
+    // either the old or the new content.
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temporary = dir.join(format!(".{file_name}.x2gobroker-{}", std::process::id()));
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temporary)?;
+        file.write_all(new_content.as_bytes())?;
+        file.sync_all()?;
+        fs::rename(&temporary, path)
+    })();
+    if let Err(error) = result {
+        let _ = fs::remove_file(&temporary);
+        return Err(io_error(path)(error));
+    }
+    let _ = account;
+    Ok(true)
+}
+
+/// Runs `operation` on a fresh thread whose filesystem ids are the user's (see module docs).
+fn as_user<T: Send>(
+    account: &UserAccount,
+    operation: impl FnOnce() -> Result<T, AuthKeysError> + Send,
+) -> Result<T, AuthKeysError> {
+    let euid = nix::unistd::geteuid().as_raw();
+    if euid != 0 && euid != account.uid {
+        return Err(AuthKeysError::NotRoot {
+            euid,
+            uid: account.uid,
+        });
+    }
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                if euid == 0 {
+                    switch_filesystem_ids(account.uid, account.gid)?;
+                }
+                operation()
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+/// `setfsgid` then `setfsuid` on the calling thread, each verified (the calls report the
+/// previous id; asking for an invalid id returns the current one unchanged).
+fn switch_filesystem_ids(uid: u32, gid: u32) -> Result<(), AuthKeysError> {
+    use nix::unistd::{setfsgid, setfsuid, Gid, Uid};
+    setfsgid(Gid::from_raw(gid));
+    setfsuid(Uid::from_raw(uid));
+    let current_gid = setfsgid(Gid::from_raw(u32::MAX)).as_raw();
+    let current_uid = setfsuid(Uid::from_raw(u32::MAX)).as_raw();
+    if current_uid != uid || current_gid != gid {
+        return Err(AuthKeysError::SwitchIds { uid, gid });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQCgolden maja@127.0.0.1";
+    const KEY2: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQCsecond maja@127.0.0.1";
+
+    fn account(home: &Path) -> UserAccount {
+        UserAccount {
+            name: "x2gotest".into(),
+            uid: nix::unistd::geteuid().as_raw(),
+            gid: nix::unistd::getegid().as_raw(),
+            home: home.to_owned(),
+        }
+    }
+
+    #[test]
+    fn substitutions_replace_first_occurrence_in_order() {
+        let user = UserAccount {
+            name: "x2gotest".into(),
+            uid: 1003,
+            gid: 1004,
+            home: "/home/x2gotest".into(),
+        };
+        let table = [
+            (
+                "%h/.x2go/authorized_keys",
+                "/home/x2gotest/.x2go/authorized_keys",
+            ),
+            (
+                "/home/x2gotest/keys-%u-%U-%G-%%-%u.txt",
+                "/home/x2gotest/keys-x2gotest-1003-1004-%-%u.txt",
+            ),
+            ("%%u", "%x2gotest"),
+            ("plain", "plain"),
+        ];
+        for (template, expected) in table {
+            assert_eq!(
+                substitute_key_file(template, &user),
+                expected,
+                "{template:?}"
+            );
+        }
+        assert_eq!(
+            resolve_key_file("relative-dir/keys", &user).unwrap(),
+            PathBuf::from("/home/x2gotest/relative-dir/keys")
+        );
+        assert_eq!(
+            resolve_key_file("", &user).unwrap(),
+            PathBuf::from("/home/x2gotest/.x2go/authorized_keys")
+        );
+        assert!(resolve_key_file("%h/../root/.ssh/authorized_keys", &user).is_err());
+    }
+
+    #[test]
+    fn content_editing_table() {
+        let add = [
+            ("", Some(format!("{KEY}\n"))),
+            (&*format!("{KEY}\n"), None),
+            (&*format!("{KEY}\n{KEY2}\n"), None),
+            (&*format!("{KEY2}"), Some(format!("{KEY2}\n{KEY}\n"))),
+            (
+                &*format!("{KEY} extra\n"),
+                Some(format!("{KEY} extra\n{KEY}\n")),
+            ),
+        ];
+        for (content, expected) in add {
+            assert_eq!(
+                content_with_key(content, KEY),
+                expected,
+                "add to {content:?}"
+            );
+        }
+        let remove = [
+            ("", None),
+            (&*format!("{KEY2}\n"), None),
+            (&*format!("{KEY}\n{KEY2}\n"), Some(format!("{KEY2}\n"))),
+            (
+                &*format!("\n{KEY}\n\n{KEY2}\n{KEY}"),
+                Some(format!("\n\n{KEY2}\n")),
+            ),
+            (&*format!("{KEY} extra\n"), None),
+        ];
+        for (content, expected) in remove {
+            assert_eq!(
+                content_without_key(content, KEY),
+                expected,
+                "remove from {content:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn add_and_remove_in_a_directory_of_ours() {
+        let home = tempfile::tempdir().unwrap();
+        let user = account(home.path());
+        let path = resolve_key_file(DEFAULT_KEY_FILE, &user).unwrap();
+        assert!(add_key(&user, &path, KEY).unwrap());
+        assert!(!add_key(&user, &path, KEY).unwrap(), "idempotent");
+        assert!(add_key(&user, &path, KEY2).unwrap());
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            format!("{KEY}\n{KEY2}\n")
+        );
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(path.parent().unwrap()).unwrap().mode() & 0o777,
+            0o700
+        );
+        assert!(remove_key(&user, &path, KEY).unwrap());
+        assert!(!remove_key(&user, &path, KEY).unwrap());
+        assert_eq!(fs::read_to_string(&path).unwrap(), format!("{KEY2}\n"));
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+        assert!(!remove_key(&user, &home.path().join("missing"), KEY).unwrap());
+        assert!(matches!(
+            add_key(&user, &path, "ssh-rsa AAAA\nssh-rsa BBBB"),
+            Err(AuthKeysError::Invalid(_))
+        ));
+        let leftovers: Vec<_> = fs::read_dir(path.parent().unwrap()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temporary files left behind");
+    }
+}

@@ -1,0 +1,424 @@
+//! The legacy command-line agent, `x2gobroker-agent <user> <task> [args…]` (spec §9.1):
+//! same tasks, same output lines ("OK" first) and the reference's die messages where the
+//! golden vectors show them. The whole outcome is computed as data ([`LegacyOutput`]) so the
+//! binary only prints it and tests can inspect it.
+//!
+//! Deliberate differences (docs/COMPATIBILITY-agent.md): `SSH_ORIGINAL_COMMAND` is split into
+//! words without a shell and refused when it contains shell metacharacters; user names,
+//! session ids, keys and key-file paths are validated before anything runs; key files are
+//! edited in Rust (see [`crate::authkeys`]); findbusyservers counts sessions itself when the
+//! sqlite `x2gogetservers` prints none, instead of dying on a division by zero.
+
+use std::ffi::OsString;
+
+use crate::authkeys::{add_key, remove_key, resolve_key_file};
+use crate::load::{read_load, render_checkload};
+use crate::servers::{busy_servers, parse_getservers, render_busy_servers, usage_from_sessions};
+use crate::ssh_command::{names_agent, parse_forced_command};
+use crate::tools::{available_tasks, ToolOutput, X2GoTools};
+use crate::users::{lookup_user, UserAccount, MIN_REGULAR_UID};
+use crate::validate::{validate_key_line, validate_session_id, validate_user_name};
+
+/// Where the reference script lives; its die messages name it.
+pub const REFERENCE_SCRIPT: &str = "/usr/lib/x2go/x2gobroker-agent.pl";
+/// Exit status of a Perl `die`, used for every refusal.
+pub const EXIT_DIED: i32 = 255;
+/// Exit status when a tool could not be run after `OK` was printed.
+pub const EXIT_TOOL_FAILED: i32 = 1;
+
+/// What the process was started with.
+#[derive(Debug, Clone, Default)]
+pub struct LegacyRequest {
+    /// argv without the program name.
+    pub args: Vec<OsString>,
+    /// `SSH_ORIGINAL_COMMAND`, if set.
+    pub ssh_original_command: Option<OsString>,
+    /// `SUDO_USER`, if set.
+    pub sudo_user: Option<OsString>,
+}
+
+/// What to print and the exit status.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LegacyOutput {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub exit_code: i32,
+}
+
+impl LegacyOutput {
+    fn ok() -> Self {
+        Self {
+            stdout: b"OK\n".to_vec(),
+            ..Self::default()
+        }
+    }
+
+    fn nothing() -> Self {
+        Self::default()
+    }
+
+    /// Perl `die` without message.
+    fn died(line: u32) -> Self {
+        Self {
+            stderr: format!("Died at {REFERENCE_SCRIPT} line {line}.\n").into_bytes(),
+            exit_code: EXIT_DIED,
+            ..Self::default()
+        }
+    }
+
+    /// Perl `die "<message>"`.
+    fn die_with(message: &str, line: u32) -> Self {
+        Self {
+            stderr: format!("{message} at {REFERENCE_SCRIPT} line {line}.\n").into_bytes(),
+            exit_code: EXIT_DIED,
+            ..Self::default()
+        }
+    }
+
+    /// A refusal of ours (no counterpart in the reference).
+    fn refused(message: &str) -> Self {
+        Self {
+            stderr: format!("x2gobroker-agent: refused: {message}\n").into_bytes(),
+            exit_code: EXIT_DIED,
+            ..Self::default()
+        }
+    }
+
+    fn push_stdout(&mut self, text: &[u8]) {
+        self.stdout.extend_from_slice(text);
+    }
+
+    /// Appends a tool's output and takes its exit status (like Perl's `exec`).
+    fn push_tool(&mut self, output: &ToolOutput) {
+        self.stdout.extend_from_slice(&output.stdout);
+        self.stderr.extend_from_slice(&output.stderr);
+        self.exit_code = output.status.code().unwrap_or(EXIT_DIED);
+    }
+
+    fn fail_after_ok(&mut self, message: &str) {
+        self.stderr
+            .extend_from_slice(format!("x2gobroker-agent: {message}\n").as_bytes());
+        self.exit_code = EXIT_TOOL_FAILED;
+    }
+}
+
+/// Perl's `shift or die`: a missing, empty or "0" argument is false.
+fn perl_true(value: Option<&String>) -> Option<&String> {
+    value.filter(|v| !v.is_empty() && v.as_str() != "0")
+}
+
+/// Runs one legacy invocation.
+pub async fn run_legacy(request: &LegacyRequest, tools: &X2GoTools) -> LegacyOutput {
+    let mut raw_args = request.args.clone();
+    if let Some(command) = &request.ssh_original_command {
+        let command = command.to_string_lossy();
+        if names_agent(&command) {
+            match parse_forced_command(&command) {
+                Ok(words) => raw_args = words.into_iter().map(OsString::from).collect(),
+                Err(error) => {
+                    return LegacyOutput::refused(&format!("SSH_ORIGINAL_COMMAND: {error}"))
+                }
+            }
+        }
+    }
+    let mut args = Vec::with_capacity(raw_args.len());
+    for arg in raw_args {
+        match arg.into_string() {
+            Ok(text) => args.push(text),
+            Err(_) => return LegacyOutput::refused("arguments must be UTF-8"),
+        }
+    }
+
+    let Some(user_name) = perl_true(args.first()) else {
+        return LegacyOutput::died(37);
+    };
+    let Some(task) = perl_true(args.get(1)) else {
+        return LegacyOutput::died(38);
+    };
+    if let Err(error) = validate_user_name(user_name) {
+        return LegacyOutput::refused(&error.to_string());
+    }
+
+    match task.as_str() {
+        "ping" => return LegacyOutput::ok(),
+        "checkload" => {
+            let mut output = LegacyOutput::ok();
+            match read_load() {
+                Ok(figures) => output.push_stdout(render_checkload(&figures).as_bytes()),
+                Err(error) => output.fail_after_ok(&format!("cannot read /proc: {error}")),
+            }
+            return output;
+        }
+        "availabletasks" => {
+            let mut output = LegacyOutput::ok();
+            for task in available_tasks(tools.x2goserver_installed().await) {
+                output.push_stdout(format!("{task}\n").as_bytes());
+            }
+            return output;
+        }
+        _ => {}
+    }
+
+    let account = match lookup_user(user_name) {
+        Ok(Some(account)) => account,
+        Ok(None) => {
+            return LegacyOutput::die_with(&format!("no such user on system: {user_name}"), 269)
+        }
+        Err(error) => return LegacyOutput::refused(&error.to_string()),
+    };
+    if account.uid < MIN_REGULAR_UID {
+        return LegacyOutput::die_with(
+            &format!(
+                "operation on system user: {user_name} (with UID number: {})",
+                account.uid
+            ),
+            273,
+        );
+    }
+    let check_caller = || -> Result<(), LegacyOutput> {
+        let sudo_user = request
+            .sudo_user
+            .as_ref()
+            .map(|value| value.to_string_lossy().into_owned())
+            .filter(|value| !value.is_empty() && value != "0");
+        match sudo_user {
+            Some(caller) if caller != *user_name => Err(LegacyOutput::die_with(
+                "You cannot execute x2gobroker-agent for any other user except you!",
+                85,
+            )),
+            _ => Ok(()),
+        }
+    };
+
+    match task.as_str() {
+        "listsessions" if tools.which("x2golistsessions").is_some() => {
+            if let Err(refusal) = check_caller() {
+                return refusal;
+            }
+            let mut output = LegacyOutput::ok();
+            match tools.list_user_sessions_raw(&account).await {
+                Ok(tool_output) => {
+                    output.push_tool(&tool_output);
+                    output.exit_code = 0;
+                }
+                Err(error) => output.fail_after_ok(&error.to_string()),
+            }
+            output
+        }
+        "findbusyservers" | "findbusyservers_by_sessionstats"
+            if tools.which("x2gogetservers").is_some() =>
+        {
+            if let Err(refusal) = check_caller() {
+                return refusal;
+            }
+            let mut output = LegacyOutput::ok();
+            match busy_server_counts(tools, &account).await {
+                Ok(counts) => {
+                    output.push_stdout(render_busy_servers(&busy_servers(&counts)).as_bytes())
+                }
+                Err(message) => output.fail_after_ok(&message),
+            }
+            output
+        }
+        "getservers" if tools.which("x2gogetservers").is_some() => {
+            if let Err(refusal) = check_caller() {
+                return refusal;
+            }
+            let mut output = LegacyOutput::ok();
+            match tools.get_servers_raw(&account).await {
+                Ok(tool_output) => output.push_tool(&tool_output),
+                Err(error) => output.fail_after_ok(&error.to_string()),
+            }
+            output
+        }
+        "addauthkey" | "delauthkey" => {
+            let adding = task == "addauthkey";
+            let (key_line, file_line) = if adding { (336, 337) } else { (345, 346) };
+            let Some(key) = perl_true(args.get(2)) else {
+                return LegacyOutput::died(key_line);
+            };
+            let Some(key_file) = perl_true(args.get(3)) else {
+                return LegacyOutput::died(file_line);
+            };
+            if let Err(refusal) = check_caller() {
+                return refusal;
+            }
+            key_task(&account, adding, key, key_file).await
+        }
+        "suspendsession" if tools.which("x2gosuspend-session").is_some() => {
+            change_status_task(tools, &account, "S", args.get(2), check_caller).await
+        }
+        "terminatesession" if tools.which("x2goterminate-session").is_some() => {
+            change_status_task(tools, &account, "T", args.get(2), check_caller).await
+        }
+        _ => LegacyOutput::nothing(),
+    }
+}
+
+/// Sessions per server: from `x2gogetservers` when it prints counts (PostgreSQL), else
+/// counted from all sessions (`x2golistsessions_root`).
+async fn busy_server_counts(
+    tools: &X2GoTools,
+    account: &UserAccount,
+) -> Result<Vec<(String, u32)>, String> {
+    let raw = tools
+        .get_servers_raw(account)
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(counts) = parse_getservers(&raw.stdout_text()) {
+        return Ok(counts);
+    }
+    let sessions = tools.list_all_sessions().await.map_err(|e| e.to_string())?;
+    Ok(usage_from_sessions(&sessions)
+        .into_iter()
+        .map(|usage| (usage.server, usage.sessions))
+        .collect())
+}
+
+async fn key_task(account: &UserAccount, adding: bool, key: &str, key_file: &str) -> LegacyOutput {
+    if let Err(error) = validate_key_line(key) {
+        return LegacyOutput::refused(&error.to_string());
+    }
+    let path = match resolve_key_file(key_file, account) {
+        Ok(path) => path,
+        Err(error) => return LegacyOutput::refused(&error.to_string()),
+    };
+    let mut output = LegacyOutput::ok();
+    let account = account.clone();
+    let key = key.to_owned();
+    let result = tokio::task::spawn_blocking(move || {
+        if adding {
+            add_key(&account, &path, &key)
+        } else {
+            remove_key(&account, &path, &key)
+        }
+    })
+    .await;
+    match result {
+        Ok(Ok(_changed)) => {}
+        Ok(Err(error)) => output.fail_after_ok(&error.to_string()),
+        Err(error) => output.fail_after_ok(&error.to_string()),
+    }
+    output
+}
+
+async fn change_status_task(
+    tools: &X2GoTools,
+    account: &UserAccount,
+    status_letter: &str,
+    session_id: Option<&String>,
+    check_caller: impl Fn() -> Result<(), LegacyOutput>,
+) -> LegacyOutput {
+    if let Err(refusal) = check_caller() {
+        return refusal;
+    }
+    let Some(session_id) = session_id else {
+        return LegacyOutput::refused("missing session id");
+    };
+    if let Err(error) = validate_session_id(session_id) {
+        return LegacyOutput::refused(&error.to_string());
+    }
+    let mut output = LegacyOutput::ok();
+    match tools
+        .change_status(account, status_letter, session_id)
+        .await
+    {
+        Ok(tool_output) => output.push_tool(&tool_output),
+        Err(error) => output.fail_after_ok(&error.to_string()),
+    }
+    output
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(args: &[&str]) -> LegacyRequest {
+        LegacyRequest {
+            args: args.iter().map(OsString::from).collect(),
+            ..LegacyRequest::default()
+        }
+    }
+
+    async fn run(request: LegacyRequest) -> LegacyOutput {
+        run_legacy(&request, &X2GoTools::default()).await
+    }
+
+    fn text(bytes: &[u8]) -> &str {
+        std::str::from_utf8(bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn argument_errors_mirror_perl_die() {
+        let table: [(&[&str], u32); 4] = [
+            (&[], 37),
+            (&["x2gotest"], 38),
+            (&["", "ping"], 37),
+            (&["u", "0"], 38),
+        ];
+        for (args, line) in table {
+            let output = run(request(args)).await;
+            assert_eq!(output.exit_code, 255, "{args:?}");
+            assert_eq!(
+                text(&output.stderr),
+                format!("Died at /usr/lib/x2go/x2gobroker-agent.pl line {line}.\n")
+            );
+            assert!(output.stdout.is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn ping_and_checkload_need_no_user() {
+        let output = run(request(&["no-such-user", "ping"])).await;
+        assert_eq!((text(&output.stdout), output.exit_code), ("OK\n", 0));
+        let output = run(request(&["no-such-user", "checkload"])).await;
+        assert!(text(&output.stdout).starts_with("OK\nloadavgXX:"));
+    }
+
+    #[tokio::test]
+    async fn system_and_unknown_users_are_refused() {
+        let output = run(request(&["root", "listsessions"])).await;
+        assert_eq!(
+            text(&output.stderr),
+            "operation on system user: root (with UID number: 0) at /usr/lib/x2go/x2gobroker-agent.pl line 273.\n"
+        );
+        assert_eq!(output.exit_code, 255);
+        let output = run(request(&["nosuchuser-xyz", "frobnicate"])).await;
+        assert_eq!(
+            text(&output.stderr),
+            "no such user on system: nosuchuser-xyz at /usr/lib/x2go/x2gobroker-agent.pl line 269.\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn hostile_user_names_are_refused_before_anything_runs() {
+        for name in ["../etc", "a;id", "$(id)", "a\nb", "a b"] {
+            let output = run(request(&[name, "ping"])).await;
+            assert_eq!(output.exit_code, 255, "{name:?}");
+            assert!(output.stdout.is_empty());
+            assert!(
+                text(&output.stderr).starts_with("x2gobroker-agent: refused: invalid user name")
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn forced_commands() {
+        let mut forced = request(&["ignored1", "ignored2"]);
+        forced.ssh_original_command =
+            Some("sh -c '/usr/lib/x2go/x2gobroker-agent nobody-here ping'".into());
+        let output = run(forced.clone()).await;
+        assert_eq!((text(&output.stdout), output.exit_code), ("OK\n", 0));
+
+        forced.ssh_original_command =
+            Some("sh -c '/usr/lib/x2go/x2gobroker-agent $(echo u) ping'".into());
+        let output = run(forced.clone()).await;
+        assert_eq!(output.exit_code, 255);
+        assert!(output.stdout.is_empty());
+        assert!(text(&output.stderr).contains("shell metacharacter '$'"));
+
+        let mut not_matching = request(&["someone", "ping"]);
+        not_matching.ssh_original_command = Some("ls /".into());
+        assert_eq!(text(&run(not_matching).await.stdout), "OK\n");
+    }
+}
