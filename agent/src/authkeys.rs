@@ -122,7 +122,7 @@ pub fn add_key(account: &UserAccount, path: &Path, key: &str) -> Result<bool, Au
 pub fn remove_key(account: &UserAccount, path: &Path, key: &str) -> Result<bool, AuthKeysError> {
     validate_key_line(key)?;
     validate_key_file_path(&path.to_string_lossy())?;
-    as_user(account, || remove_key_here(account, path, key))
+    as_user(account, || remove_key_here(path, key))
 }
 
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> AuthKeysError + '_ {
@@ -169,7 +169,7 @@ fn add_key_here(account: &UserAccount, path: &Path, key: &str) -> Result<bool, A
     Ok(true)
 }
 
-fn remove_key_here(account: &UserAccount, path: &Path, key: &str) -> Result<bool, AuthKeysError> {
+fn remove_key_here(path: &Path, key: &str) -> Result<bool, AuthKeysError> {
     let content = match fs::read_to_string(path) {
         Ok(content) => content,
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(false),
@@ -204,7 +204,6 @@ fn remove_key_here(account: &UserAccount, path: &Path, key: &str) -> Result<bool
         let _ = fs::remove_file(&temporary);
         return Err(io_error(path)(error));
     }
-    let _ = account;
     Ok(true)
 }
 
@@ -307,7 +306,7 @@ mod tests {
             ("", Some(format!("{KEY}\n"))),
             (&*format!("{KEY}\n"), None),
             (&*format!("{KEY}\n{KEY2}\n"), None),
-            (&*format!("{KEY2}"), Some(format!("{KEY2}\n{KEY}\n"))),
+            (KEY2, Some(format!("{KEY2}\n{KEY}\n"))),
             (
                 &*format!("{KEY} extra\n"),
                 Some(format!("{KEY} extra\n{KEY}\n")),

@@ -4,12 +4,17 @@
 //! Pure logic (parsers, load arithmetic, validation, busy percentages) lives in modules
 //! without I/O; [`tools`], [`authkeys`] and [`load::read_load`] touch the system.
 
+pub mod auth;
 pub mod authkeys;
+pub mod convert;
+pub mod daemon;
 pub mod legacy;
 pub mod load;
 pub mod servers;
+pub mod service;
 pub mod session;
 pub mod ssh_command;
 pub mod tools;
 pub mod users;
 pub mod validate;
+pub mod watch;

@@ -131,7 +131,8 @@ mod tests {
 
     #[test]
     fn getservers_output() {
-        let table: [(&str, Option<Vec<(String, u32)>>); 4] = [
+        type Counts = Option<Vec<(String, u32)>>;
+        let table: [(&str, Counts); 4] = [
             (
                 "ts01 3\nts02 1",
                 Some(vec![("ts01".into(), 3), ("ts02".into(), 1)]),

@@ -160,7 +160,7 @@ pub fn filter_by_server(sessions: Vec<Session>, server_names: &[String]) -> Vec<
     }
     sessions
         .into_iter()
-        .filter(|session| server_names.iter().any(|name| *name == session.server))
+        .filter(|session| server_names.contains(&session.server))
         .collect()
 }
 

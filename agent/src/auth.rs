@@ -1,0 +1,379 @@
+//! Authentication of gRPC calls: a bearer token (`authorization: Bearer <token>`, compared in
+//! constant time) or a client certificate verified against the admin's CA (mutual TLS).
+//!
+//! Applied as a tower layer in front of every service, reflection included; only the
+//! standard health service (`/grpc.health.v1.Health/…`) is open. A refused call gets
+//! UNAUTHENTICATED and a warning in the log.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use subtle::ConstantTimeEq;
+use tonic::codegen::http;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+
+/// Path prefix of the health service, which needs no authentication.
+pub const HEALTH_PREFIX: &str = "/grpc.health.v1.Health/";
+/// Shortest token accepted.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// Problems with the token file, found at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenFileError {
+    #[error("cannot read token file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("token file {path} is owned by uid {owner}; it must be owned by root or by the agent's uid {euid}")]
+    Owner {
+        path: PathBuf,
+        owner: u32,
+        euid: u32,
+    },
+    #[error("token file {path} has mode {mode:04o}; it must not be readable or writable by group or others (chmod 600)")]
+    Mode { path: PathBuf, mode: u32 },
+    #[error("token file {path} is not a regular file")]
+    NotAFile { path: PathBuf },
+    #[error("token in {path} is shorter than {MIN_TOKEN_LEN} characters or contains blanks")]
+    Weak { path: PathBuf },
+}
+
+/// A shared secret.
+#[derive(Clone)]
+pub struct Token(Arc<Vec<u8>>);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(…)")
+    }
+}
+
+impl Token {
+    /// Checks a presented token in constant time (for equal lengths).
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        self.0.len() == presented.len() && bool::from(self.0.as_slice().ct_eq(presented))
+    }
+}
+
+/// Owner and mode rules for the token file (pure).
+pub fn check_token_file_metadata(
+    path: &Path,
+    owner: u32,
+    mode: u32,
+    euid: u32,
+) -> Result<(), TokenFileError> {
+    if owner != 0 && owner != euid {
+        return Err(TokenFileError::Owner {
+            path: path.to_owned(),
+            owner,
+            euid,
+        });
+    }
+    if mode & 0o066 != 0 {
+        return Err(TokenFileError::Mode {
+            path: path.to_owned(),
+            mode: mode & 0o7777,
+        });
+    }
+    Ok(())
+}
+
+/// Reads the token (first line, surrounding blanks removed) after checking the file.
+pub fn load_token_file(path: &Path) -> Result<Token, TokenFileError> {
+    let read_error = |source| TokenFileError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(read_error)?;
+    if !meta.is_file() {
+        return Err(TokenFileError::NotAFile {
+            path: path.to_owned(),
+        });
+    }
+    check_token_file_metadata(
+        path,
+        meta.uid(),
+        meta.mode(),
+        nix::unistd::geteuid().as_raw(),
+    )?;
+    let text = std::fs::read_to_string(path).map_err(read_error)?;
+    let token = text.lines().next().unwrap_or_default().trim();
+    if token.len() < MIN_TOKEN_LEN || token.contains(char::is_whitespace) {
+        return Err(TokenFileError::Weak {
+            path: path.to_owned(),
+        });
+    }
+    Ok(Token(Arc::new(token.as_bytes().to_vec())))
+}
+
+/// Who made an authenticated call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    Token,
+    ClientCertificate,
+    /// Health checks only.
+    Anonymous,
+}
+
+/// Decides whether a call is authenticated.
+#[derive(Debug, Clone)]
+pub struct Authenticator {
+    pub token: Option<Token>,
+    /// Client certificates were verified by rustls against the configured CA.
+    pub client_certificates: bool,
+}
+
+impl Authenticator {
+    /// `Ok` with the principal, or `Err` with the reason for the log.
+    pub fn authenticate(
+        &self,
+        path: &str,
+        headers: &http::HeaderMap,
+        extensions: &http::Extensions,
+    ) -> Result<Principal, &'static str> {
+        if path.starts_with(HEALTH_PREFIX) {
+            return Ok(Principal::Anonymous);
+        }
+        if self.client_certificates {
+            let has_certificate = extensions
+                .get::<TlsConnectInfo<TcpConnectInfo>>()
+                .and_then(|info| info.peer_certs())
+                .is_some_and(|certs| !certs.is_empty());
+            if has_certificate {
+                return Ok(Principal::ClientCertificate);
+            }
+        }
+        let Some(token) = &self.token else {
+            return Err("no client certificate");
+        };
+        let Some(value) = headers.get(http::header::AUTHORIZATION) else {
+            return Err("no authorization header");
+        };
+        let presented = value
+            .as_bytes()
+            .strip_prefix(b"Bearer ")
+            .or_else(|| value.as_bytes().strip_prefix(b"bearer "))
+            .ok_or("authorization is not a bearer token")?;
+        if token.matches(presented) {
+            Ok(Principal::Token)
+        } else {
+            Err("wrong bearer token")
+        }
+    }
+}
+
+/// Tower layer applying an [`Authenticator`] to every request.
+#[derive(Debug, Clone)]
+pub struct AuthLayer {
+    authenticator: Authenticator,
+}
+
+impl AuthLayer {
+    pub fn new(authenticator: Authenticator) -> Self {
+        Self { authenticator }
+    }
+}
+
+impl<S> tower::Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthService {
+            inner,
+            authenticator: self.authenticator.clone(),
+        }
+    }
+}
+
+/// See [`AuthLayer`].
+#[derive(Debug, Clone)]
+pub struct AuthService<S> {
+    inner: S,
+    authenticator: Authenticator,
+}
+
+fn remote_addr(extensions: &http::Extensions) -> Option<std::net::SocketAddr> {
+    extensions
+        .get::<TcpConnectInfo>()
+        .and_then(|info| info.remote_addr())
+        .or_else(|| {
+            extensions
+                .get::<TlsConnectInfo<TcpConnectInfo>>()
+                .and_then(|info| info.get_ref().remote_addr())
+        })
+}
+
+impl<S, B, ResBody> tower::Service<http::Request<B>> for AuthService<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<ResBody>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    ResBody: Default + Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let verdict = self.authenticator.authenticate(
+            request.uri().path(),
+            request.headers(),
+            request.extensions(),
+        );
+        match verdict {
+            Ok(principal) => {
+                tracing::debug!(
+                    path = request.uri().path(),
+                    ?principal,
+                    "authenticated call"
+                );
+                // The clone that was polled ready serves this request (tower's rule).
+                let clone = self.inner.clone();
+                let mut ready = std::mem::replace(&mut self.inner, clone);
+                Box::pin(ready.call(request))
+            }
+            Err(reason) => {
+                tracing::warn!(
+                    path = request.uri().path(),
+                    peer = ?remote_addr(request.extensions()),
+                    reason,
+                    "unauthenticated call refused"
+                );
+                let response = tonic::Status::unauthenticated(format!("unauthenticated: {reason}"))
+                    .into_http();
+                Box::pin(async move { Ok(response) })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn token(text: &str) -> Token {
+        Token(Arc::new(text.as_bytes().to_vec()))
+    }
+
+    fn headers(authorization: Option<&str>) -> http::HeaderMap {
+        let mut map = http::HeaderMap::new();
+        if let Some(value) = authorization {
+            map.insert(http::header::AUTHORIZATION, value.parse().unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn bearer_token_rules() {
+        let authenticator = Authenticator {
+            token: Some(token("0123456789abcdef")),
+            client_certificates: false,
+        };
+        let extensions = http::Extensions::new();
+        let path = "/x2gobroker.agent.v1.Agent/Ping";
+        let table: [(Option<&str>, Result<Principal, &str>); 6] = [
+            (Some("Bearer 0123456789abcdef"), Ok(Principal::Token)),
+            (Some("bearer 0123456789abcdef"), Ok(Principal::Token)),
+            (Some("Bearer 0123456789abcdeX"), Err("wrong bearer token")),
+            (Some("Bearer 0123456789abcdef0"), Err("wrong bearer token")),
+            (
+                Some("Basic 0123456789abcdef"),
+                Err("authorization is not a bearer token"),
+            ),
+            (None, Err("no authorization header")),
+        ];
+        for (header, expected) in table {
+            assert_eq!(
+                authenticator.authenticate(path, &headers(header), &extensions),
+                expected,
+                "{header:?}"
+            );
+        }
+        assert_eq!(
+            authenticator.authenticate("/grpc.health.v1.Health/Check", &headers(None), &extensions),
+            Ok(Principal::Anonymous)
+        );
+        assert!(authenticator
+            .authenticate(
+                "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+                &headers(None),
+                &extensions
+            )
+            .is_err());
+    }
+
+    #[test]
+    fn certificates_without_tls_info_are_not_assumed() {
+        let authenticator = Authenticator {
+            token: None,
+            client_certificates: true,
+        };
+        assert_eq!(
+            authenticator.authenticate(
+                "/x2gobroker.agent.v1.Agent/Ping",
+                &headers(Some("Bearer x")),
+                &http::Extensions::new()
+            ),
+            Err("no client certificate")
+        );
+    }
+
+    #[test]
+    fn token_file_metadata_rules() {
+        let path = Path::new("/t");
+        let table = [
+            (0, 0o100600, 0, true),
+            (0, 0o100400, 0, true),
+            (104, 0o100600, 104, true),
+            (0, 0o100700, 0, true),
+            (1000, 0o100600, 0, false),
+            (0, 0o100640, 0, false),
+            (0, 0o100604, 0, false),
+            (0, 0o100620, 0, false),
+        ];
+        for (owner, mode, euid, ok) in table {
+            assert_eq!(
+                check_token_file_metadata(path, owner, mode, euid).is_ok(),
+                ok,
+                "{owner} {mode:o} {euid}"
+            );
+        }
+    }
+
+    #[test]
+    fn token_file_loading() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "  0123456789abcdef0123  \n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(
+            load_token_file(&path),
+            Err(TokenFileError::Mode { .. })
+        ));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let loaded = load_token_file(&path).unwrap();
+        assert!(loaded.matches(b"0123456789abcdef0123"));
+        std::fs::write(&path, "short\n").unwrap();
+        assert!(matches!(
+            load_token_file(&path),
+            Err(TokenFileError::Weak { .. })
+        ));
+        assert!(matches!(
+            load_token_file(&dir.path().join("missing")),
+            Err(TokenFileError::Read { .. })
+        ));
+    }
+}

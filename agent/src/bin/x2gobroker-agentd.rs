@@ -1,0 +1,134 @@
+//! `x2gobroker-agentd`: the gRPC agent daemon. Parses the command line, sets up logging,
+//! binds the listener and hands over to [`x2gobroker_agent::daemon::run`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use x2gobroker_agent::daemon::{run, DaemonConfig, DaemonError};
+
+/// gRPC agent for the X2Go session broker (x2gobroker.agent.v1).
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on; without TLS only loopback addresses are accepted.
+    #[arg(
+        long,
+        env = "X2GOBROKER_AGENTD_LISTEN",
+        default_value = "127.0.0.1:50051"
+    )]
+    listen: SocketAddr,
+    /// File holding the bearer token (owned by root or the agent user, mode 0600).
+    #[arg(long, env = "X2GOBROKER_AGENTD_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// PEM certificate (chain) of the agent; enables TLS.
+    #[arg(long, env = "X2GOBROKER_AGENTD_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of the agent.
+    #[arg(long, env = "X2GOBROKER_AGENTD_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s); clients presenting a certificate issued by it are authenticated.
+    #[arg(long, env = "X2GOBROKER_AGENTD_CLIENT_CA")]
+    client_ca: Option<PathBuf>,
+    /// Report only sessions on this server (repeatable; default: all servers of the session DB).
+    #[arg(
+        long = "server-name",
+        env = "X2GOBROKER_AGENTD_SERVER_NAMES",
+        value_delimiter = ','
+    )]
+    server_names: Vec<String>,
+    /// How often the watch poller reads the session DB while clients watch.
+    #[arg(
+        long,
+        env = "X2GOBROKER_AGENTD_POLL_INTERVAL_MS",
+        default_value_t = 500
+    )]
+    poll_interval_ms: u64,
+    /// Default heartbeat of watch streams.
+    #[arg(long, env = "X2GOBROKER_AGENTD_HEARTBEAT_MS", default_value_t = 10_000)]
+    heartbeat_ms: u64,
+    /// Time an X2Go server tool may take before it is killed.
+    #[arg(
+        long,
+        env = "X2GOBROKER_AGENTD_TOOL_TIMEOUT_SECS",
+        default_value_t = 20
+    )]
+    tool_timeout_secs: u64,
+    /// Time in-flight calls get after SIGTERM.
+    #[arg(
+        long,
+        env = "X2GOBROKER_AGENTD_SHUTDOWN_GRACE_SECS",
+        default_value_t = 10
+    )]
+    shutdown_grace_secs: u64,
+}
+
+impl Args {
+    fn into_config(self) -> DaemonConfig {
+        DaemonConfig {
+            listen: self.listen,
+            token_file: self.token_file,
+            tls_cert: self.tls_cert,
+            tls_key: self.tls_key,
+            client_ca: self.client_ca,
+            server_names: self.server_names,
+            poll_interval: Duration::from_millis(self.poll_interval_ms),
+            heartbeat: Duration::from_millis(self.heartbeat_ms),
+            tool_timeout: Duration::from_secs(self.tool_timeout_secs),
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(stream) => stream,
+        Err(error) => {
+            tracing::error!(%error, "cannot watch SIGTERM");
+            std::future::pending::<()>().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("X2GOBROKER_AGENTD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let config = Args::parse().into_config();
+    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(listen = %config.listen, %error, "cannot listen");
+            return ExitCode::from(64);
+        }
+    };
+    if let Ok(address) = listener.local_addr() {
+        // Machine-readable start-up line (tests listen on port 0 and read it).
+        println!("x2gobroker-agentd listening on {address}");
+    }
+    match run(config, listener, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(DaemonError::Config(error)) => {
+            tracing::error!(%error, "unusable configuration");
+            ExitCode::from(64)
+        }
+        Err(error) => {
+            tracing::error!(%error, "agent failed");
+            ExitCode::FAILURE
+        }
+    }
+}
