@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::process::Command;
 
-use crate::session::{parse_session_listing, Session, SessionLineError};
+use crate::session::{parse_session_listing, Session, SessionLineError, SessionStatus};
 use crate::users::UserAccount;
 
 /// PATH given to every tool (x2golistsessions_root lives in /usr/sbin).
@@ -189,12 +189,15 @@ impl X2GoTools {
         Ok(parse_session_listing(&output.stdout_text())?)
     }
 
-    /// All users' sessions (`x2golistsessions_root --all-servers`, as root).
+    /// All users' sessions (`x2golistsessions_root --all-servers`, as root), without the
+    /// failed (`F`) ones that this tool, unlike `x2golistsessions`, also prints.
     pub async fn list_all_sessions(&self) -> Result<Vec<Session>, ToolError> {
         let output = self
             .run_ok(None, &argv(&["x2golistsessions_root", "--all-servers"]))
             .await?;
-        Ok(parse_session_listing(&output.stdout_text())?)
+        let mut sessions = parse_session_listing(&output.stdout_text())?;
+        sessions.retain(|session| session.status != SessionStatus::Failed);
+        Ok(sessions)
     }
 
     /// `x2gogetservers` as the user (raw output).

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use x2gobroker_agent::daemon::{run, DaemonConfig, DaemonError};
+use x2gobroker_agent::daemon::{prepare, run, DaemonConfig, DaemonError};
 
 /// gRPC agent for the X2Go session broker (x2gobroker.agent.v1).
 #[derive(Debug, Parser)]
@@ -109,6 +109,11 @@ async fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let config = Args::parse().into_config();
+    // Refuse an unusable configuration before binding anything.
+    if let Err(error) = prepare(&config, config.listen) {
+        tracing::error!(%error, "unusable configuration");
+        return ExitCode::from(64);
+    }
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(listener) => listener,
         Err(error) => {

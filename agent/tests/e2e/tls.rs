@@ -1,0 +1,220 @@
+//! Mutual TLS: a client certificate from the configured CA is accepted, one from another CA
+//! is refused; the token still works over TLS. Certificates are made with the openssl CLI.
+
+use std::path::Path;
+use std::process::Command;
+
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use x2gobroker_proto::agent::v1 as pb;
+use x2gobroker_proto::agent::v1::agent_client::AgentClient;
+
+use crate::common::*;
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let output = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl must be installed");
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn make_ca(dir: &Path, name: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name}"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    );
+}
+
+fn make_leaf(dir: &Path, ca: &str, name: &str, extensions: &str) {
+    std::fs::write(dir.join(format!("{name}.ext")), extensions).unwrap();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN={name}"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            &format!("{ca}.pem"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{name}.ext"),
+        ],
+    );
+}
+
+async fn tls_client(
+    dir: &Path,
+    address: &str,
+    identity: Option<&str>,
+) -> Result<AgentClient<Channel>, tonic::transport::Error> {
+    let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read("ca1.pem")))
+        .domain_name("localhost");
+    if let Some(name) = identity {
+        tls = tls.identity(Identity::from_pem(
+            read(&format!("{name}.pem")),
+            read(&format!("{name}.key")),
+        ));
+    }
+    let channel = Channel::from_shared(format!("https://{address}"))
+        .unwrap()
+        .tls_config(tls)?
+        .connect()
+        .await?;
+    Ok(AgentClient::new(channel))
+}
+
+#[tokio::test]
+async fn client_certificates_from_the_configured_ca_only() {
+    let _serial = serial().await;
+    ensure_farm();
+    let certs = tempfile::tempdir().unwrap();
+    let dir = certs.path();
+    make_ca(dir, "ca1");
+    make_ca(dir, "ca2");
+    make_leaf(
+        dir,
+        "ca1",
+        "server",
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    );
+    make_leaf(dir, "ca1", "client-good", "extendedKeyUsage=clientAuth\n");
+    make_leaf(dir, "ca2", "client-other", "extendedKeyUsage=clientAuth\n");
+    let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    let daemon = Daemon::start(&[
+        "--tls-cert",
+        &path("server.pem"),
+        "--tls-key",
+        &path("server.key"),
+        "--client-ca",
+        &path("ca1.pem"),
+    ]);
+    // wait for the listener
+    let mut good = None;
+    for _ in 0..50 {
+        if let Ok(client) = tls_client(dir, &daemon.address, Some("client-good")).await {
+            good = Some(client);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let mut good = good.expect("TLS connection with the good client certificate");
+    let sessions = good
+        .list_user_sessions(pb::ListUserSessionsRequest { user: ALICE.into() })
+        .await
+        .expect("certificate from the configured CA is accepted")
+        .into_inner();
+    assert_eq!(
+        sessions.sessions.len(),
+        masked_lines(&x2golistsessions(ALICE)).len()
+    );
+
+    // certificate from another CA: the handshake or the first call fails
+    let refused = match tls_client(dir, &daemon.address, Some("client-other")).await {
+        Err(_) => true,
+        Ok(mut client) => client.ping(pb::PingRequest {}).await.is_err(),
+    };
+    assert!(refused, "a certificate from another CA must be refused");
+
+    // no certificate: only with the token
+    let mut anonymous = tls_client(dir, &daemon.address, None).await.unwrap();
+    let status = anonymous.ping(pb::PingRequest {}).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    anonymous
+        .ping(daemon.request(pb::PingRequest {}))
+        .await
+        .expect("token over TLS");
+
+    // plaintext is not spoken on a TLS port
+    let plaintext = Channel::from_shared(format!("http://{}", daemon.address))
+        .unwrap()
+        .connect()
+        .await;
+    if let Ok(channel) = plaintext {
+        assert!(AgentClient::new(channel)
+            .ping(daemon.request(pb::PingRequest {}))
+            .await
+            .is_err());
+    }
+}
+
+#[tokio::test]
+async fn token_only_mode_refuses_public_addresses_and_bad_token_files() {
+    let _serial = serial().await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "0123456789abcdef0123456789\n").unwrap();
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let token_arg = token.to_string_lossy().into_owned();
+    let status = Command::new(AGENTD_BIN)
+        .args(["--listen", "0.0.0.0:0", "--token-file", &token_arg])
+        .output()
+        .unwrap();
+    assert_eq!(status.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&status.stderr).contains("without TLS"));
+
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let status = Command::new(AGENTD_BIN)
+        .args(["--listen", "127.0.0.1:0", "--token-file", &token_arg])
+        .output()
+        .unwrap();
+    assert_eq!(status.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&status.stderr).contains("mode 0644"));
+
+    let status = Command::new(AGENTD_BIN)
+        .args(["--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(status.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&status.stderr).contains("no authentication configured"));
+}
