@@ -24,9 +24,14 @@ pub fn config_path(cli: &Cli) -> PathBuf {
 /// The session profiles: `X2GOBROKER_SESSIONPROFILES`, else `[broker_inifile] session-profiles`
 /// (relative to the config file; the reference never reads that key), else the default.
 pub fn profiles_path(config_path: &Path) -> PathBuf {
-    if let Some(path) = env_value("X2GOBROKER_SESSIONPROFILES") {
-        return PathBuf::from(path);
+    match env_value("X2GOBROKER_SESSIONPROFILES") {
+        Some(path) => PathBuf::from(path),
+        None => profiles_path_from_config(config_path),
     }
+}
+
+/// The session profiles named by `[broker_inifile] session-profiles`, else the default.
+pub fn profiles_path_from_config(config_path: &Path) -> PathBuf {
     let configured = std::fs::read_to_string(config_path)
         .ok()
         .and_then(|text| BrokerConfig::parse(&text).ok())
@@ -54,7 +59,8 @@ pub fn profiles_path(config_path: &Path) -> PathBuf {
 pub fn settings_from_environment() -> Settings {
     let defaults = Settings::default();
     Settings {
-        default_backend: env_value("X2GOBROKER_DEFAULT_BACKEND").unwrap_or(defaults.default_backend),
+        default_backend: env_value("X2GOBROKER_DEFAULT_BACKEND")
+            .unwrap_or(defaults.default_backend),
         authservice_socket: env_value("X2GOBROKER_AUTHSERVICE_SOCKET").map(PathBuf::from),
         daemon_user: env_value("X2GOBROKER_DAEMON_USER").unwrap_or(defaults.daemon_user),
         auth_timeout: defaults.auth_timeout,
@@ -72,7 +78,10 @@ pub fn check_config(config_path: &Path, profiles_path: &Path) -> i32 {
     let mut problems = Vec::new();
     let read = |path: &Path| std::fs::read_to_string(path).unwrap_or_default();
     if !config_path.exists() {
-        problems.push(format!("{}: no such file (built-in defaults apply)", config_path.display()));
+        problems.push(format!(
+            "{}: no such file (built-in defaults apply)",
+            config_path.display()
+        ));
     }
     match BrokerConfig::parse(&read(config_path)) {
         Ok(config) => problems.extend(
@@ -84,7 +93,10 @@ pub fn check_config(config_path: &Path, profiles_path: &Path) -> i32 {
         Err(error) => problems.push(format!("{}: {error}", config_path.display())),
     }
     if !profiles_path.exists() {
-        problems.push(format!("{}: no such file (no session profiles)", profiles_path.display()));
+        problems.push(format!(
+            "{}: no such file (no session profiles)",
+            profiles_path.display()
+        ));
     }
     match IniDocument::parse(&read(profiles_path)) {
         Ok(document) => problems.extend(
@@ -98,7 +110,11 @@ pub fn check_config(config_path: &Path, profiles_path: &Path) -> i32 {
         println!("{problem}");
     }
     if problems.is_empty() {
-        println!("configuration OK: {} and {}", config_path.display(), profiles_path.display());
+        println!(
+            "configuration OK: {} and {}",
+            config_path.display(),
+            profiles_path.display()
+        );
         0
     } else {
         println!("{} problem(s) found", problems.len());
@@ -132,26 +148,47 @@ pub fn run(cli: Cli, invoked_as_daemon: bool, usage: String) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let config_path = config_path(&cli);
-    let profiles_path = profiles_path(&config_path);
+    let setuid = nix::unistd::getuid() != nix::unistd::geteuid();
+    let (config_path, profiles_path, settings) = if setuid {
+        // A setuid broker (the SSH mode installed as x2gobroker-ssh) must not let its caller
+        // choose files: only the built-in paths and settings apply.
+        if cli.config_file.is_some() || env_value("X2GOBROKER_CONFIG").is_some() {
+            tracing::warn!("running setuid: -C and X2GOBROKER_* paths from the caller are ignored");
+        }
+        let config_path = PathBuf::from(DEFAULT_CONFIG);
+        let profiles_path = profiles_path_from_config(&config_path);
+        (config_path, profiles_path, Settings::default())
+    } else {
+        let config_path = config_path(&cli);
+        let profiles_path = profiles_path(&config_path);
+        (config_path, profiles_path, settings_from_environment())
+    };
     if cli.check_config {
         return check_config(&config_path, &profiles_path);
     }
-    let settings = settings_from_environment();
     match mode {
         Mode::Ssh => run_ssh(cli, config_path, profiles_path, settings, &usage),
         Mode::Http => run_http(cli, config_path, profiles_path, settings),
     }
 }
 
-fn run_ssh(cli: Cli, config_path: PathBuf, profiles_path: PathBuf, settings: Settings, usage: &str) -> i32 {
+fn run_ssh(
+    cli: Cli,
+    config_path: PathBuf,
+    profiles_path: PathBuf,
+    settings: Settings,
+    usage: &str,
+) -> i32 {
     let Some(caller) = crate::sshmode::real_user_name() else {
         eprintln!("x2gobroker: the calling user has no passwd entry");
         return 1;
     };
     let store = ConfigStore::open(Some(config_path), Some(profiles_path));
     let broker = Broker::new(store, settings);
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("x2gobroker: {error}");
@@ -159,7 +196,13 @@ fn run_ssh(cli: Cli, config_path: PathBuf, profiles_path: PathBuf, settings: Set
         }
     };
     let ssh_client = std::env::var("SSH_CLIENT").ok();
-    let outcome = runtime.block_on(crate::sshmode::run(&broker, &cli, &caller, ssh_client.as_deref(), usage));
+    let outcome = runtime.block_on(crate::sshmode::run(
+        &broker,
+        &cli,
+        &caller,
+        ssh_client.as_deref(),
+        usage,
+    ));
     use std::io::Write;
     let mut stdout = std::io::stdout();
     let _ = stdout.write_all(outcome.stdout.as_bytes());
@@ -180,7 +223,10 @@ fn run_http(cli: Cli, config_path: PathBuf, profiles_path: PathBuf, settings: Se
             return EXIT_USAGE;
         }
     };
-    let tls = match (env_value("X2GOBROKER_SSL_CERTFILE"), env_value("X2GOBROKER_SSL_KEYFILE")) {
+    let tls = match (
+        env_value("X2GOBROKER_SSL_CERTFILE"),
+        env_value("X2GOBROKER_SSL_KEYFILE"),
+    ) {
         (Some(certificate), Some(key)) => {
             match crate::http::tls_config_from_files(Path::new(&certificate), Path::new(&key)) {
                 Ok(config) => Some(config),
@@ -217,7 +263,10 @@ fn run_http(cli: Cli, config_path: PathBuf, profiles_path: PathBuf, settings: Se
     }
     let store = ConfigStore::open(Some(config_path), Some(profiles_path));
     let broker = Broker::new(store, settings);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("x2gobroker: {error}");
@@ -268,8 +317,12 @@ async fn collect_expired_cookies(broker: Arc<Broker>) {
     loop {
         interval.tick().await;
         let snapshot = broker.snapshot();
-        let Ok(config) = &snapshot.config else { continue };
-        let Ok(directory) = broker.cookie_directory(config) else { continue };
+        let Ok(config) = &snapshot.config else {
+            continue;
+        };
+        let Ok(directory) = broker.cookie_directory(config) else {
+            continue;
+        };
         let timeout = match config.global("auth-timeout") {
             Ok(crate::config::Value::Int(seconds)) => seconds,
             _ => continue,

@@ -55,7 +55,12 @@ pub struct Cli {
     #[arg(long = "event", value_name = "EVENT_NAME")]
     pub event: Option<String>,
     /// SSH mode: the authentication cookie.
-    #[arg(long = "auth-cookie", alias = "next-authid", alias = "authid", value_name = "AUTH_ID")]
+    #[arg(
+        long = "auth-cookie",
+        alias = "next-authid",
+        alias = "authid",
+        value_name = "AUTH_ID"
+    )]
     pub auth_cookie: Option<String>,
     /// SSH mode: the session profile id.
     #[arg(long = "profile-id", alias = "sid", value_name = "PROFILE_ID")]
@@ -123,7 +128,11 @@ pub fn bind_address(text: &str) -> Result<std::net::SocketAddr, String> {
         ("127.0.0.1".to_string(), 8080)
     } else {
         let (address, port) = crate::hosts::split_host_address(trimmed, Some("127.0.0.1"), 8080);
-        let address = if address.is_empty() { "127.0.0.1".to_string() } else { address };
+        let address = if address.is_empty() {
+            "127.0.0.1".to_string()
+        } else {
+            address
+        };
         (address, port)
     };
     let host = address.trim_start_matches('[').trim_end_matches(']');

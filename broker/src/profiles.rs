@@ -52,7 +52,10 @@ pub fn builtin_defaults_without_acls() -> Vec<(&'static str, Value)> {
         ("variant", s("")),
         ("usekbd", Value::Bool(true)),
         ("fstunnel", Value::Bool(true)),
-        ("applications", list(&["TERMINAL", "WWWBROWSER", "MAILCLIENT", "OFFICE"])),
+        (
+            "applications",
+            list(&["TERMINAL", "WWWBROWSER", "MAILCLIENT", "OFFICE"]),
+        ),
         ("multidisp", Value::Bool(false)),
         ("sshproxyport", Value::Int(22)),
         ("sound", Value::Bool(true)),
@@ -220,7 +223,11 @@ pub fn build_profile(document: &IniDocument, id: &str) -> Result<Option<Profile>
     };
     // §7.3: own keys, then [DEFAULT] keys, then built-in defaults.
     let mut raw_keys: Vec<(String, Option<&str>)> = Vec::new();
-    for (key, value) in section.entries.iter().chain(document.defaults.entries.iter()) {
+    for (key, value) in section
+        .entries
+        .iter()
+        .chain(document.defaults.entries.iter())
+    {
         if !raw_keys.iter().any(|(name, _)| name == key) {
             raw_keys.push((key.clone(), Some(value.as_str())));
         }
@@ -300,8 +307,7 @@ fn expand_hosts(profile: &mut Profile) -> Result<(), ProfileError> {
             continue;
         };
         let port_default = u16::try_from(default_port).unwrap_or(22);
-        let (address, port) =
-            hosts::split_host_address(&address_text, None, port_default);
+        let (address, port) = hosts::split_host_address(&address_text, None, port_default);
         let name_valid = hosts::is_valid_host_label(&name) || hosts::is_valid_dns_name(&name);
         let address_valid = hosts::is_valid_dns_name(&address) || hosts::is_ip_literal(&address);
         if name_valid && address_valid {

@@ -102,7 +102,10 @@ pub async fn select_without_agent(
         return Selection::server("no-X2Go-Server-available", port);
     }
     let first = &original_hosts[0];
-    Selection::server(profile.host_address(first).unwrap_or_else(|| first.clone()), port)
+    Selection::server(
+        profile.host_address(first).unwrap_or_else(|| first.clone()),
+        port,
+    )
 }
 
 #[cfg(test)]
@@ -122,22 +125,34 @@ mod tests {
     }
 
     fn profile(text: &str, id: &str) -> Profile {
-        build_profile(&IniDocument::parse(text).unwrap(), id).unwrap().unwrap()
+        build_profile(&IniDocument::parse(text).unwrap(), id)
+            .unwrap()
+            .unwrap()
     }
 
     #[tokio::test]
     async fn agentless_selection_table() {
         let cases = [
             ("[p]\nhost = ts01\n", "ts01:22"),
-            ("[p]\nhost = ts01.example.com (127.0.0.11), ts02 (127.0.0.12:2222)\n", "127.0.0.11:22"),
-            ("[p]\nhost = shadow01, shadow02\ncommand = SHADOW\n", "shadow01:22"),
+            (
+                "[p]\nhost = ts01.example.com (127.0.0.11), ts02 (127.0.0.12:2222)\n",
+                "127.0.0.11:22",
+            ),
+            (
+                "[p]\nhost = shadow01, shadow02\ncommand = SHADOW\n",
+                "shadow01:22",
+            ),
             ("[p]\nhost = localhost\nsshport = 2022\n", "localhost:2022"),
             ("[p]\nhost = localhost, other\n", "other:22"),
             ("[p]\nhost =\nsshport = 2200\n", "no-server-available:2200"),
         ];
         for (text, expected) in cases {
             let selection = select_without_agent(&profile(text, "p"), false, &mut FirstWorld).await;
-            assert_eq!(format!("{}:{}", selection.server, selection.port), expected, "{text}");
+            assert_eq!(
+                format!("{}:{}", selection.server, selection.port),
+                expected,
+                "{text}"
+            );
         }
     }
 
@@ -152,10 +167,16 @@ mod tests {
             "[multi]\nhost = a (127.0.0.1:{closed_port}), b (127.0.0.1:{open_port})\n[down]\nhost = a (127.0.0.1:{closed_port}), c (127.0.0.1:{closed_port})\n[single]\nhost = a (127.0.0.1:{closed_port})\n"
         );
         let multi = select_without_agent(&profile(&text, "multi"), true, &mut FirstWorld).await;
-        assert_eq!((multi.server.as_str(), multi.port), ("127.0.0.1", i64::from(open_port)));
+        assert_eq!(
+            (multi.server.as_str(), multi.port),
+            ("127.0.0.1", i64::from(open_port))
+        );
         let down = select_without_agent(&profile(&text, "down"), true, &mut FirstWorld).await;
         assert_eq!(down.server, "no-X2Go-Server-available");
         let single = select_without_agent(&profile(&text, "single"), true, &mut FirstWorld).await;
-        assert_eq!(single.server, "127.0.0.1", "single-host profiles hand back their own address");
+        assert_eq!(
+            single.server, "127.0.0.1",
+            "single-host profiles hand back their own address"
+        );
     }
 }

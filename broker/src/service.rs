@@ -148,7 +148,8 @@ impl Broker {
         password: &str,
     ) -> Result<bool, BrokerError> {
         let environment = self.auth_environment(config);
-        let mechanism = Mechanism::from_config(&config.auth_mech(backend)?, config, environment.timeout);
+        let mechanism =
+            Mechanism::from_config(&config.auth_mech(backend)?, config, environment.timeout);
         Ok(auth::authenticate(&mechanism, &environment, user, password).await)
     }
 
@@ -180,7 +181,8 @@ impl Broker {
         };
         let store = CookieStore::new(self.cookie_directory(config)?);
         let environment = self.auth_environment(config);
-        let mechanism = Mechanism::from_config(&config.auth_mech(backend)?, config, environment.timeout);
+        let mechanism =
+            Mechanism::from_config(&config.auth_mech(backend)?, config, environment.timeout);
         let access = cookies::check_access(
             &policy,
             &store,
@@ -189,7 +191,13 @@ impl Broker {
             &request.authid,
             || async {
                 password_already_verified
-                    || auth::authenticate(&mechanism, &environment, &request.user, &request.password).await
+                    || auth::authenticate(
+                        &mechanism,
+                        &environment,
+                        &request.user,
+                        &request.password,
+                    )
+                    .await
             },
         )
         .await;
@@ -204,7 +212,9 @@ impl Broker {
         mut request: BrokerRequest,
         client_ip: IpAddr,
     ) -> Result<BrokerReply, BrokerError> {
-        let backend = self.backend_for(backend_name).ok_or(BrokerError::NotFound)?;
+        let backend = self
+            .backend_for(backend_name)
+            .ok_or(BrokerError::NotFound)?;
         let snapshot = self.snapshot();
         let config = snapshot.config.clone().map_err(BrokerError::Internal)?;
         let output_key = match frontend {
@@ -224,7 +234,13 @@ impl Broker {
             request.task = "listprofiles".to_string();
         }
         let (access, next_cookie) = self
-            .check_access(&config, backend, &request, &client_ip, frontend == Frontend::Ssh)
+            .check_access(
+                &config,
+                backend,
+                &request,
+                &client_ip,
+                frontend == Frontend::Ssh,
+            )
             .await?;
         if !access {
             return Err(BrokerError::Unauthorized);
@@ -272,7 +288,12 @@ impl Broker {
         let group_db = config.group_db(backend)?;
         let name_service = nss::name_service(&group_db)
             .ok_or_else(|| BrokerError::Internal(format!("unknown group-db {group_db:?}")))?;
-        let acls = ProfileAcls::from_keys(profile.acls.iter().map(|(key, value)| (key.as_str(), value)));
+        let acls = ProfileAcls::from_keys(
+            profile
+                .acls
+                .iter()
+                .map(|(key, value)| (key.as_str(), value)),
+        );
         Ok(acl::check_profile_acls(
             user,
             *client_ip,

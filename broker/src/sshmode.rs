@@ -86,15 +86,24 @@ pub async fn run(
         Ok(reply) => reply,
         Err(BrokerError::NotFound) => {
             tracing::error!(backend = %backend_name, "backend is disabled");
-            return SshOutcome { stdout: String::new(), exit_code: 0 };
+            return SshOutcome {
+                stdout: String::new(),
+                exit_code: 0,
+            };
         }
         Err(BrokerError::Unauthorized) => {
             tracing::warn!(user = %user, "access denied");
-            return SshOutcome { stdout: String::new(), exit_code: 0 };
+            return SshOutcome {
+                stdout: String::new(),
+                exit_code: 0,
+            };
         }
         Err(BrokerError::Internal(message)) => {
             eprintln!("x2gobroker: {message}");
-            return SshOutcome { stdout: String::new(), exit_code: 1 };
+            return SshOutcome {
+                stdout: String::new(),
+                exit_code: 1,
+            };
         }
     };
     if let TaskOutcome::Listing(profiles) = &mut reply.outcome {
@@ -129,7 +138,10 @@ mod tests {
 
     #[test]
     fn client_ip_comes_from_ssh_client() {
-        assert_eq!(client_ip_from(Some("127.0.0.2 40000 22")).to_string(), "127.0.0.2");
+        assert_eq!(
+            client_ip_from(Some("127.0.0.2 40000 22")).to_string(),
+            "127.0.0.2"
+        );
         assert_eq!(client_ip_from(None).to_string(), "127.0.0.1");
         assert_eq!(client_ip_from(Some("garbage")).to_string(), "127.0.0.1");
     }

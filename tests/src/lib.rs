@@ -1,1 +1,242 @@
-//! Shared helpers of the end-to-end tests.
+//! Shared helpers of the end-to-end tests: finding the built binaries, free ports, child daemons, local users.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// The golden vectors shipped with the broker (copied from the reference recordings).
+pub fn golden_dir() -> PathBuf {
+    workspace_root().join("broker/tests/golden")
+}
+
+/// A binary built by cargo into the same profile directory as this test.
+pub fn binary(name: &str) -> PathBuf {
+    let executable = std::env::current_exe().expect("current_exe");
+    let profile_directory = executable
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>");
+    let path = profile_directory.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first (cargo build --workspace --bins)",
+        path.display()
+    );
+    path
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
+}
+
+/// Waits until something accepts TCP connections on `address`.
+pub fn wait_for_port(address: SocketAddr, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// A child process that is killed when dropped.
+pub struct Daemon {
+    pub child: Child,
+    pub address: SocketAddr,
+}
+
+impl Daemon {
+    /// Starts `command` and waits until it listens on `address`.
+    pub fn start(mut command: Command, address: SocketAddr) -> Daemon {
+        command.stdin(Stdio::null());
+        if std::env::var_os("E2E_VERBOSE").is_none() {
+            command.stdout(Stdio::null()).stderr(Stdio::null());
+        }
+        let child = command.spawn().expect("spawn daemon");
+        let mut daemon = Daemon { child, address };
+        if !wait_for_port(address, Duration::from_secs(20)) {
+            let status = daemon.child.try_wait();
+            panic!("daemon did not listen on {address} (status {status:?})");
+        }
+        daemon
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The broker daemon started from `target/` with a config and a profiles file.
+pub fn start_broker(
+    config: &Path,
+    profiles: &Path,
+    working_directory: &Path,
+    cookie_directory: &Path,
+    extra_env: &[(&str, &str)],
+) -> Daemon {
+    let port = free_port();
+    let address: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
+    let mut command = Command::new(binary("x2gobroker-daemon"));
+    command
+        .arg("-C")
+        .arg(config)
+        .arg("-b")
+        .arg(address.to_string())
+        .current_dir(working_directory)
+        .env("X2GOBROKER_SESSIONPROFILES", profiles)
+        .env("X2GOBROKER_COOKIE_DIRECTORY", cookie_directory)
+        .env_remove("X2GOBROKER_DEFAULT_BACKEND")
+        .env_remove("X2GOBROKER_CONFIG");
+    for (name, value) in extra_env {
+        command.env(name, value);
+    }
+    Daemon::start(command, address)
+}
+
+/// Whether the tests run as root (CI does; user and PAM tests need it).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Creates local user `name` (home under /home) if missing and sets its password.
+pub fn ensure_user(name: &str, password: Option<&str>) {
+    assert!(
+        is_root(),
+        "creating local users needs root (CI runs as root)"
+    );
+    let exists = Command::new("id")
+        .arg(name)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|status| status.success())
+        .unwrap_or(false);
+    if !exists {
+        let status = Command::new("useradd")
+            .args(["-m", "-s", "/bin/bash", name])
+            .status()
+            .expect("useradd");
+        assert!(status.success(), "useradd {name}");
+    }
+    if let Some(password) = password {
+        use std::io::Write;
+        let mut child = Command::new("chpasswd")
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("chpasswd");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(format!("{name}:{password}\n").as_bytes())
+            .expect("write chpasswd");
+        assert!(child.wait().expect("chpasswd").success(), "chpasswd {name}");
+    }
+}
+
+/// Replaces every UUID by `{UUID}` and every RSA private key PEM by `{RSA_PRIVATE_KEY}`, as the
+/// golden `body_normalized` fields do.
+pub fn normalise(body: &str) -> String {
+    let mut out = String::with_capacity(body.len());
+    let mut rest = body;
+    while let Some(start) = rest.find("-----BEGIN RSA PRIVATE KEY-----") {
+        out.push_str(&rest[..start]);
+        let end_marker = "-----END RSA PRIVATE KEY-----\n";
+        match rest[start..].find(end_marker) {
+            Some(end) => {
+                out.push_str("{RSA_PRIVATE_KEY}");
+                rest = &rest[start + end + end_marker.len()..];
+            }
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    replace_uuids(&out)
+}
+
+fn is_uuid_at(bytes: &[u8], at: usize) -> bool {
+    if at + 36 > bytes.len() {
+        return false;
+    }
+    bytes[at..at + 36]
+        .iter()
+        .enumerate()
+        .all(|(position, byte)| match position {
+            8 | 13 | 18 | 23 => *byte == b'-',
+            _ => byte.is_ascii_hexdigit(),
+        })
+}
+
+fn replace_uuids(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut position = 0;
+    while position < bytes.len() {
+        if is_uuid_at(bytes, position) {
+            out.push_str("{UUID}");
+            position += 36;
+        } else {
+            let character = text[position..].chars().next().expect("char");
+            out.push(character);
+            position += character.len_utf8();
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalises_like_the_golden_files() {
+        assert_eq!(
+            normalise("AUTHID:f3e053dd-2ddb-4c0f-9ec6-89b8862504a7\nAccess granted\n"),
+            "AUTHID:{UUID}\nAccess granted\n"
+        );
+        assert_eq!(
+            normalise("SERVER:a:22\n-----BEGIN RSA PRIVATE KEY-----\nabc\n-----END RSA PRIVATE KEY-----\nX"),
+            "SERVER:a:22\n{RSA_PRIVATE_KEY}X"
+        );
+    }
+}

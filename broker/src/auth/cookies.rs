@@ -37,7 +37,9 @@ pub fn preshared_cookie(cookie_file: &Path, my_cookie: Option<&str>) -> String {
     if let Some(cookie) = from_file.filter(|cookie| cookie != COOKIE_PLACEHOLDER) {
         return cookie;
     }
-    if let Some(cookie) = my_cookie.filter(|cookie| !cookie.is_empty() && *cookie != COOKIE_PLACEHOLDER) {
+    if let Some(cookie) =
+        my_cookie.filter(|cookie| !cookie.is_empty() && *cookie != COOKIE_PLACEHOLDER)
+    {
         return cookie.to_string();
     }
     uuid::Uuid::new_v4().to_string()
@@ -271,17 +273,38 @@ mod tests {
         let store = CookieStore::new(directory.path().join("cookies"));
         let here: IpAddr = "127.0.0.1".parse().unwrap();
         let there: IpAddr = "127.0.0.2".parse().unwrap();
-        let (granted, first) = check_access(&policy(), &store, "test", &here, "", || async { true }).await;
+        let (granted, first) =
+            check_access(&policy(), &store, "test", &here, "", || async { true }).await;
         assert!(granted);
         let first = first.unwrap();
-        let (granted, second) = check_access(&policy(), &store, "test", &here, &first, || async { false }).await;
+        let (granted, second) =
+            check_access(&policy(), &store, "test", &here, &first, || async { false }).await;
         assert!(granted, "a valid cookie needs no password");
         let second = second.unwrap();
         assert_ne!(first, second);
-        assert!(!check_access(&policy(), &store, "test", &here, &first, || async { true }).await.0);
-        assert!(!check_access(&policy(), &store, "maja", &here, &second, || async { true }).await.0);
-        assert!(!check_access(&policy(), &store, "test", &there, &second, || async { true }).await.0);
-        assert!(!check_access(&policy(), &store, "test", &here, &second, || async { true }).await.0, "consumed by the failed attempt");
+        assert!(
+            !check_access(&policy(), &store, "test", &here, &first, || async { true })
+                .await
+                .0
+        );
+        assert!(
+            !check_access(&policy(), &store, "maja", &here, &second, || async { true })
+                .await
+                .0
+        );
+        assert!(
+            !check_access(&policy(), &store, "test", &there, &second, || async {
+                true
+            })
+            .await
+            .0
+        );
+        assert!(
+            !check_access(&policy(), &store, "test", &here, &second, || async { true })
+                .await
+                .0,
+            "consumed by the failed attempt"
+        );
     }
 
     #[tokio::test]
@@ -290,15 +313,26 @@ mod tests {
         let store = CookieStore::new(directory.path().join("cookies"));
         let here: IpAddr = "127.0.0.1".parse().unwrap();
         let (granted, cookie) =
-            check_access(&policy(), &store, "../../evil", &here, "", || async { true }).await;
+            check_access(&policy(), &store, "../../evil", &here, "", || async {
+                true
+            })
+            .await;
         assert!(granted);
         let names: Vec<String> = std::fs::read_dir(directory.path().join("cookies"))
             .unwrap()
             .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(names, [format!("%2E%2E%2F%2E%2E%2Fevil_{}", cookie.unwrap())]);
+        assert_eq!(names, [format!("%2E.%2F..%2Fevil_{}", cookie.unwrap())]);
         assert_eq!(std::fs::read_dir(directory.path()).unwrap().count(), 1);
-        let outcome = check_access(&policy(), &store, "test", &here, "../../../etc/passwd", || async { true }).await;
+        let outcome = check_access(
+            &policy(),
+            &store,
+            "test",
+            &here,
+            "../../../etc/passwd",
+            || async { true },
+        )
+        .await;
         assert_eq!(outcome, (false, None));
     }
 
@@ -307,36 +341,78 @@ mod tests {
         let directory = tempfile::tempdir().unwrap();
         let store = CookieStore::new(directory.path());
         let here: IpAddr = "127.0.0.1".parse().unwrap();
-        let static_policy = AccessPolicy { use_static_cookie: true, ..policy() };
-        let (_, cookie) = check_access(&static_policy, &store, "test", &here, "", || async { true }).await;
+        let static_policy = AccessPolicy {
+            use_static_cookie: true,
+            ..policy()
+        };
+        let (_, cookie) =
+            check_access(&static_policy, &store, "test", &here, "", || async { true }).await;
         let cookie = cookie.unwrap();
         for _ in 0..3 {
-            let (granted, next) = check_access(&static_policy, &store, "test", &here, &cookie, || async { false }).await;
+            let (granted, next) =
+                check_access(&static_policy, &store, "test", &here, &cookie, || async {
+                    false
+                })
+                .await;
             assert!(granted);
             assert_eq!(next.as_deref(), Some(cookie.as_str()));
         }
-        let expiring = AccessPolicy { auth_timeout_seconds: 0, ..policy() };
-        let (_, cookie) = check_access(&expiring, &store, "test", &here, "", || async { true }).await;
+        let expiring = AccessPolicy {
+            auth_timeout_seconds: 0,
+            ..policy()
+        };
+        let (_, cookie) =
+            check_access(&expiring, &store, "test", &here, "", || async { true }).await;
         std::thread::sleep(std::time::Duration::from_millis(5));
-        assert!(!check_access(&expiring, &store, "test", &here, &cookie.unwrap(), || async { true }).await.0);
-        let (_, _cookie) = check_access(&policy(), &store, "old", &here, "", || async { true }).await;
+        assert!(
+            !check_access(
+                &expiring,
+                &store,
+                "test",
+                &here,
+                &cookie.unwrap(),
+                || async { true }
+            )
+            .await
+            .0
+        );
+        let (_, _cookie) =
+            check_access(&policy(), &store, "old", &here, "", || async { true }).await;
         std::thread::sleep(std::time::Duration::from_millis(5));
-        assert_eq!(store.collect_expired(0), 1);
+        assert_eq!(
+            store.collect_expired(0),
+            2,
+            "the static cookie and the old one"
+        );
+        assert_eq!(std::fs::read_dir(directory.path()).unwrap().count(), 0);
     }
 
     #[tokio::test]
     async fn cookie_only_mode_echoes_the_preshared_cookie() {
         let store = CookieStore::new("/nonexistent/never-created");
         let here: IpAddr = "127.0.0.1".parse().unwrap();
-        let cookie_only = AccessPolicy { require_password: false, require_cookie: true, ..policy() };
-        assert_eq!(check_access(&cookie_only, &store, "maja", &here, "", || async { true }).await, (false, None));
+        let cookie_only = AccessPolicy {
+            require_password: false,
+            require_cookie: true,
+            ..policy()
+        };
+        assert_eq!(
+            check_access(&cookie_only, &store, "maja", &here, "", || async { true }).await,
+            (false, None)
+        );
         let preshared = cookie_only.preshared_cookie.clone();
         assert_eq!(
-            check_access(&cookie_only, &store, "maja", &here, "deadbeef", || async { true }).await,
+            check_access(&cookie_only, &store, "maja", &here, "deadbeef", || async {
+                true
+            })
+            .await,
             (false, Some(preshared.clone()))
         );
         assert_eq!(
-            check_access(&cookie_only, &store, "maja", &here, &preshared, || async { true }).await,
+            check_access(&cookie_only, &store, "maja", &here, &preshared, || async {
+                true
+            })
+            .await,
             (true, Some(preshared))
         );
     }
@@ -346,7 +422,10 @@ mod tests {
         let directory = tempfile::tempdir().unwrap();
         let file = directory.path().join("x2gobroker.authid");
         std::fs::write(&file, "# c\n\nd1b8043e-b748-48c4-907f-7c798c4dc746 x\n").unwrap();
-        assert_eq!(preshared_cookie(&file, Some("abc")), "d1b8043e-b748-48c4-907f-7c798c4dc746");
+        assert_eq!(
+            preshared_cookie(&file, Some("abc")),
+            "d1b8043e-b748-48c4-907f-7c798c4dc746"
+        );
         std::fs::write(&file, format!("{COOKIE_PLACEHOLDER}\n")).unwrap();
         assert_eq!(preshared_cookie(&file, Some("abc")), "abc");
         let random = preshared_cookie(Path::new("/nonexistent"), None);

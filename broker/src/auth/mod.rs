@@ -33,14 +33,23 @@ pub enum Mechanism {
 
 impl Mechanism {
     /// The mechanism for a (lower-cased) config name.
-    pub fn from_config(name: &str, config: &crate::config::BrokerConfig, timeout: Duration) -> Mechanism {
+    pub fn from_config(
+        name: &str,
+        config: &crate::config::BrokerConfig,
+        timeout: Duration,
+    ) -> Mechanism {
         match name {
             "none" => Mechanism::None,
             "testsuite" => Mechanism::Testsuite,
             "pam" => Mechanism::Pam,
             "https_get" => {
                 let document = config.document();
-                let get = |key: &str| document.get("authmech_https_get", key).unwrap_or("").to_string();
+                let get = |key: &str| {
+                    document
+                        .get("authmech_https_get", key)
+                        .unwrap_or("")
+                        .to_string()
+                };
                 Mechanism::HttpsGet(https_get::HttpsGetConfig {
                     host: get("host"),
                     port: get("port").trim().parse().unwrap_or(443),
@@ -66,7 +75,9 @@ pub async fn authenticate(
 ) -> bool {
     match mechanism {
         Mechanism::None => true,
-        Mechanism::Testsuite => matches!((user, password), ("test", "sweet") | ("jacques", "thérèse")),
+        Mechanism::Testsuite => {
+            matches!((user, password), ("test", "sweet") | ("jacques", "thérèse"))
+        }
         Mechanism::Pam => {
             if user.is_empty() || password.is_empty() {
                 return false;
@@ -88,13 +99,15 @@ pub async fn authenticate(
                 }
             }
         }
-        Mechanism::HttpsGet(config) => match https_get::authenticate(config, user, password).await {
-            Ok(granted) => granted,
-            Err(error) => {
-                tracing::error!(user, %error, "https_get login failed");
-                false
+        Mechanism::HttpsGet(config) => {
+            match https_get::authenticate(config, user, password).await {
+                Ok(granted) => granted,
+                Err(error) => {
+                    tracing::error!(user, %error, "https_get login failed");
+                    false
+                }
             }
-        },
+        }
         Mechanism::Unknown(name) => {
             tracing::error!(mechanism = %name, "unknown authentication mechanism: login refused");
             false

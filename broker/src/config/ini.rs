@@ -123,7 +123,10 @@ mod tests {
         let document = IniDocument::parse(text).unwrap();
         assert_eq!(document.defaults.get("user"), Some("BROKER_USER"));
         assert_eq!(document.get("a", "host"), Some("ts01, ts02"));
-        assert_eq!(document.get("a", "name"), Some("x # not a comment\ncontinued"));
+        assert_eq!(
+            document.get("a", "name"),
+            Some("x # not a comment\ncontinued")
+        );
         assert_eq!(document.get("b", "k"), Some("a=b"));
         assert_eq!(document.get("b", "user"), Some("BROKER_USER"));
         assert_eq!(document.get("missing", "user"), None);

@@ -75,7 +75,10 @@ pub fn global_defaults() -> Vec<(&'static str, Value)> {
         ("ignore-primary-group-memberships", Value::Bool(true)),
         ("default-session-autologin", Value::Bool(false)),
         ("default-authorized-keys", s("%h/.x2go/authorized_keys")),
-        ("default-sshproxy-authorized-keys", s("%h/.x2go/authorized_keys")),
+        (
+            "default-sshproxy-authorized-keys",
+            s("%h/.x2go/authorized_keys"),
+        ),
         ("default-agent-query-mode", s("NONE")),
         ("default-agent-hostkey-policy", s("RejectPolicy")),
         ("default-portscan-x2goservers", Value::Bool(true)),
@@ -87,6 +90,13 @@ pub fn global_defaults() -> Vec<(&'static str, Value)> {
         ("authservice-socket", s("")),
     ]
 }
+
+/// Keys of `[global]` that x2gobroker-rs adds to the reference's.
+pub const OUR_GLOBAL_KEYS: [&str; 3] = [
+    "allow-get-requests",
+    "login-throttling",
+    "authservice-socket",
+];
 
 /// Built-in defaults of a backend section (§5.2).
 pub fn backend_defaults(backend: Backend) -> Vec<(&'static str, Value)> {
@@ -102,7 +112,10 @@ pub fn backend_defaults(backend: Backend) -> Vec<(&'static str, Value)> {
         ],
         Backend::Inifile => vec![
             ("enable", Value::Bool(true)),
-            ("session-profiles", s("/etc/x2go/broker/x2gobroker-sessionprofiles.conf")),
+            (
+                "session-profiles",
+                s("/etc/x2go/broker/x2gobroker-sessionprofiles.conf"),
+            ),
             ("auth-mech", s("")),
             ("user-db", s("")),
             ("group-db", s("")),
@@ -196,7 +209,10 @@ impl BrokerConfig {
 
     /// Whether the backend's `enable` is true.
     pub fn backend_enabled(&self, backend: Backend) -> Result<bool, ConfigError> {
-        Ok(matches!(self.backend(backend, "enable")?, Value::Bool(true)))
+        Ok(matches!(
+            self.backend(backend, "enable")?,
+            Value::Bool(true)
+        ))
     }
 
     fn backend_or_global(
@@ -291,6 +307,35 @@ impl BrokerConfig {
         Ok(from_profile || self.global_bool(global_key)?)
     }
 
+    /// `[global]` as the reference materialises it (`get_global_config`): every reference key,
+    /// typed, with absent defaults rendered and re-typed (so empty lists become `[""]`) and
+    /// `my-cookie` absent as `None`.
+    pub fn reference_global_view(&self) -> Result<Vec<(String, Option<Value>)>, ConfigError> {
+        let mut view = Vec::new();
+        for (key, default) in global_defaults() {
+            if OUR_GLOBAL_KEYS.contains(&key) {
+                continue;
+            }
+            let value = match self.global_raw(key) {
+                Some(_) => self.global(key)?,
+                None => {
+                    let rendered = match &default {
+                        Value::List(items) => items.join(", "),
+                        other => other.render_plain(),
+                    };
+                    typing::type_value(key, &rendered, &default).unwrap_or(default)
+                }
+            };
+            view.push((key.to_string(), Some(value)));
+        }
+        view.push((
+            "my-cookie".to_string(),
+            self.global_raw("my-cookie")
+                .map(|raw| Value::Str(raw.to_string())),
+        ));
+        Ok(view)
+    }
+
     /// Every problem of this configuration at once (for `--check-config`).
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
@@ -346,10 +391,53 @@ mod tests {
         ];
         for (text, inifile, zeroconf) in cases {
             let config = BrokerConfig::parse(text).unwrap();
-            assert_eq!(config.auth_mech(Backend::Inifile).unwrap(), inifile, "{text}");
-            assert_eq!(config.auth_mech(Backend::Zeroconf).unwrap(), zeroconf, "{text}");
+            assert_eq!(
+                config.auth_mech(Backend::Inifile).unwrap(),
+                inifile,
+                "{text}"
+            );
+            assert_eq!(
+                config.auth_mech(Backend::Zeroconf).unwrap(),
+                zeroconf,
+                "{text}"
+            );
             assert_eq!(config.user_db(Backend::Inifile).unwrap(), "libnss");
         }
+    }
+
+    #[test]
+    fn global_config_matches_the_reference() {
+        let golden = |name: &str| {
+            std::fs::read_to_string(format!(
+                "{}/tests/golden/{name}",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap()
+        };
+        let mut checked = 0;
+        for line in golden("api_profiles.jsonl").lines() {
+            let record: serde_json::Value = serde_json::from_str(line).unwrap();
+            let text = match record["function"].as_str() {
+                Some("get_global_config") => golden("configs/api_global_types.conf"),
+                Some("get_global_config (no config file at all)") => String::new(),
+                _ => continue,
+            };
+            let config = BrokerConfig::parse(&text).unwrap();
+            let view: serde_json::Map<String, serde_json::Value> = config
+                .reference_global_view()
+                .unwrap()
+                .into_iter()
+                .map(|(key, value)| {
+                    let json = value
+                        .map(|value| crate::frontend::value_to_json(&value))
+                        .unwrap_or(serde_json::Value::Null);
+                    (key, json)
+                })
+                .collect();
+            assert_eq!(serde_json::Value::Object(view), record["result"]);
+            checked += 1;
+        }
+        assert_eq!(checked, 2);
     }
 
     #[test]
@@ -363,7 +451,8 @@ mod tests {
 
     #[test]
     fn profile_switches_cannot_turn_off_the_global_default() {
-        let config = BrokerConfig::parse("[global]\ndefault-portscan-x2goservers = true\n").unwrap();
+        let config =
+            BrokerConfig::parse("[global]\ndefault-portscan-x2goservers = true\n").unwrap();
         assert!(config
             .profile_switch("default-portscan-x2goservers", Some("false"))
             .unwrap());
@@ -371,6 +460,8 @@ mod tests {
         assert!(off
             .profile_switch("default-portscan-x2goservers", Some("TRUE"))
             .unwrap());
-        assert!(!off.profile_switch("default-portscan-x2goservers", None).unwrap());
+        assert!(!off
+            .profile_switch("default-portscan-x2goservers", None)
+            .unwrap());
     }
 }

@@ -105,12 +105,12 @@ impl ConfigStore {
             config: Watched {
                 path: config_path,
                 stamp: None,
-                value: Ok(Arc::new(BrokerConfig::default())),
+                value: Err("not loaded yet".to_string()),
             },
             profiles: Watched {
                 path: profiles_path,
                 stamp: None,
-                value: Ok(Arc::new(IniDocument::default())),
+                value: Err("not loaded yet".to_string()),
             },
             snapshot: Arc::new(Snapshot {
                 config: Ok(Arc::new(BrokerConfig::default())),
@@ -158,7 +158,10 @@ impl ConfigStore {
 
     /// The current files, re-read first if they changed on disk.
     pub fn current(&self) -> Arc<Snapshot> {
-        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let config_changed = state.config.refresh(
             |text| BrokerConfig::parse(text).map_err(|error| error.to_string()),
             "broker configuration",
@@ -205,7 +208,12 @@ mod tests {
         std::fs::write(&profiles_path, "[p]\nhost = a\n").unwrap();
         let second = store.current();
         assert_eq!(
-            second.config.as_ref().unwrap().global_str("auth-timeout").unwrap(),
+            second
+                .config
+                .as_ref()
+                .unwrap()
+                .global_str("auth-timeout")
+                .unwrap(),
             "77"
         );
         assert_eq!(second.profiles.as_ref().unwrap().sections.len(), 1);
@@ -213,7 +221,12 @@ mod tests {
         std::fs::write(&config_path, "[global]\nbroken line without delimiter\n").unwrap();
         let third = store.current();
         assert_eq!(
-            third.config.as_ref().unwrap().global_str("auth-timeout").unwrap(),
+            third
+                .config
+                .as_ref()
+                .unwrap()
+                .global_str("auth-timeout")
+                .unwrap(),
             "77",
             "the last good version keeps serving"
         );

@@ -73,10 +73,12 @@ pub fn parse_list_literal(raw: &str) -> Option<Vec<String>> {
 pub fn type_value(key: &str, raw: &str, default: &Value) -> Result<Value, ValueError> {
     match default {
         Value::Str(_) => Ok(Value::Str(raw.to_string())),
-        Value::Bool(_) => parse_bool(raw).map(Value::Bool).ok_or(ValueError::NotABool {
-            key: key.to_string(),
-            raw: raw.to_string(),
-        }),
+        Value::Bool(_) => parse_bool(raw)
+            .map(Value::Bool)
+            .ok_or(ValueError::NotABool {
+                key: key.to_string(),
+                raw: raw.to_string(),
+            }),
         Value::Int(_) => {
             if raw == "not-set" {
                 return Ok(Value::Str(raw.to_string()));
@@ -125,13 +127,29 @@ mod tests {
             (" -3 ", Value::Int(0), Ok(Value::Int(-3))),
             ("not-set", Value::Int(0), Ok(Value::Str("not-set".into()))),
             ("12abc", Value::Int(0), Err(())),
-            ("a, b ,c", list.clone(), Ok(Value::List(vec!["a".into(), "b".into(), "c".into()]))),
-            ("['x1', 'x2']", list.clone(), Ok(Value::List(vec!["x1".into(), "x2".into()]))),
-            ("[ 'TERMINAL' ]", list.clone(), Ok(Value::List(vec!["TERMINAL".into()]))),
+            (
+                "a, b ,c",
+                list.clone(),
+                Ok(Value::List(vec!["a".into(), "b".into(), "c".into()])),
+            ),
+            (
+                "['x1', 'x2']",
+                list.clone(),
+                Ok(Value::List(vec!["x1".into(), "x2".into()])),
+            ),
+            (
+                "[ 'TERMINAL' ]",
+                list.clone(),
+                Ok(Value::List(vec!["TERMINAL".into()])),
+            ),
             ("[__import__('os')]", list.clone(), Err(())),
             ("", list.clone(), Ok(Value::List(vec!["".into()]))),
             ("single", list, Ok(Value::List(vec!["single".into()]))),
-            (" raw ", Value::Str(String::new()), Ok(Value::Str(" raw ".into()))),
+            (
+                " raw ",
+                Value::Str(String::new()),
+                Ok(Value::Str(" raw ".into())),
+            ),
         ];
         for (raw, default, expected) in cases {
             let got = type_value("k", raw, &default).map_err(|_| ());

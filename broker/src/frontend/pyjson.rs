@@ -102,9 +102,21 @@ mod tests {
                 4,
                 "{\n    \"auth-status\": \"Access granted\",\n    \"task\": \"\"\n}",
             ),
-            (json!({"a": [1, true, null]}), 2, "{\n  \"a\": [\n    1,\n    true,\n    null\n  ]\n}"),
-            (json!("jörg/𝄞\u{7f}\"\\\n"), 4, "\"j\\u00f6rg/\\ud834\\udd1e\\u007f\\\"\\\\\\n\""),
-            (json!({"selected_session": {}}), 4, "{\n    \"selected_session\": {}\n}"),
+            (
+                json!({"a": [1, true, null]}),
+                2,
+                "{\n  \"a\": [\n    1,\n    true,\n    null\n  ]\n}",
+            ),
+            (
+                json!("jörg/𝄞\u{7f}\"\\\n"),
+                4,
+                "\"j\\u00f6rg/\\ud834\\udd1e\\u007f\\\"\\\\\\n\"",
+            ),
+            (
+                json!({"selected_session": {}}),
+                4,
+                "{\n    \"selected_session\": {}\n}",
+            ),
         ];
         for (value, indent, expected) in cases {
             assert_eq!(dumps(&value, indent), expected);

@@ -69,8 +69,7 @@ impl Params {
         else {
             return Ok(None);
         };
-        let text =
-            std::str::from_utf8(raw).map_err(|_| InvalidParameter(name.to_string()))?;
+        let text = std::str::from_utf8(raw).map_err(|_| InvalidParameter(name.to_string()))?;
         let cleaned: String = text
             .chars()
             .map(|c| match c {
@@ -103,17 +102,31 @@ mod tests {
             b"user=maja&password=%20p%26s+w%20",
         );
         assert_eq!(params.get("user", true).unwrap().as_deref(), Some("maja"));
-        assert_eq!(params.get("task", true).unwrap().as_deref(), Some("selectsession"));
-        assert_eq!(params.get("password", false).unwrap().as_deref(), Some(" p&s w "));
+        assert_eq!(
+            params.get("task", true).unwrap().as_deref(),
+            Some("selectsession")
+        );
+        assert_eq!(
+            params.get("password", false).unwrap().as_deref(),
+            Some(" p&s w ")
+        );
         assert_eq!(params.get("missing", true).unwrap(), None);
     }
 
     #[test]
     fn non_form_bodies_are_parsed_as_query_strings() {
-        let params = Params::from_request(None, Some("text/plain"), b"user=maja&task=&sid=a-single");
+        let params =
+            Params::from_request(None, Some("text/plain"), b"user=maja&task=&sid=a-single");
         assert_eq!(params.get("user", true).unwrap().as_deref(), Some("maja"));
-        assert_eq!(params.get("task", true).unwrap(), None, "blank values are dropped");
-        assert_eq!(params.get("sid", true).unwrap().as_deref(), Some("a-single"));
+        assert_eq!(
+            params.get("task", true).unwrap(),
+            None,
+            "blank values are dropped"
+        );
+        assert_eq!(
+            params.get("sid", true).unwrap().as_deref(),
+            Some("a-single")
+        );
     }
 
     #[test]
@@ -124,7 +137,10 @@ mod tests {
             b"user=%20%20maja%01%20&password=%20x%01&bad=%ff",
         );
         assert_eq!(params.get("user", true).unwrap().as_deref(), Some("maja"));
-        assert_eq!(params.get("password", false).unwrap().as_deref(), Some(" x "));
+        assert_eq!(
+            params.get("password", false).unwrap().as_deref(),
+            Some(" x ")
+        );
         assert!(params.get("bad", true).is_err());
     }
 }

@@ -50,8 +50,17 @@ fn error_page(status: StatusCode, method: &Method) -> Response {
     response
 }
 
-fn ok_response(method: &Method, content_type: &'static str, expires: bool, body: String) -> Response {
-    let body = if *method == Method::HEAD { String::new() } else { body };
+fn ok_response(
+    method: &Method,
+    content_type: &'static str,
+    expires: bool,
+    body: String,
+) -> Response {
+    let body = if *method == Method::HEAD {
+        String::new()
+    } else {
+        body
+    };
     let mut response = Response::new(Body::from(body));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -81,7 +90,10 @@ fn decode_capture(text: &str) -> String {
 /// Client addresses as the reference sees them (IPv4-mapped IPv6 as IPv4).
 fn client_ip(peer: &SocketAddr) -> IpAddr {
     match peer.ip() {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
         v4 => v4,
     }
 }
@@ -133,11 +145,19 @@ async fn route(broker: &Arc<Broker>, peer: SocketAddr, request: Request) -> Resp
         }
         return ok_response(&method, TEXT_HTML, false, ROOT_PAGE.to_string());
     }
-    if path.strip_prefix("/pubkeys").is_some_and(|rest| rest.chars().all(|c| c == '/')) {
+    if path
+        .strip_prefix("/pubkeys")
+        .is_some_and(|rest| rest.chars().all(|c| c == '/'))
+    {
         if !read_only {
             return error_page(StatusCode::METHOD_NOT_ALLOWED, &method);
         }
-        return ok_response(&method, TEXT_HTML, false, crate::pubkeys::render(&broker.settings.daemon_user));
+        return ok_response(
+            &method,
+            TEXT_HTML,
+            false,
+            crate::pubkeys::render(&broker.settings.daemon_user),
+        );
     }
     if is_uccs_ping(&path) {
         if !read_only {
@@ -148,12 +168,21 @@ async fn route(broker: &Arc<Broker>, peer: SocketAddr, request: Request) -> Resp
     if let Some((backend_capture, version)) = match_uccs_api(&path) {
         let backend_name = decode_capture(backend_capture.trim_end_matches('/'));
         let headers = request.headers().clone();
-        return uccs_api(broker, &method, &headers, &backend_name, version, client_ip(&peer)).await;
+        return uccs_api(
+            broker,
+            &method,
+            &headers,
+            &backend_name,
+            version,
+            client_ip(&peer),
+        )
+        .await;
     }
     let frontend = if let Some(rest) = path.strip_prefix("/plain/") {
         Some((Frontend::Plain, rest.to_string()))
     } else {
-        path.strip_prefix("/json/").map(|rest| (Frontend::Json, rest.to_string()))
+        path.strip_prefix("/json/")
+            .map(|rest| (Frontend::Json, rest.to_string()))
     };
     let Some((frontend, capture)) = frontend else {
         return error_page(StatusCode::NOT_FOUND, &method);
@@ -201,8 +230,7 @@ async fn broker_endpoint(
     request: Request,
 ) -> Response {
     let method = request.method().clone();
-    let allowed = method == Method::POST
-        || (method == Method::GET && get_requests_allowed(broker));
+    let allowed = method == Method::POST || (method == Method::GET && get_requests_allowed(broker));
     if !allowed {
         return error_page(StatusCode::METHOD_NOT_ALLOWED, &method);
     }
@@ -233,7 +261,10 @@ async fn broker_endpoint(
         }
     };
     let backend = backend_from_capture(capture);
-    match broker.process(&backend, frontend, broker_request, client_ip(&peer)).await {
+    match broker
+        .process(&backend, frontend, broker_request, client_ip(&peer))
+        .await
+    {
         Ok(reply) => match frontend {
             Frontend::Json => ok_response(&method, TEXT_JSON, true, frontend::json::render(&reply)),
             _ => ok_response(&method, TEXT_PLAIN, true, frontend::plain::render(&reply)),
@@ -331,7 +362,9 @@ async fn uccs_api(
         if !config.global_bool("enable-uccs-output")? {
             return Err(BrokerError::NotFound);
         }
-        let backend = broker.backend_for(backend_name).ok_or(BrokerError::NotFound)?;
+        let backend = broker
+            .backend_for(backend_name)
+            .ok_or(BrokerError::NotFound)?;
         if backend == Backend::Base || !config.backend_enabled(backend)? {
             return Err(BrokerError::NotFound);
         }
@@ -348,8 +381,15 @@ async fn uccs_api(
             use rand::seq::IndexedRandom;
             hosts.choose(&mut rand::rng()).cloned()
         };
-        frontend::uccs::render(&url_base, backend_name, version, &user, &profiles, &mut pick)
-            .map_err(|error| BrokerError::Internal(error.to_string()))
+        frontend::uccs::render(
+            &url_base,
+            backend_name,
+            version,
+            &user,
+            &profiles,
+            &mut pick,
+        )
+        .map_err(|error| BrokerError::Internal(error.to_string()))
     })();
     match result {
         Ok(body) => ok_response(method, TEXT_PLAIN, true, body),
@@ -364,7 +404,10 @@ mod tests {
     #[test]
     fn uccs_route_patterns() {
         assert_eq!(match_uccs_api("/uccs/inifile/api/5"), Some(("inifile", 5)));
-        assert_eq!(match_uccs_api("/uccs/inifile/api/5//"), Some(("inifile", 5)));
+        assert_eq!(
+            match_uccs_api("/uccs/inifile/api/5//"),
+            Some(("inifile", 5))
+        );
         assert_eq!(match_uccs_api("/uccs//api/4"), Some(("", 4)));
         assert_eq!(match_uccs_api("/uccs/inifile/api/45"), None);
         assert!(is_uccs_ping("/uccs/"));

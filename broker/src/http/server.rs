@@ -33,12 +33,13 @@ pub fn tls_config_from_files(
 ) -> Result<Arc<rustls::ServerConfig>, ServeError> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(certificate_file)
-        .and_then(|iterator| iterator.collect())
-        .map_err(|error| ServeError::Certificate {
-            path: certificate_file.display().to_string(),
-            message: error.to_string(),
-        })?;
+    let certificates: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(certificate_file)
+            .and_then(|iterator| iterator.collect())
+            .map_err(|error| ServeError::Certificate {
+                path: certificate_file.display().to_string(),
+                message: error.to_string(),
+            })?;
     let key = PrivateKeyDer::from_pem_file(key_file).map_err(|error| ServeError::Key {
         path: key_file.display().to_string(),
         message: error.to_string(),
@@ -79,10 +80,12 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
-        let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-            request.extensions_mut().insert(ConnectInfo(peer));
-            router.clone().oneshot(request)
-        });
+        let service = hyper::service::service_fn(
+            move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                router.clone().oneshot(request)
+            },
+        );
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
             .timer(TokioTimer::new())
@@ -122,7 +125,10 @@ pub async fn serve(
     }
     drop(listener);
     tracing::info!("shutting down: finishing in-flight requests");
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("in-flight requests did not finish within the grace period");
     }
 }

@@ -38,14 +38,26 @@ fn api_profiles_golden_records() {
         let file = record["profiles_file"].as_str().unwrap();
         let document = IniDocument::parse(&golden(&format!("configs/{file}"))).unwrap();
         let profile = build_profile(&document, id).unwrap().unwrap();
-        assert_eq!(keys_to_json(&profile.keys), record["get_profile"], "get_profile {id}");
+        assert_eq!(
+            keys_to_json(&profile.keys),
+            record["get_profile"],
+            "get_profile {id}"
+        );
         let broker: Map<String, Json> = profile
             .broker
             .iter()
             .map(|(key, value)| (key.clone(), json!(value)))
             .collect();
-        assert_eq!(Json::Object(broker), record["get_profile_broker"], "broker keys {id}");
-        assert_eq!(keys_to_json(&profile.acls), record["get_profile_acls"], "acls {id}");
+        assert_eq!(
+            Json::Object(broker),
+            record["get_profile_broker"],
+            "broker keys {id}"
+        );
+        assert_eq!(
+            keys_to_json(&profile.acls),
+            record["get_profile_acls"],
+            "acls {id}"
+        );
         let autologin = profile
             .broker_key("broker-session-autologin")
             .map(|value| matches!(value.to_lowercase().as_str(), "1" | "true"))
@@ -54,7 +66,8 @@ fn api_profiles_golden_records() {
             (ListingFlavour::Broker, "get_profile_for_user(maja)"),
             (ListingFlavour::Uccs, "get_profile_for_user(maja, uccs)"),
         ] {
-            let listed = listing_profile(&profile, "maja", flavour, autologin, &HostStatus::Unknown);
+            let listed =
+                listing_profile(&profile, "maja", flavour, autologin, &HostStatus::Unknown);
             assert_eq!(keys_to_json(&listed.keys), record[field], "{field} {id}");
         }
         checked += 1;
@@ -93,15 +106,19 @@ fn plain_key_order_follows_section_then_default_then_builtins() {
     let document = IniDocument::parse(&golden("configs/profiles_basic.ini")).unwrap();
     let profile = build_profile(&document, "a-single").unwrap().unwrap();
     let order: Vec<&str> = profile.keys.iter().map(|(key, _)| key.as_str()).collect();
-    assert_eq!(&order[..6], ["name", "host", "command", "user", "usebrokerpass", "kdrive"]);
+    assert_eq!(
+        &order[..6],
+        ["name", "host", "command", "user", "usebrokerpass", "kdrive"]
+    );
     assert_eq!(order.last(), Some(&"directrdp"));
 }
 
 #[test]
 fn broken_values_fail_only_their_profile() {
-    let document =
-        IniDocument::parse("[ok]\nhost = a\n[broken]\nfullscreen = not-set\n[port]\nsshport = not-set\n")
-            .unwrap();
+    let document = IniDocument::parse(
+        "[ok]\nhost = a\n[broken]\nfullscreen = not-set\n[port]\nsshport = not-set\n",
+    )
+    .unwrap();
     assert!(build_profile(&document, "ok").unwrap().is_some());
     assert!(build_profile(&document, "broken").is_err());
     assert!(build_profile(&document, "port").is_err());
@@ -111,7 +128,13 @@ fn broken_values_fail_only_their_profile() {
 
 #[test]
 fn client_safe_ids() {
-    for (id, safe) in [("a-single", true), ("x.y_z-1", true), ("probe ümlaut", false), ("a&b", false), ("", false)] {
+    for (id, safe) in [
+        ("a-single", true),
+        ("x.y_z-1", true),
+        ("probe ümlaut", false),
+        ("a&b", false),
+        ("", false),
+    ] {
         assert_eq!(is_client_safe_id(id), safe, "{id:?}");
     }
 }

@@ -1,0 +1,7 @@
+//! The end-to-end test binary: the real broker, agent and auth-service binaries against real clients and tools.
+
+mod daemon;
+mod hostile;
+mod python_x2go;
+mod replay_http;
+mod replay_ssh;
