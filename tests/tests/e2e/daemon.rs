@@ -22,6 +22,8 @@ fn self_signed(directory: &std::path::Path) -> (std::path::PathBuf, std::path::P
             "/CN=127.0.0.1",
         ])
         .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-addext", "extendedKeyUsage=serverAuth"])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
