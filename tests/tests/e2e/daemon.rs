@@ -180,7 +180,7 @@ fn sigterm_finishes_in_flight_requests() {
         std::net::TcpStream::connect_timeout(&daemon.address, Duration::from_millis(500)).is_err(),
         "no new connections after SIGTERM"
     );
-    stream.write_all(body[10..].as_bytes()).unwrap();
+    stream.write_all(&body.as_bytes()[10..]).unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");

@@ -128,7 +128,7 @@ fn hostile_requests_are_answered_and_change_nothing() {
     ];
     // an oversized body that is actually sent (chunked, no Content-Length)
     let mut chunked = b"POST /plain/inifile/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
-    for _ in 0..(1100) {
+    for _ in 0..1100 {
         chunked.extend_from_slice(b"400\r\n");
         chunked.extend_from_slice(&[b'a'; 1024]);
         chunked.extend_from_slice(b"\r\n");
