@@ -12,7 +12,7 @@
 //! workspace), and re-executing the setuid legacy binary as the user is not possible (mode
 //! 4750 root:x2gobroker: the user may not execute it).
 //!
-//! Deliberate differences from the Perl agent (B25, listed in docs/COMPATIBILITY-agent.md):
+//! Deliberate differences from the Perl agent (B25, listed in docs/COMPATIBILITY.md):
 //! a key already present anywhere in the file is not added again; removal deletes exactly the
 //! lines equal to the key and keeps blank lines; relative paths are taken below the home.
 

@@ -3,7 +3,7 @@
 //! golden vectors show them. The whole outcome is computed as data ([`LegacyOutput`]) so the
 //! binary only prints it and tests can inspect it.
 //!
-//! Deliberate differences (docs/COMPATIBILITY-agent.md): `SSH_ORIGINAL_COMMAND` is split into
+//! Deliberate differences (docs/COMPATIBILITY.md): `SSH_ORIGINAL_COMMAND` is split into
 //! words without a shell and refused when it contains shell metacharacters; user names,
 //! session ids, keys and key-file paths are validated before anything runs; key files are
 //! edited in Rust (see [`crate::authkeys`]); findbusyservers counts sessions itself when the

@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::common::*;
 
 /// Records whose reference behaviour is a documented defect we fix
-/// (docs/COMPATIBILITY-agent.md); the test asserts our replacement instead.
+/// (docs/COMPATIBILITY.md); the test asserts our replacement instead.
 const SHELL_DEVIATIONS: &[&str] = &[
     "agent-ssh-original-command-shell-expansion",
     "agent-ssh-injection-runs-as-agent-account",
