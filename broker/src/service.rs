@@ -2,6 +2,7 @@
 
 use crate::acl::{self, ProfileAcls};
 use crate::auth::cookies::{self, AccessPolicy, CookieStore};
+use crate::auth::throttle::{LoginThrottle, ThrottleConfig};
 use crate::auth::{self, AuthEnvironment, Mechanism};
 use crate::config::store::{ConfigStore, Snapshot};
 use crate::config::{Backend, BrokerConfig, ConfigError, IniDocument, Value};
@@ -12,7 +13,7 @@ use crate::select::{self, RealWorld};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Which client protocol a request came through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,12 +93,60 @@ pub const DEFAULT_AUTHSERVICE_SOCKET: &str = "/run/x2gobroker/x2gobroker-authser
 pub struct Broker {
     pub store: ConfigStore,
     pub settings: Settings,
+    /// Failed-login counters (`login-throttling`).
+    throttle: std::sync::Mutex<LoginThrottle>,
 }
 
 impl Broker {
     /// A broker over `store`.
     pub fn new(store: ConfigStore, settings: Settings) -> Arc<Broker> {
-        Arc::new(Broker { store, settings })
+        Arc::new(Broker {
+            store,
+            settings,
+            throttle: std::sync::Mutex::new(LoginThrottle::new(ThrottleConfig::default())),
+        })
+    }
+
+    fn throttle(&self) -> std::sync::MutexGuard<'_, LoginThrottle> {
+        self.throttle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Checks a password with the backend's mechanism, refusing at once (without asking the
+    /// mechanism) while the user or the client address is throttled after failed logins.
+    async fn verify_password(
+        &self,
+        config: &BrokerConfig,
+        backend: Backend,
+        user: &str,
+        password: &str,
+        client_ip: &IpAddr,
+    ) -> Result<bool, BrokerError> {
+        let throttling = config.global_bool("login-throttling")?;
+        if throttling {
+            if let Err(retry_after) = self.throttle().check(user, *client_ip, Instant::now()) {
+                tracing::warn!(user, client = %client_ip, retry_after_seconds = retry_after.as_secs(),
+                    "login refused: too many failed attempts");
+                return Ok(false);
+            }
+        }
+        let environment = self.auth_environment(config);
+        let mechanism =
+            Mechanism::from_config(&config.auth_mech(backend)?, config, environment.timeout);
+        let granted = auth::authenticate(&mechanism, &environment, user, password).await;
+        if throttling {
+            let mut throttle = self.throttle();
+            if granted {
+                throttle.record_success(user, *client_ip);
+            } else {
+                throttle.record_failure(user, *client_ip, Instant::now());
+            }
+        }
+        if !granted {
+            tracing::info!(user, client = %client_ip, "login failed");
+        }
+        Ok(granted)
     }
 
     /// The current config files.
@@ -139,18 +188,17 @@ impl Broker {
     }
 
     /// Checks a user name and password with the backend's mechanism, without cookies (UCCS
-    /// Basic auth, diagnostics).
+    /// Basic auth, diagnostics); throttled like every password login.
     pub async fn authenticate_password(
         &self,
         config: &BrokerConfig,
         backend: Backend,
         user: &str,
         password: &str,
+        client_ip: &IpAddr,
     ) -> Result<bool, BrokerError> {
-        let environment = self.auth_environment(config);
-        let mechanism =
-            Mechanism::from_config(&config.auth_mech(backend)?, config, environment.timeout);
-        Ok(auth::authenticate(&mechanism, &environment, user, password).await)
+        self.verify_password(config, backend, user, password, client_ip)
+            .await
     }
 
     /// `check_access` (§6.2) with this broker's configuration.
@@ -180,9 +228,7 @@ impl Broker {
             preshared_cookie,
         };
         let store = CookieStore::new(self.cookie_directory(config)?);
-        let environment = self.auth_environment(config);
-        let mechanism =
-            Mechanism::from_config(&config.auth_mech(backend)?, config, environment.timeout);
+        let mut password_error = None;
         let access = cookies::check_access(
             &policy,
             &store,
@@ -190,18 +236,26 @@ impl Broker {
             client_ip,
             &request.authid,
             || async {
-                password_already_verified
-                    || auth::authenticate(
-                        &mechanism,
-                        &environment,
-                        &request.user,
-                        &request.password,
-                    )
+                if password_already_verified {
+                    return true;
+                }
+                match self
+                    .verify_password(config, backend, &request.user, &request.password, client_ip)
                     .await
+                {
+                    Ok(granted) => granted,
+                    Err(error) => {
+                        password_error = Some(error);
+                        false
+                    }
+                }
             },
         )
         .await;
-        Ok(access)
+        match password_error {
+            Some(error) => Err(error),
+            None => Ok(access),
+        }
     }
 
     /// Handles one plain/json/SSH-mode request (§3.5). `backend_name` is the URL capture.

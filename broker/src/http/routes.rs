@@ -312,6 +312,7 @@ async fn uccs_user(
     broker: &Broker,
     config: &BrokerConfig,
     headers: &HeaderMap,
+    client_ip: &IpAddr,
 ) -> Result<Option<String>, BrokerError> {
     let (require_password, require_cookie) = config.credential_requirements()?;
     if !require_password && !require_cookie {
@@ -321,14 +322,14 @@ async fn uccs_user(
         return Ok(None);
     };
     if broker
-        .authenticate_password(config, Backend::Base, &user, &password)
+        .authenticate_password(config, Backend::Base, &user, &password, client_ip)
         .await?
     {
         return Ok(Some(user));
     }
     if let Some((short, _)) = user.split_once('@') {
         if broker
-            .authenticate_password(config, Backend::Base, short, &password)
+            .authenticate_password(config, Backend::Base, short, &password, client_ip)
             .await?
         {
             return Ok(Some(short.to_string()));
@@ -350,7 +351,7 @@ async fn uccs_api(
         Ok(config) => config.clone(),
         Err(message) => return broker_error(BrokerError::Internal(message.clone()), method),
     };
-    let user = match uccs_user(broker, &config, headers).await {
+    let user = match uccs_user(broker, &config, headers, &client_ip).await {
         Ok(Some(user)) => user,
         Ok(None) => return unauthorized_basic(),
         Err(error) => return broker_error(error, method),

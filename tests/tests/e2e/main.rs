@@ -1,5 +1,6 @@
 //! The end-to-end test binary: the real broker, agent and auth-service binaries against real clients and tools.
 
+mod auth;
 mod daemon;
 mod hostile;
 mod python_x2go;
