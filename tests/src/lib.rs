@@ -135,25 +135,30 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
+fn user_exists(name: &str) -> bool {
+    Command::new("id")
+        .arg(name)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|status| status.success())
+        .unwrap_or(false)
+}
+
 /// Creates local user `name` (home under /home) if missing and sets its password.
 pub fn ensure_user(name: &str, password: Option<&str>) {
     assert!(
         is_root(),
         "creating local users needs root (CI runs as root)"
     );
-    let exists = Command::new("id")
-        .arg(name)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|status| status.success())
-        .unwrap_or(false);
-    if !exists {
+    if !user_exists(name) {
         let status = Command::new("useradd")
             .args(["-m", "-s", "/bin/bash", name])
+            .stderr(Stdio::null())
             .status()
             .expect("useradd");
-        assert!(status.success(), "useradd {name}");
+        // another test may have created it at the same moment
+        assert!(status.success() || user_exists(name), "useradd {name}");
     }
     if let Some(password) = password {
         use std::io::Write;
@@ -168,6 +173,76 @@ pub fn ensure_user(name: &str, password: Option<&str>) {
             .write_all(format!("{name}:{password}\n").as_bytes())
             .expect("write chpasswd");
         assert!(child.wait().expect("chpasswd").success(), "chpasswd {name}");
+    }
+}
+
+/// Creates the system account `name` (no home, no login) if missing.
+pub fn ensure_system_user(name: &str) {
+    assert!(is_root(), "creating accounts needs root (CI runs as root)");
+    if !user_exists(name) {
+        let status = Command::new("useradd")
+            .args([
+                "--system",
+                "--user-group",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                name,
+            ])
+            .stderr(Stdio::null())
+            .status()
+            .expect("useradd");
+        assert!(status.success() || user_exists(name), "useradd {name}");
+    }
+}
+
+/// The auth service started from `target/` on a socket in `directory`, with our PAM service
+/// file installed as `/etc/pam.d/x2gobroker` when the system has none.
+pub struct AuthService {
+    pub child: Child,
+    pub socket: PathBuf,
+}
+
+impl AuthService {
+    /// Starts `x2gobroker-authservice` and waits for its socket.
+    pub fn start(directory: &Path) -> AuthService {
+        assert!(
+            is_root(),
+            "PAM checks of other users need root (CI runs as root)"
+        );
+        let pam_file = Path::new("/etc/pam.d/x2gobroker");
+        if !pam_file.exists() {
+            std::fs::copy(workspace_root().join("etc/pam.d/x2gobroker"), pam_file)
+                .expect("install etc/pam.d/x2gobroker");
+        }
+        let socket = directory.join("authservice.socket");
+        let mut command = Command::new(binary("x2gobroker-authservice"));
+        command
+            .arg("-s")
+            .arg(&socket)
+            .args(["-o", "root", "-g", "root", "-p", "0666"])
+            .stdin(Stdio::null());
+        if std::env::var_os("E2E_VERBOSE").is_none() {
+            command.stdout(Stdio::null()).stderr(Stdio::null());
+        }
+        let child = command.spawn().expect("spawn x2gobroker-authservice");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !socket.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "the auth service did not create {}",
+                socket.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        AuthService { child, socket }
+    }
+}
+
+impl Drop for AuthService {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -3,7 +3,7 @@
 use serde_json::Value;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use x2gobroker_e2e::{golden_dir, normalise, start_broker};
+use x2gobroker_e2e::{ensure_user, golden_dir, normalise, start_broker, AuthService};
 
 /// Records where we deliberately differ from the reference, with what we answer instead.
 /// Every entry is listed with its reason in docs/COMPATIBILITY.md.
@@ -189,18 +189,30 @@ async fn replay_file(file: &str, totals: &mut (usize, usize, usize), failures: &
             })
             .collect();
         index += scenario.len();
-        if config == "s11_pam.conf" {
-            // PAM through the auth service: replayed by the authentication tests.
-            continue;
-        }
         let cookie_directory = tempfile::tempdir().unwrap();
+        // S11: PAM through our auth service, for the local user x2gotest / Golden-Pw-1.
+        let mut auth_service = None;
+        let mut extra_env: Vec<(&str, String)> = Vec::new();
+        if config == "s11_pam.conf" {
+            ensure_user("x2gotest", Some("Golden-Pw-1"));
+            let service = AuthService::start(cookie_directory.path());
+            extra_env.push((
+                "X2GOBROKER_AUTHSERVICE_SOCKET",
+                service.socket.display().to_string(),
+            ));
+            auth_service = Some(service);
+        }
+        let extra_env: Vec<(&str, &str)> = extra_env
+            .iter()
+            .map(|(name, value)| (*name, value.as_str()))
+            .collect();
         // Relative paths inside the configs (my-cookie-file) are relative to the golden directory.
         let daemon = start_broker(
             &configs.join(&config),
             &configs.join(&profiles),
             &golden,
             cookie_directory.path(),
-            &[],
+            &extra_env,
         );
         let port = daemon.address.port();
         let mut cookies: HashMap<String, String> = HashMap::new();
@@ -261,6 +273,7 @@ async fn replay_file(file: &str, totals: &mut (usize, usize, usize), failures: &
             }
         }
         drop(daemon);
+        drop(auth_service);
     }
 }
 

@@ -1,0 +1,122 @@
+//! `x2gobroker-testauth`: try one authentication through the configured mechanism and say why it failed.
+
+use clap::Parser;
+use std::io::BufRead;
+use std::path::PathBuf;
+use x2gobroker::auth::{self, Mechanism};
+use x2gobroker::config::{Backend, BrokerConfig};
+
+/// Try one login with the broker's configured authentication mechanism.
+#[derive(Debug, Parser)]
+#[command(name = "x2gobroker-testauth", version)]
+struct Cli {
+    /// The user name to try.
+    #[arg(short = 'u', long = "user")]
+    user: String,
+    /// x2gobroker.conf (default: $X2GOBROKER_CONFIG or /etc/x2go/x2gobroker.conf).
+    #[arg(short = 'C', long = "config-file")]
+    config_file: Option<PathBuf>,
+    /// Backend whose mechanism to use (inifile, zeroconf, base).
+    #[arg(long = "backend", default_value = "inifile")]
+    backend: String,
+    /// The auth service socket (default: $X2GOBROKER_AUTHSERVICE_SOCKET, the config, or the built-in path).
+    #[arg(long = "authservice-socket")]
+    authservice_socket: Option<PathBuf>,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    x2gobroker::logging::init(false);
+    let config_path = cli
+        .config_file
+        .clone()
+        .or_else(|| std::env::var_os("X2GOBROKER_CONFIG").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(x2gobroker::app::DEFAULT_CONFIG));
+    let text = std::fs::read_to_string(&config_path).unwrap_or_default();
+    let config = match BrokerConfig::parse(&text) {
+        Ok(config) => config,
+        Err(error) => {
+            println!("FAIL: {} cannot be parsed: {error}", config_path.display());
+            std::process::exit(64);
+        }
+    };
+    let Some(backend) = Backend::from_name(&cli.backend) else {
+        println!("FAIL: unknown backend {:?}", cli.backend);
+        std::process::exit(64);
+    };
+    let mechanism_name = match config.auth_mech(backend) {
+        Ok(name) => name,
+        Err(error) => {
+            println!("FAIL: {error}");
+            std::process::exit(64);
+        }
+    };
+    let mut settings = x2gobroker::app::settings_from_environment();
+    if cli.authservice_socket.is_some() {
+        settings.authservice_socket = cli.authservice_socket.clone();
+    }
+    let socket = settings.authservice_socket.clone().unwrap_or_else(|| {
+        PathBuf::from(
+            config
+                .global_raw("authservice-socket")
+                .filter(|path| !path.is_empty())
+                .unwrap_or(x2gobroker::service::DEFAULT_AUTHSERVICE_SOCKET),
+        )
+    });
+    eprintln!("password for {} (read from standard input):", cli.user);
+    let mut password = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut password);
+    let password = password.trim_end_matches(['\n', '\r']).to_string();
+    let mechanism = Mechanism::from_config(&mechanism_name, &config, settings.auth_timeout);
+    println!("mechanism: {mechanism_name} (backend {})", backend.name());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let verdict: Result<bool, String> = runtime.block_on(async {
+        match &mechanism {
+            Mechanism::Pam => {
+                println!("auth service socket: {}", socket.display());
+                if cli.user.is_empty() || password.is_empty() {
+                    return Err("PAM needs a user name and a password".to_string());
+                }
+                auth::authservice::authenticate(
+                    &socket,
+                    &cli.user,
+                    &password,
+                    auth::PAM_SERVICE,
+                    settings.auth_timeout,
+                )
+                .await
+                .map_err(|error| error.to_string())
+            }
+            Mechanism::HttpsGet(https) => {
+                auth::https_get::authenticate(https, &cli.user, &password)
+                    .await
+                    .map_err(|error| error.to_string())
+            }
+            Mechanism::Unknown(name) => Err(format!("unknown mechanism {name:?}")),
+            other => {
+                let environment = auth::AuthEnvironment {
+                    authservice_socket: socket.clone(),
+                    timeout: settings.auth_timeout,
+                };
+                Ok(auth::authenticate(other, &environment, &cli.user, &password).await)
+            }
+        }
+    });
+    match verdict {
+        Ok(true) => println!("OK: {} authenticated", cli.user),
+        Ok(false) => {
+            println!(
+                "FAIL: the mechanism refused {} (wrong password, unknown or locked user)",
+                cli.user
+            );
+            std::process::exit(1);
+        }
+        Err(reason) => {
+            println!("FAIL: {reason}");
+            std::process::exit(1);
+        }
+    }
+}
