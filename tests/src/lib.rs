@@ -315,3 +315,84 @@ mod tests {
         );
     }
 }
+
+/// A real OpenSSH server on 127.0.0.1 for tests: its own host key and config, public-key
+/// logins only, `AuthorizedKeysFile .ssh/authorized_keys .x2go/authorized_keys`.
+pub struct Sshd {
+    pub child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+    pub host_public_key: String,
+}
+
+impl Sshd {
+    /// Starts `/usr/sbin/sshd` for `allow_users` on a free port, files in `directory`.
+    pub fn start(directory: &Path, allow_users: &[&str]) -> Sshd {
+        assert!(is_root(), "sshd needs root (CI runs as root)");
+        std::fs::create_dir_all("/run/sshd").expect("/run/sshd");
+        let host_key = directory.join("ssh_host_ed25519_key");
+        if !host_key.exists() {
+            let status = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(&host_key)
+                .status()
+                .expect("ssh-keygen");
+            assert!(status.success());
+        }
+        let port = free_port();
+        let log = directory.join("sshd.log");
+        let config = directory.join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}\nUsePAM no\n\
+                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
+                 AuthorizedKeysFile .ssh/authorized_keys .x2go/authorized_keys\nAllowUsers {}\n\
+                 PermitRootLogin no\nStrictModes yes\nLogLevel VERBOSE\nX11Forwarding no\n\
+                 AllowTcpForwarding yes\nSetEnv PATH=/usr/local/bin:/usr/bin:/bin\n",
+                host_key.display(),
+                directory.join("sshd.pid").display(),
+                allow_users.join(" ")
+            ),
+        )
+        .expect("sshd_config");
+        let child = Command::new("/usr/sbin/sshd")
+            .arg("-f")
+            .arg(&config)
+            .args(["-D", "-e", "-E"])
+            .arg(&log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn sshd");
+        let address: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
+        assert!(wait_for_port(address, Duration::from_secs(10)), "sshd did not listen");
+        let host_public_key = std::fs::read_to_string(directory.join("ssh_host_ed25519_key.pub")).expect("host key");
+        Sshd { child, port, log, host_public_key }
+    }
+
+    /// What sshd logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Unlocks a local account for public-key SSH logins (sshd refuses locked accounts).
+pub fn unlock_for_ssh(user: &str) {
+    let shadow = std::fs::read_to_string("/etc/shadow").unwrap_or_default();
+    let locked = shadow
+        .lines()
+        .find(|line| line.starts_with(&format!("{user}:")))
+        .map(|line| line.split(':').nth(1).unwrap_or("").starts_with('!'))
+        .unwrap_or(true);
+    if locked {
+        let status = Command::new("usermod").args(["-p", "*", user]).status().expect("usermod");
+        assert!(status.success(), "usermod -p '*' {user}");
+    }
+}
