@@ -113,9 +113,10 @@ impl Broker {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Checks a password with the backend's mechanism, refusing at once (without asking the
-    /// mechanism) while the user or the client address is throttled after failed logins.
-    async fn verify_password(
+    /// Checks a password with the backend's mechanism (no cookies: also for UCCS Basic auth),
+    /// refusing at once (without asking the mechanism) while the user or the client address is
+    /// throttled after failed logins.
+    pub async fn verify_password(
         &self,
         config: &BrokerConfig,
         backend: Backend,
@@ -185,20 +186,6 @@ impl Broker {
             Some(directory) => Ok(directory.clone()),
             None => Ok(PathBuf::from(config.global_str("cookie-directory")?)),
         }
-    }
-
-    /// Checks a user name and password with the backend's mechanism, without cookies (UCCS
-    /// Basic auth, diagnostics); throttled like every password login.
-    pub async fn authenticate_password(
-        &self,
-        config: &BrokerConfig,
-        backend: Backend,
-        user: &str,
-        password: &str,
-        client_ip: &IpAddr,
-    ) -> Result<bool, BrokerError> {
-        self.verify_password(config, backend, user, password, client_ip)
-            .await
     }
 
     /// `check_access` (§6.2) with this broker's configuration.

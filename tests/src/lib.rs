@@ -130,6 +130,28 @@ pub fn start_broker(
     Daemon::start(command, address)
 }
 
+/// A broker started on `config_text` (written to a fresh directory that also holds its
+/// cookies) and the golden `profiles_basic.ini`, or `profiles` when given.
+pub fn broker_with_config(
+    config_text: &str,
+    profiles: Option<&Path>,
+    extra_env: &[(&str, &str)],
+) -> (tempfile::TempDir, Daemon) {
+    let work = tempfile::tempdir().expect("tempdir");
+    let config = work.path().join("x2gobroker.conf");
+    std::fs::write(&config, config_text).expect("write config");
+    let default_profiles = golden_dir().join("configs/profiles_basic.ini");
+    let profiles = profiles.unwrap_or(&default_profiles);
+    let daemon = start_broker(
+        &config,
+        profiles,
+        work.path(),
+        &work.path().join("cookies"),
+        extra_env,
+    );
+    (work, daemon)
+}
+
 /// Whether the tests run as root (CI does; user and PAM tests need it).
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
@@ -299,22 +321,6 @@ fn replace_uuids(text: &str) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn normalises_like_the_golden_files() {
-        assert_eq!(
-            normalise("AUTHID:f3e053dd-2ddb-4c0f-9ec6-89b8862504a7\nAccess granted\n"),
-            "AUTHID:{UUID}\nAccess granted\n"
-        );
-        assert_eq!(
-            normalise("SERVER:a:22\n-----BEGIN RSA PRIVATE KEY-----\nabc\n-----END RSA PRIVATE KEY-----\nX"),
-            "SERVER:a:22\n{RSA_PRIVATE_KEY}X"
-        );
-    }
-}
 
 /// A real OpenSSH server on 127.0.0.1 for tests: its own host key and config, public-key
 /// logins only, `AuthorizedKeysFile .ssh/authorized_keys .x2go/authorized_keys`.
@@ -365,9 +371,18 @@ impl Sshd {
             .spawn()
             .expect("spawn sshd");
         let address: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
-        assert!(wait_for_port(address, Duration::from_secs(10)), "sshd did not listen");
-        let host_public_key = std::fs::read_to_string(directory.join("ssh_host_ed25519_key.pub")).expect("host key");
-        Sshd { child, port, log, host_public_key }
+        assert!(
+            wait_for_port(address, Duration::from_secs(10)),
+            "sshd did not listen"
+        );
+        let host_public_key =
+            std::fs::read_to_string(directory.join("ssh_host_ed25519_key.pub")).expect("host key");
+        Sshd {
+            child,
+            port,
+            log,
+            host_public_key,
+        }
     }
 
     /// What sshd logged so far.
@@ -392,7 +407,27 @@ pub fn unlock_for_ssh(user: &str) {
         .map(|line| line.split(':').nth(1).unwrap_or("").starts_with('!'))
         .unwrap_or(true);
     if locked {
-        let status = Command::new("usermod").args(["-p", "*", user]).status().expect("usermod");
+        let status = Command::new("usermod")
+            .args(["-p", "*", user])
+            .status()
+            .expect("usermod");
         assert!(status.success(), "usermod -p '*' {user}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalises_like_the_golden_files() {
+        assert_eq!(
+            normalise("AUTHID:f3e053dd-2ddb-4c0f-9ec6-89b8862504a7\nAccess granted\n"),
+            "AUTHID:{UUID}\nAccess granted\n"
+        );
+        assert_eq!(
+            normalise("SERVER:a:22\n-----BEGIN RSA PRIVATE KEY-----\nabc\n-----END RSA PRIVATE KEY-----\nX"),
+            "SERVER:a:22\n{RSA_PRIVATE_KEY}X"
+        );
     }
 }

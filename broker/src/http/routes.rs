@@ -322,14 +322,14 @@ async fn uccs_user(
         return Ok(None);
     };
     if broker
-        .authenticate_password(config, Backend::Base, &user, &password, client_ip)
+        .verify_password(config, Backend::Base, &user, &password, client_ip)
         .await?
     {
         return Ok(Some(user));
     }
     if let Some((short, _)) = user.split_once('@') {
         if broker
-            .authenticate_password(config, Backend::Base, short, &password, client_ip)
+            .verify_password(config, Backend::Base, short, &password, client_ip)
             .await?
         {
             return Ok(Some(short.to_string()));

@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
-use x2gobroker_e2e::{golden_dir, start_broker};
+use x2gobroker_e2e::broker_with_config;
 
 const TESTSUITE_CONFIG: &str = "[global]\nrequire-password = true\ndefault-auth-mech = testsuite\ndefault-portscan-x2goservers = false\nenable-uccs-output = true\n";
 
@@ -29,17 +29,7 @@ async fn login(port: u16, from: &str, user: &str, password: &str) -> u16 {
 
 #[tokio::test]
 async fn failed_logins_are_throttled_per_user_and_address() {
-    let work = tempfile::tempdir().unwrap();
-    let config = work.path().join("x2gobroker.conf");
-    std::fs::write(&config, TESTSUITE_CONFIG).unwrap();
-    let profiles = golden_dir().join("configs/profiles_basic.ini");
-    let daemon = start_broker(
-        &config,
-        &profiles,
-        work.path(),
-        &work.path().join("cookies"),
-        &[],
-    );
+    let (_work, daemon) = broker_with_config(TESTSUITE_CONFIG, None, &[]);
     let port = daemon.address.port();
     assert_eq!(
         login(port, "127.0.0.2", "test", "sweet").await,
@@ -97,21 +87,11 @@ async fn failed_logins_are_throttled_per_user_and_address() {
 
 #[tokio::test]
 async fn throttling_can_be_switched_off() {
-    let work = tempfile::tempdir().unwrap();
-    let config = work.path().join("x2gobroker.conf");
-    std::fs::write(
-        &config,
-        format!("{TESTSUITE_CONFIG}login-throttling = false\n"),
-    )
-    .unwrap();
-    let profiles = golden_dir().join("configs/profiles_basic.ini");
-    let daemon = start_broker(
-        &config,
-        &profiles,
-        work.path(),
-        &work.path().join("cookies"),
-        &[],
+    let config = format!(
+        "{TESTSUITE_CONFIG}login-throttling = false
+"
     );
+    let (_work, daemon) = broker_with_config(&config, None, &[]);
     let port = daemon.address.port();
     for _ in 0..8 {
         assert_eq!(login(port, "127.0.0.2", "test", "sour").await, 401);
@@ -123,7 +103,7 @@ mod pam {
     //! Real PAM logins through the auth service (issue 5 acceptance 1–4).
     use super::login;
     use std::time::{Duration, Instant};
-    use x2gobroker_e2e::{ensure_user, golden_dir, start_broker, AuthService};
+    use x2gobroker_e2e::{broker_with_config, ensure_user, golden_dir, AuthService};
 
     const PAM_CONFIG: &str = "[global]\nrequire-password = true\ndefault-auth-mech = pam\ndefault-portscan-x2goservers = false\n";
     const SPECIAL_PASSWORD: &str = "p a:s s:wörd ∑ 🎉";
@@ -141,16 +121,11 @@ mod pam {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn pam_logins_through_the_auth_service() {
-        let (work, service) = setup();
-        let config = work.path().join("x2gobroker.conf");
-        std::fs::write(&config, PAM_CONFIG).unwrap();
-        let profiles = golden_dir().join("configs/profiles_basic.ini");
+        let (_work, service) = setup();
         let socket = service.socket.display().to_string();
-        let daemon = start_broker(
-            &config,
-            &profiles,
-            work.path(),
-            &work.path().join("cookies"),
+        let (_broker_directory, daemon) = broker_with_config(
+            PAM_CONFIG,
+            None,
             &[("X2GOBROKER_AUTHSERVICE_SOCKET", socket.as_str())],
         );
         let port = daemon.address.port();

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 use std::time::Duration;
-use x2gobroker_e2e::{binary, golden_dir, start_broker};
+use x2gobroker_e2e::{binary, broker_with_config, start_broker};
 
 const CONFIG: &str = "[global]\nrequire-password = false\nrequire-cookie = false\ndefault-auth-mech = none\ndefault-portscan-x2goservers = false\n";
 
@@ -40,16 +40,11 @@ fn self_signed(directory: &std::path::Path) -> (std::path::PathBuf, std::path::P
 
 #[tokio::test]
 async fn https_with_a_self_signed_certificate() {
-    let work = tempfile::tempdir().unwrap();
-    let config = work.path().join("x2gobroker.conf");
-    std::fs::write(&config, CONFIG).unwrap();
-    let (certificate, key) = self_signed(work.path());
-    let profiles = golden_dir().join("configs/profiles_basic.ini");
-    let daemon = start_broker(
-        &config,
-        &profiles,
-        work.path(),
-        &work.path().join("cookies"),
+    let certificates = tempfile::tempdir().unwrap();
+    let (certificate, key) = self_signed(certificates.path());
+    let (_work, daemon) = broker_with_config(
+        CONFIG,
+        None,
         &[
             ("X2GOBROKER_SSL_CERTFILE", certificate.to_str().unwrap()),
             ("X2GOBROKER_SSL_KEYFILE", key.to_str().unwrap()),
@@ -151,17 +146,7 @@ async fn config_changes_apply_without_restart_and_bad_files_keep_the_last_good_o
 #[test]
 fn sigterm_finishes_in_flight_requests() {
     use std::io::{Read, Write};
-    let work = tempfile::tempdir().unwrap();
-    let config = work.path().join("x2gobroker.conf");
-    std::fs::write(&config, CONFIG).unwrap();
-    let profiles = golden_dir().join("configs/profiles_basic.ini");
-    let mut daemon = start_broker(
-        &config,
-        &profiles,
-        work.path(),
-        &work.path().join("cookies"),
-        &[],
-    );
+    let (_work, mut daemon) = broker_with_config(CONFIG, None, &[]);
     // A request whose body is still arriving when the shutdown is asked for.
     let body = "task=selectsession&sid=a-single&user=maja";
     let mut stream = std::net::TcpStream::connect(daemon.address).unwrap();

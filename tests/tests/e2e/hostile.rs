@@ -5,7 +5,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 use x2gobroker_e2e::{golden_dir, start_broker};
 
-const CONFIG: &str = "[global]\nrequire-password = true\ndefault-auth-mech = testsuite\ndefault-portscan-x2goservers = false\nenable-uccs-output = true\n[broker_zeroconf]\nenable = true\nauth-mech = none\n";
+const CONFIG: &str = "[global]\nrequire-password = true\ndefault-auth-mech = testsuite\nlogin-throttling = false\ndefault-portscan-x2goservers = false\nenable-uccs-output = true\n[broker_zeroconf]\nenable = true\nauth-mech = none\n";
 
 fn raw_request(port: u16, request: &[u8]) -> Option<u16> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;

@@ -2,23 +2,13 @@
 
 use serde_json::Value;
 use std::process::Command;
-use x2gobroker_e2e::{golden_dir, start_broker, workspace_root};
+use x2gobroker_e2e::{broker_with_config, workspace_root};
 
 const CONFIG: &str = "[global]\nrequire-password = true\ndefault-auth-mech = testsuite\ndefault-portscan-x2goservers = false\n[broker_inifile]\nenable = true\nuser-db = testsuite\ngroup-db = testsuite\n";
 
 #[test]
 fn python_x2go_lists_and_selects() {
-    let work = tempfile::tempdir().unwrap();
-    let config = work.path().join("x2gobroker.conf");
-    std::fs::write(&config, CONFIG).unwrap();
-    let profiles = golden_dir().join("configs/profiles_basic.ini");
-    let daemon = start_broker(
-        &config,
-        &profiles,
-        work.path(),
-        &work.path().join("cookies"),
-        &[],
-    );
+    let (_work, daemon) = broker_with_config(CONFIG, None, &[]);
     let url = format!("http://127.0.0.1:{}/json/inifile/", daemon.address.port());
     let script = workspace_root().join("tests/python/x2go_broker_client.py");
     let run = |password: &str| {
