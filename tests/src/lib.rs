@@ -321,7 +321,6 @@ fn replace_uuids(text: &str) -> String {
     out
 }
 
-
 /// A real OpenSSH server on 127.0.0.1 for tests: its own host key and config, public-key
 /// logins only, `AuthorizedKeysFile .ssh/authorized_keys .x2go/authorized_keys`.
 pub struct Sshd {

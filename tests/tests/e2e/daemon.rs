@@ -231,3 +231,55 @@ fn check_config_reports_every_problem() {
         String::from_utf8_lossy(&clean.stdout)
     );
 }
+
+async fn post(port: u16, body: &str) -> (u16, String) {
+    let response = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/plain/inifile/"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn cookies_survive_a_restart_and_get_can_be_switched_off() {
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("x2gobroker.conf");
+    let text = "[global]\nrequire-password = true\ndefault-auth-mech = testsuite\nallow-get-requests = false\n";
+    std::fs::write(&config, text).unwrap();
+    let profiles = x2gobroker_e2e::golden_dir().join("configs/profiles_basic.ini");
+    let cookies = work.path().join("cookies");
+    let first = start_broker(&config, &profiles, work.path(), &cookies, &[]);
+    let (status, body) = post(first.address.port(), "user=test&password=sweet").await;
+    assert_eq!(status, 200);
+    let cookie = body
+        .lines()
+        .next()
+        .unwrap()
+        .trim_start_matches("AUTHID:")
+        .to_string();
+    let get = reqwest::get(format!(
+        "http://127.0.0.1:{}/plain/inifile/?user=test&password=sweet",
+        first.address.port()
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        get.status().as_u16(),
+        405,
+        "GET refused when allow-get-requests = false"
+    );
+    drop(first);
+    let second = start_broker(&config, &profiles, work.path(), &cookies, &[]);
+    let (status, body) = post(second.address.port(), &format!("user=test&authid={cookie}")).await;
+    assert_eq!(
+        status, 200,
+        "the cookie issued before the restart is still valid"
+    );
+    assert!(
+        body.ends_with("Access granted\n") && !body.contains(&cookie),
+        "a new cookie was issued: {body}"
+    );
+}
