@@ -418,6 +418,47 @@ mod tests {
     }
 
     #[test]
+    fn get_my_cookie_golden_records() {
+        let path = format!(
+            "{}/tests/golden/api_profiles.jsonl",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let mut checked = 0;
+        for line in std::fs::read_to_string(path).unwrap().lines() {
+            let record: serde_json::Value = serde_json::from_str(line).unwrap();
+            if record["function"] != "get_my_cookie" {
+                continue;
+            }
+            let directory = tempfile::tempdir().unwrap();
+            let config =
+                crate::config::BrokerConfig::parse(record["config"].as_str().unwrap()).unwrap();
+            let mut file = config.global_str("my-cookie-file").unwrap();
+            if let Some(content) = record["authid_file"].as_str() {
+                let written = directory.path().join("authid");
+                std::fs::write(&written, content).unwrap();
+                file = written.display().to_string();
+            }
+            let cookie = preshared_cookie(Path::new(&file), config.global_raw("my-cookie"));
+            if record["case"].as_str().unwrap().contains("random") {
+                assert!(is_issued_cookie_shape(&cookie));
+                assert_ne!(
+                    cookie,
+                    preshared_cookie(Path::new(&file), config.global_raw("my-cookie"))
+                );
+            } else {
+                assert_eq!(
+                    cookie,
+                    record["result"].as_str().unwrap(),
+                    "{}",
+                    record["case"]
+                );
+            }
+            checked += 1;
+        }
+        assert_eq!(checked, 4);
+    }
+
+    #[test]
     fn preshared_cookie_resolution() {
         let directory = tempfile::tempdir().unwrap();
         let file = directory.path().join("x2gobroker.authid");

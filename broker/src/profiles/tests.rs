@@ -89,6 +89,24 @@ fn builtin_defaults_match_the_reference() {
                     .collect();
                 assert_eq!(keys_to_json(&keys), record["result"]);
             }
+            Some("get_profile_defaults") => {
+                // the built-ins overlaid with the file's [DEFAULT] section, typed
+                let file = record["profiles_file"].as_str().unwrap();
+                let document = IniDocument::parse(&golden(&format!("configs/{file}"))).unwrap();
+                let keys: Vec<(String, Value)> = builtin_defaults_without_acls()
+                    .into_iter()
+                    .map(|(key, default)| {
+                        let value = match document.defaults.get(key) {
+                            Some(raw) => {
+                                crate::config::typing::type_value(key, raw, &default).unwrap()
+                            }
+                            None => default,
+                        };
+                        (key.to_string(), value)
+                    })
+                    .collect();
+                assert_eq!(keys_to_json(&keys), record["result"]);
+            }
             Some("get_acl_defaults") => {
                 let keys: Vec<(String, Value)> = acl_defaults()
                     .into_iter()
