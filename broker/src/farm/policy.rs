@@ -1,0 +1,415 @@
+//! The farm's decision logic, pure: which server for a user (resume > take over > least loaded), listing status, health.
+
+use crate::hosts;
+use std::collections::BTreeMap;
+
+/// What the broker knows of a server's agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Health {
+    /// The last report came in time.
+    Up,
+    /// Back after an outage: a probe succeeded, the next report makes it Up. Used only
+    /// when no server is Up.
+    Degraded,
+    /// The agent did not answer (or never has): never selected.
+    Down,
+}
+
+/// One session as the farm state keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionView {
+    pub session_id: String,
+    pub user: String,
+    /// The server name the X2Go server reported for the session.
+    pub server: String,
+    /// `R`, `S`, …
+    pub status: char,
+    /// The `x2golistsessions` line (relayed as SESSION_INFO).
+    pub raw_line: String,
+}
+
+/// One server of the farm (keyed by its profile host name).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerView {
+    pub health: Health,
+    pub sessions: Vec<SessionView>,
+    /// The load factor of §9.3 (higher is better), when the agent reported one.
+    pub load_factor: Option<i64>,
+    /// Selections placed here that no report has confirmed yet.
+    pub pending: u32,
+}
+
+impl ServerView {
+    /// A server nothing is known about yet.
+    pub fn unknown() -> ServerView {
+        ServerView {
+            health: Health::Down,
+            sessions: Vec::new(),
+            load_factor: None,
+            pending: 0,
+        }
+    }
+}
+
+/// The answer to "which server for this user on this profile?".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Resume the user's suspended session on `host`.
+    Resume { host: String, session: SessionView },
+    /// Suspend the user's running session on `host`, then resume it there.
+    TakeOver { host: String, session: SessionView },
+    /// Start a new session on `host` (the best healthy server).
+    New { host: String },
+    /// No healthy server among the profile's hosts.
+    NoServer,
+}
+
+/// The profile host a session's reported server name stands for (§10.2 c2): the same name,
+/// else the first host whose short name matches (§10.4).
+pub fn profile_host_for(session_server: &str, profile_hosts: &[String]) -> Option<String> {
+    if profile_hosts.iter().any(|host| host == session_server) {
+        return Some(session_server.to_string());
+    }
+    let matches = hosts::matching_hostnames(profile_hosts, &[session_server.to_string()]);
+    let short = matches.first()?;
+    profile_hosts
+        .iter()
+        .find(|host| host.as_str() == short || host.starts_with(&format!("{short}.")))
+        .cloned()
+}
+
+/// The user's sessions on the profile's servers, with the profile host each runs on.
+/// Sessions on servers that are down are left out (they cannot be reached).
+fn user_sessions<'a>(
+    profile_hosts: &[String],
+    user: &str,
+    servers: &'a BTreeMap<String, ServerView>,
+) -> Vec<(String, &'a SessionView)> {
+    let mut found = Vec::new();
+    for host in profile_hosts {
+        let Some(server) = servers.get(host) else {
+            continue;
+        };
+        if server.health == Health::Down {
+            continue;
+        }
+        for session in server
+            .sessions
+            .iter()
+            .filter(|session| session.user == user)
+        {
+            if profile_host_for(&session.server, profile_hosts).as_deref() == Some(host.as_str()) {
+                found.push((host.clone(), session));
+            }
+        }
+    }
+    found
+}
+
+/// The ranking value of a server (lower is better): the reference's session count, or its
+/// load-factor score `1 / (lf / (sessions + 1))` when every candidate has a load factor.
+fn rank(server: &ServerView, use_load_factors: bool) -> f64 {
+    let sessions = server.sessions.len() as f64 + f64::from(server.pending);
+    match (use_load_factors, server.load_factor) {
+        (true, Some(factor)) if factor > 0 => (sessions + 1.0) / factor as f64,
+        (true, Some(_)) => f64::INFINITY,
+        _ => sessions,
+    }
+}
+
+/// §10.2 with live state: resume a suspended session, else take over a running one, else the
+/// best healthy server (ties by host name), never one that is down.
+pub fn decide(
+    profile_hosts: &[String],
+    user: &str,
+    servers: &BTreeMap<String, ServerView>,
+) -> Decision {
+    if !user.is_empty() {
+        let sessions = user_sessions(profile_hosts, user, servers);
+        if let Some((host, session)) = sessions.iter().find(|(_, session)| session.status == 'S') {
+            return Decision::Resume {
+                host: host.clone(),
+                session: (*session).clone(),
+            };
+        }
+        if let Some((host, session)) = sessions.iter().find(|(_, session)| session.status == 'R') {
+            return Decision::TakeOver {
+                host: host.clone(),
+                session: (*session).clone(),
+            };
+        }
+    }
+    best_server(profile_hosts, servers).map_or(Decision::NoServer, |host| Decision::New { host })
+}
+
+/// The best server for a new session among the profile's hosts.
+pub fn best_server(
+    profile_hosts: &[String],
+    servers: &BTreeMap<String, ServerView>,
+) -> Option<String> {
+    for wanted in [Health::Up, Health::Degraded] {
+        let candidates: Vec<(&String, &ServerView)> = profile_hosts
+            .iter()
+            .filter_map(|host| servers.get(host).map(|server| (host, server)))
+            .filter(|(_, server)| server.health == wanted)
+            .collect();
+        if candidates.is_empty() {
+            continue;
+        }
+        let use_load_factors = candidates
+            .iter()
+            .all(|(_, server)| server.load_factor.is_some());
+        let best = candidates.iter().min_by(|(host_a, a), (host_b, b)| {
+            rank(a, use_load_factors)
+                .partial_cmp(&rank(b, use_load_factors))
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then_with(|| host_a.cmp(host_b))
+        });
+        return best.map(|(host, _)| (*host).clone());
+    }
+    None
+}
+
+/// §7.4 step 6 from live state: narrow a listed profile to the host of the user's suspended
+/// (`S`) or running (`R`) session, else to the first configured host. `None` when no agent
+/// of the profile has ever reported (the listing is then left as it is).
+pub fn listing_status(
+    profile_hosts: &[String],
+    user: &str,
+    servers: &BTreeMap<String, ServerView>,
+) -> Option<(String, Option<char>)> {
+    let any_reported = profile_hosts.iter().any(|host| {
+        servers
+            .get(host)
+            .is_some_and(|server| server.health != Health::Down)
+    });
+    if !any_reported {
+        return None;
+    }
+    let sessions = user_sessions(profile_hosts, user, servers);
+    for status in ['S', 'R'] {
+        let mut matching: Vec<String> = sessions
+            .iter()
+            .filter(|(_, session)| session.status == status)
+            .map(|(host, _)| host.clone())
+            .collect();
+        matching.sort();
+        if let Some(host) = matching.into_iter().next() {
+            return Some((host, Some(status)));
+        }
+    }
+    profile_hosts.first().map(|host| (host.clone(), None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(id: &str, user: &str, server: &str, status: char) -> SessionView {
+        SessionView {
+            session_id: id.into(),
+            user: user.into(),
+            server: server.into(),
+            status,
+            raw_line: format!("1|{id}|50|{server}|{status}|x|{user}"),
+        }
+    }
+
+    fn farm(
+        entries: &[(&str, Health, Vec<SessionView>, Option<i64>, u32)],
+    ) -> BTreeMap<String, ServerView> {
+        entries
+            .iter()
+            .map(|(name, health, sessions, load_factor, pending)| {
+                (
+                    name.to_string(),
+                    ServerView {
+                        health: *health,
+                        sessions: sessions.clone(),
+                        load_factor: *load_factor,
+                        pending: *pending,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn hosts(names: &[&str]) -> Vec<String> {
+        names.iter().map(|name| name.to_string()).collect()
+    }
+
+    #[test]
+    fn decision_table() {
+        use Health::*;
+        let five = hosts(&["n1", "n2", "n3", "n4", "n5"]);
+        let cases: Vec<(&str, BTreeMap<String, ServerView>, &str, &str)> = vec![
+            (
+                "suspended beats running",
+                farm(&[
+                    ("n1", Up, vec![session("a-1", "alice", "n1", 'R')], None, 0),
+                    ("n2", Up, vec![session("a-2", "alice", "n2", 'S')], None, 0),
+                    ("n3", Up, vec![], None, 0),
+                ]),
+                "alice",
+                "resume n2 a-2",
+            ),
+            (
+                "running only: take over",
+                farm(&[
+                    ("n1", Up, vec![], None, 0),
+                    ("n2", Up, vec![session("b-1", "bob", "n2", 'R')], None, 0),
+                ]),
+                "bob",
+                "takeover n2 b-1",
+            ),
+            (
+                "no session: fewest sessions, then name",
+                farm(&[
+                    ("n1", Up, vec![session("x", "x", "n1", 'R')], None, 0),
+                    ("n2", Up, vec![], None, 0),
+                    ("n3", Up, vec![], None, 0),
+                ]),
+                "carol",
+                "new n2",
+            ),
+            (
+                "pending placements count",
+                farm(&[
+                    ("n1", Up, vec![], None, 2),
+                    ("n2", Up, vec![session("x", "x", "n2", 'R')], None, 0),
+                ]),
+                "carol",
+                "new n2",
+            ),
+            (
+                "down servers are never chosen, not even for resuming",
+                farm(&[
+                    ("n1", Down, vec![session("a", "alice", "n1", 'S')], None, 0),
+                    (
+                        "n2",
+                        Up,
+                        vec![session("x", "x", "n2", 'R'), session("y", "y", "n2", 'R')],
+                        None,
+                        0,
+                    ),
+                ]),
+                "alice",
+                "new n2",
+            ),
+            (
+                "all down",
+                farm(&[("n1", Down, vec![], None, 0), ("n2", Down, vec![], None, 0)]),
+                "carol",
+                "none",
+            ),
+            (
+                "degraded only when nothing is up",
+                farm(&[
+                    ("n1", Degraded, vec![], None, 0),
+                    ("n2", Down, vec![], None, 0),
+                ]),
+                "carol",
+                "new n1",
+            ),
+            (
+                "load factors weigh sessions (ssh-load-factors: 1000/3, 200/1, 150/0 -> n1)",
+                farm(&[
+                    (
+                        "n1",
+                        Up,
+                        vec![
+                            session("1", "x", "n1", 'R'),
+                            session("2", "x", "n1", 'R'),
+                            session("3", "x", "n1", 'R'),
+                        ],
+                        Some(1000),
+                        0,
+                    ),
+                    ("n2", Up, vec![session("4", "x", "n2", 'R')], Some(200), 0),
+                    ("n3", Up, vec![], Some(150), 0),
+                ]),
+                "carol",
+                "new n1",
+            ),
+            (
+                "sessions of other users and on foreign servers are ignored",
+                farm(&[
+                    (
+                        "n1",
+                        Up,
+                        vec![session("a", "alice", "elsewhere", 'S')],
+                        None,
+                        0,
+                    ),
+                    ("n2", Up, vec![], None, 0),
+                ]),
+                "alice",
+                "new n2",
+            ),
+            (
+                "domain-qualified session servers map to short profile hosts",
+                farm(&[
+                    ("n1", Up, vec![], None, 0),
+                    (
+                        "n3",
+                        Up,
+                        vec![session("a", "alice", "n3.example.org", 'S')],
+                        None,
+                        0,
+                    ),
+                ]),
+                "alice",
+                "resume n3 a",
+            ),
+        ];
+        for (name, servers, user, expected) in cases {
+            let got = match decide(&five, user, &servers) {
+                Decision::Resume { host, session } => {
+                    format!("resume {host} {}", session.session_id)
+                }
+                Decision::TakeOver { host, session } => {
+                    format!("takeover {host} {}", session.session_id)
+                }
+                Decision::New { host } => format!("new {host}"),
+                Decision::NoServer => "none".to_string(),
+            };
+            assert_eq!(got, expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn listing_status_table() {
+        use Health::*;
+        let profile = hosts(&["n1", "n2", "n3"]);
+        let servers = farm(&[
+            ("n1", Up, vec![session("a", "alice", "n1", 'R')], None, 0),
+            (
+                "n2",
+                Up,
+                vec![
+                    session("b", "alice", "n2", 'S'),
+                    session("c", "bob", "n2", 'R'),
+                ],
+                None,
+                0,
+            ),
+            ("n3", Up, vec![], None, 0),
+        ]);
+        assert_eq!(
+            listing_status(&profile, "alice", &servers),
+            Some(("n2".into(), Some('S')))
+        );
+        assert_eq!(
+            listing_status(&profile, "bob", &servers),
+            Some(("n2".into(), Some('R')))
+        );
+        assert_eq!(
+            listing_status(&profile, "carol", &servers),
+            Some(("n1".into(), None))
+        );
+        assert_eq!(
+            listing_status(&profile, "carol", &farm(&[("n1", Down, vec![], None, 0)])),
+            None
+        );
+    }
+}
