@@ -262,7 +262,14 @@ fn run_http(cli: Cli, config_path: PathBuf, profiles_path: PathBuf, settings: Se
         tracing::warn!("-D/--daemonize is not supported: staying in the foreground (use systemd)");
     }
     let store = ConfigStore::open(Some(config_path), Some(profiles_path));
-    let broker = Broker::new(store, settings);
+    let farm = match start_farm(&store) {
+        Ok(farm) => farm,
+        Err(message) => {
+            eprintln!("x2gobroker: {message}");
+            return EXIT_USAGE;
+        }
+    };
+    let broker = Broker::with_farm(store, settings, farm);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -287,6 +294,25 @@ fn run_http(cli: Cli, config_path: PathBuf, profiles_path: PathBuf, settings: Se
         serve(listener, tls, broker, shutdown_signal()).await;
         0
     })
+}
+
+/// Starts the live farm when `[farm] agent-port` is configured (changing `[farm]` needs a
+/// restart); supervisors for profile hosts start on first use.
+fn start_farm(store: &ConfigStore) -> Result<Option<crate::farm::FarmHandle>, String> {
+    let snapshot = store.current();
+    let Ok(config) = &snapshot.config else {
+        return Ok(None);
+    };
+    let Some(farm_config) = crate::farm::FarmConfig::from_config(config) else {
+        return Ok(None);
+    };
+    tracing::info!(
+        agent_port = farm_config.agent_port,
+        "live farm state enabled"
+    );
+    crate::farm::FarmHandle::start(farm_config)
+        .map(Some)
+        .map_err(|error| error.to_string())
 }
 
 /// Serves the broker on `listener` until `shutdown` (the library entry point tests use).

@@ -6,6 +6,7 @@ use crate::auth::throttle::{LoginThrottle, ThrottleConfig};
 use crate::auth::{self, AuthEnvironment, Mechanism};
 use crate::config::store::{ConfigStore, Snapshot};
 use crate::config::{Backend, BrokerConfig, ConfigError, IniDocument, Value};
+use crate::farm::FarmHandle;
 use crate::nss;
 use crate::profiles::{self, HostStatus, ListingFlavour, Profile};
 use crate::reply::{BrokerReply, Selection, TaskOutcome};
@@ -95,12 +96,24 @@ pub struct Broker {
     pub settings: Settings,
     /// Failed-login counters (`login-throttling`).
     throttle: std::sync::Mutex<LoginThrottle>,
+    /// The live farm state (`[farm]` in x2gobroker.conf), when configured.
+    pub farm: Option<FarmHandle>,
 }
 
 impl Broker {
     /// A broker over `store`.
     pub fn new(store: ConfigStore, settings: Settings) -> Arc<Broker> {
+        Broker::with_farm(store, settings, None)
+    }
+
+    /// A broker over `store` that asks the live `farm` for agent-driven profiles.
+    pub fn with_farm(
+        store: ConfigStore,
+        settings: Settings,
+        farm: Option<FarmHandle>,
+    ) -> Arc<Broker> {
         Arc::new(Broker {
+            farm,
             store,
             settings,
             throttle: std::sync::Mutex::new(LoginThrottle::new(ThrottleConfig::default())),
@@ -292,14 +305,17 @@ impl Broker {
         };
         let outcome = match request.task.as_str() {
             "testcon" => TaskOutcome::Testcon,
-            task if task == listing_task => TaskOutcome::Listing(self.list_profiles(
-                &snapshot,
-                &config,
-                backend,
-                &request.user,
-                &client_ip,
-                ListingFlavour::Broker,
-            )?),
+            task if task == listing_task => TaskOutcome::Listing(
+                self.list_profiles_async(
+                    &snapshot,
+                    &config,
+                    backend,
+                    &request.user,
+                    &client_ip,
+                    ListingFlavour::Broker,
+                )
+                .await?,
+            ),
             "selectsession" if request.profile_id.is_empty() => TaskOutcome::Selection(None),
             "selectsession" => TaskOutcome::Selection(Some(
                 self.select_session(&snapshot, &config, backend, &request, &client_ip)
@@ -342,6 +358,71 @@ impl Broker {
             name_service.as_ref(),
             config.global_bool("ignore-primary-group-memberships")?,
         ))
+    }
+
+    /// Whether a profile is driven by the live farm: agent-query-mode `GRPC`, which is the
+    /// default when `[farm]` is configured and no mode is set anywhere.
+    fn uses_farm(
+        &self,
+        config: &BrokerConfig,
+        backend: Backend,
+        profile: &Profile,
+    ) -> Result<bool, BrokerError> {
+        if self.farm.is_none() || profile.is_shadow() {
+            return Ok(false);
+        }
+        let profile_mode = profile.broker_key("broker-agent-query-mode");
+        let explicit = profile_mode.is_some()
+            || config
+                .document()
+                .get(&format!("broker_{}", backend.name()), "agent-query-mode")
+                .is_some()
+            || config.global_raw("default-agent-query-mode").is_some();
+        if !explicit {
+            return Ok(true);
+        }
+        Ok(config.agent_query_mode(backend, profile_mode)? == "GRPC")
+    }
+
+    /// The profiles `user` may see, transformed for listing and sorted by id (§7.4, §8), with
+    /// the live farm's host narrowing and S/R status for farm-driven profiles (no agent call:
+    /// answered from live state).
+    pub async fn list_profiles_async(
+        &self,
+        snapshot: &Snapshot,
+        config: &BrokerConfig,
+        backend: Backend,
+        user: &str,
+        client_ip: &IpAddr,
+        flavour: ListingFlavour,
+    ) -> Result<Vec<Profile>, BrokerError> {
+        let mut listed = self.list_profiles(snapshot, config, backend, user, client_ip, flavour)?;
+        let (Some(farm), Backend::Inifile) = (&self.farm, backend) else {
+            return Ok(listed);
+        };
+        let document = Self::profiles_document(snapshot)?;
+        for entry in listed.iter_mut() {
+            let Some(profile) = profiles::build_profile(&document, &entry.id)? else {
+                continue;
+            };
+            if !self.uses_farm(config, backend, &profile)? {
+                continue;
+            }
+            if let Some((host, status)) = farm.listing_status(&profile, user).await {
+                let autologin = config.profile_switch(
+                    "default-session-autologin",
+                    profile.broker_key("broker-session-autologin"),
+                )?;
+                *entry = profiles::listing_profile(
+                    &profile,
+                    user,
+                    flavour,
+                    autologin,
+                    &HostStatus::Narrowed { host, status },
+                );
+            }
+        }
+        Ok(listed)
     }
 
     /// The profiles `user` may see, transformed for listing and sorted by id (§7.4, §8).
@@ -414,6 +495,27 @@ impl Broker {
         if !self.acl_allows(config, backend, &profile, &request.user, client_ip)? {
             tracing::warn!(user = %request.user, profile = %profile.id, "selection of a profile the ACLs hide refused");
             return Ok(Selection::server("no-server-available", 22));
+        }
+        if let (true, Some(farm)) = (self.uses_farm(config, backend, &profile)?, &self.farm) {
+            // Sessions are looked up and keys installed for the authenticated user only
+            // (fix §16 S3): a different `login` is ignored.
+            if !request.login.is_empty() && request.login != request.user {
+                tracing::warn!(user = %request.user, login = %request.login, "login differs from the authenticated user: ignored");
+            }
+            let autologin = config.profile_switch(
+                "default-session-autologin",
+                profile.broker_key("broker-session-autologin"),
+            )?;
+            let autologin =
+                (autologin && !request.user.is_empty()).then(|| crate::farm::AutologinRequest {
+                    pubkey: request.pubkey.clone(),
+                    key_file: crate::farm::authorized_keys_path(config, &profile),
+                });
+            let (selection, outcome) = farm
+                .select(&profile, &request.user, client_ip, autologin)
+                .await;
+            tracing::info!(user = %request.user, profile = %profile.id, server = %selection.server, ?outcome, "selected from live state");
+            return Ok(selection);
         }
         let portscan = config.profile_switch(
             "default-portscan-x2goservers",

@@ -151,16 +151,18 @@ impl FarmHandle {
         }
     }
 
-    /// Starts a Supervisor for every host of `profile` that has none yet.
-    pub fn supervise(&self, profile: &Profile) {
+    /// Starts a Supervisor for every host of `profile` that has none yet; true if it did.
+    pub fn supervise(&self, profile: &Profile) -> bool {
         let mut supervised = self
             .supervised
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut started = false;
         for host in profile.hosts() {
             if !supervised.insert(host.clone()) {
                 continue;
             }
+            started = true;
             let actor = supervisor::Supervisor {
                 server: host.clone(),
                 address: self.agent_address(profile, &host),
@@ -174,6 +176,28 @@ impl FarmHandle {
             };
             tracing::info!(server = %host, agent = %actor.address, "supervising");
             supervisor::Supervisor::start_in_arbiter(&self.arbiter, move |_| actor);
+        }
+        started
+    }
+
+    /// Supervises `profile`'s hosts; for hosts seen for the first time, waits (at most one call
+    /// timeout) for their first reports so that a first request is not answered blind.
+    async fn supervise_and_settle(&self, profile: &Profile) {
+        if !self.supervise(profile) {
+            return;
+        }
+        let hosts = profile.hosts();
+        let deadline = Instant::now() + self.config.call_timeout;
+        while Instant::now() < deadline {
+            let state = self.state().await;
+            if hosts.iter().all(|host| {
+                state
+                    .get(host)
+                    .is_some_and(|server| server.health != policy::Health::Down)
+            }) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -191,7 +215,7 @@ impl FarmHandle {
         profile: &Profile,
         user: &str,
     ) -> Option<(String, Option<char>)> {
-        self.supervise(profile);
+        self.supervise_and_settle(profile).await;
         let request = balancer::ListingStatus {
             hosts: profile.hosts(),
             user: user.to_string(),
@@ -212,7 +236,7 @@ impl FarmHandle {
         client_ip: &IpAddr,
         autologin: Option<AutologinRequest>,
     ) -> (Selection, Outcome) {
-        self.supervise(profile);
+        self.supervise_and_settle(profile).await;
         let hosts = profile.hosts();
         let request = balancer::SelectServer {
             hosts: hosts.clone(),

@@ -359,7 +359,7 @@ async fn uccs_api(
     if *method != Method::GET {
         return error_page(StatusCode::METHOD_NOT_ALLOWED, method);
     }
-    let result = (|| {
+    let result: Result<String, BrokerError> = async {
         if !config.global_bool("enable-uccs-output")? {
             return Err(BrokerError::NotFound);
         }
@@ -369,14 +369,16 @@ async fn uccs_api(
         if backend == Backend::Base || !config.backend_enabled(backend)? {
             return Err(BrokerError::NotFound);
         }
-        let profiles = broker.list_profiles(
-            &snapshot,
-            &config,
-            backend,
-            &user,
-            &client_ip,
-            ListingFlavour::Uccs,
-        )?;
+        let profiles = broker
+            .list_profiles_async(
+                &snapshot,
+                &config,
+                backend,
+                &user,
+                &client_ip,
+                ListingFlavour::Uccs,
+            )
+            .await?;
         let url_base = config.global_str("my-uccs-url-base")?;
         let mut pick = |hosts: &[String]| {
             use rand::seq::IndexedRandom;
@@ -391,7 +393,8 @@ async fn uccs_api(
             &mut pick,
         )
         .map_err(|error| BrokerError::Internal(error.to_string()))
-    })();
+    }
+    .await;
     match result {
         Ok(body) => ok_response(method, TEXT_PLAIN, true, body),
         Err(error) => broker_error(error, method),

@@ -2,6 +2,7 @@
 
 mod auth;
 mod daemon;
+mod farm;
 mod hostile;
 mod python_x2go;
 mod replay_http;

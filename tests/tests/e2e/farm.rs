@@ -1,0 +1,322 @@
+//! The live farm end to end: five real agents on the real session DB, the broker's actors, resume/take-over/balance.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::OpenOptionsExt;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use x2gobroker_e2e::{binary, broker_with_config, free_port, workspace_root, Daemon};
+
+/// Tests that rebuild or change the X2Go session database run one at a time.
+pub static SESSION_DB: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Rebuilds the fixture session DB (x2goalice: R on node1, S on node2; x2gobob: R on nodes 1–3;
+/// x2gocarol: none).
+pub fn rebuild_farm() {
+    let status = Command::new(workspace_root().join("tests/fixtures/x2go-farm.sh"))
+        .env("FARM_QUIET", "1")
+        .status()
+        .expect("tests/fixtures/x2go-farm.sh");
+    assert!(status.success(), "fixture failed");
+}
+
+/// Sessions in the DB as `(session id, server, status, user)`.
+pub fn database_sessions() -> Vec<(String, String, String, String)> {
+    let output = Command::new("x2golistsessions_root")
+        .arg("--all-servers")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split('|').collect();
+            (fields.len() >= 12).then(|| {
+                (
+                    fields[1].into(),
+                    fields[3].into(),
+                    fields[4].into(),
+                    fields[11].into(),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Five `x2gobroker-agentd`, one per server name, on 127.0.0.11–15 at one port.
+pub struct Agents {
+    pub port: u16,
+    pub token_file: std::path::PathBuf,
+    pub daemons: BTreeMap<u8, Daemon>,
+}
+
+impl Agents {
+    pub fn start(directory: &std::path::Path) -> Agents {
+        let token_file = directory.join("agent.token");
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&token_file)
+            .unwrap();
+        std::io::Write::write_all(&mut file, b"farm-test-token-0123456789abcdef\n").unwrap();
+        let port = free_port();
+        let mut agents = Agents {
+            port,
+            token_file,
+            daemons: BTreeMap::new(),
+        };
+        for node in 1..=5 {
+            agents.start_node(node);
+        }
+        agents
+    }
+
+    pub fn start_node(&mut self, node: u8) {
+        let address = format!("127.0.0.{}:{}", 10 + node, self.port);
+        let mut command = Command::new(binary("x2gobroker-agentd"));
+        command
+            .args([
+                "--listen",
+                &address,
+                "--server-name",
+                &format!("x2go-node{node}"),
+                "--poll-interval-ms",
+                "200",
+            ])
+            .arg("--token-file")
+            .arg(&self.token_file);
+        self.daemons
+            .insert(node, Daemon::start(command, address.parse().unwrap()));
+    }
+
+    pub fn kill_node(&mut self, node: u8) {
+        self.daemons.remove(&node);
+    }
+}
+
+fn farm_config(agents: &Agents) -> String {
+    format!(
+        "[global]\nrequire-password = false\nrequire-cookie = false\ndefault-auth-mech = none\n\
+         default-portscan-x2goservers = false\n\n[farm]\nagent-port = {}\nagent-token-file = {}\n\
+         heartbeat-ms = 500\ncall-timeout-ms = 1000\n",
+        agents.port,
+        agents.token_file.display()
+    )
+}
+
+const PROFILES: &str = "[DEFAULT]\nuser = BROKER_USER\n\n[farm5]\nname = Farm of five\n\
+    host = x2go-node1 (127.0.0.11), x2go-node2 (127.0.0.12), x2go-node3 (127.0.0.13), x2go-node4 (127.0.0.14), x2go-node5 (127.0.0.15)\n\
+    command = XFCE\n\n[with-hung]\nname = One good, one hung agent\nhost = x2go-node1 (127.0.0.11), x2go-hung (127.0.0.16)\n";
+
+async fn plain(port: u16, body: &str) -> String {
+    reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/plain/inifile/"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+async fn select(port: u16, user: &str, profile: &str) -> String {
+    plain(
+        port,
+        &format!("task=selectsession&sid={profile}&user={user}&login={user}"),
+    )
+    .await
+}
+
+fn server_of(answer: &str) -> String {
+    answer
+        .lines()
+        .find_map(|line| line.strip_prefix("SERVER:"))
+        .unwrap_or("")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn live_farm_resumes_takes_over_balances_and_survives_dead_agents() {
+    let _db = SESSION_DB.lock().await;
+    rebuild_farm();
+    let work = tempfile::tempdir().unwrap();
+    let mut agents = Agents::start(work.path());
+    // an agent that accepts connections and never answers
+    let hung = std::net::TcpListener::bind(format!("127.0.0.16:{}", agents.port)).unwrap();
+    let profiles = work.path().join("profiles.ini");
+    std::fs::write(&profiles, PROFILES).unwrap();
+    let (_broker_directory, broker) =
+        broker_with_config(&farm_config(&agents), Some(&profiles), &[]);
+    let port = broker.address.port();
+
+    // 1. a suspended session is resumed where it is, with its session line
+    let started = Instant::now();
+    let alice = select(port, "x2goalice", "farm5").await;
+    println!(
+        "farm: first selection (supervisors starting) {:?}",
+        started.elapsed()
+    );
+    assert_eq!(server_of(&alice), "127.0.0.12:22", "{alice}");
+    let info = alice
+        .lines()
+        .find_map(|line| line.strip_prefix("SESSION_INFO:"))
+        .expect("SESSION_INFO");
+    let fields: Vec<&str> = info.split('|').collect();
+    assert_eq!(
+        (fields[3], fields[4], fields[11]),
+        ("x2go-node2", "S", "x2goalice"),
+        "{info}"
+    );
+    let started = Instant::now();
+    let again = select(port, "x2goalice", "farm5").await;
+    let resume_time = started.elapsed();
+    assert_eq!(server_of(&again), "127.0.0.12:22");
+    println!("farm: resume answered from live state in {resume_time:?}");
+    // the listing narrows to the session's host and marks it S
+    let started = Instant::now();
+    let listing = plain(port, "task=listsessions&user=x2goalice").await;
+    let listing_time = started.elapsed();
+    println!("farm: first listing (waits at most one call timeout for the hung agent's first report) {listing_time:?}");
+    assert!(listing_time < Duration::from_millis(2500));
+    assert!(
+        listing.contains("\nhost=x2go-node2\n") && listing.contains("\nstatus=S\n"),
+        "{listing}"
+    );
+
+    // 2. only running sessions: the first is suspended in the DB and handed out for resuming
+    let started = Instant::now();
+    let bob = select(port, "x2gobob", "farm5").await;
+    let takeover_time = started.elapsed();
+    assert_eq!(server_of(&bob), "127.0.0.11:22", "{bob}");
+    let bob_info = bob
+        .lines()
+        .find_map(|line| line.strip_prefix("SESSION_INFO:"))
+        .expect("SESSION_INFO");
+    let bob_session = bob_info.split('|').nth(1).unwrap().to_string();
+    assert_eq!(bob_info.split('|').nth(4), Some("S"));
+    let in_db = database_sessions()
+        .into_iter()
+        .find(|(id, ..)| *id == bob_session)
+        .expect("bob's session");
+    assert_eq!(
+        (in_db.1.as_str(), in_db.2.as_str()),
+        ("x2go-node1", "S"),
+        "the DB shows it suspended"
+    );
+    println!("farm: take-over (suspend + confirm) in {takeover_time:?}");
+
+    // 3. no session: the least loaded healthy server (node4 and node5 are idle; ties by name)
+    let carol = select(port, "x2gocarol", "farm5").await;
+    assert_eq!(server_of(&carol), "127.0.0.14:22", "{carol}");
+
+    // 4. a login storm of 20 sessionless users spreads over the servers
+    let mut storm = Vec::new();
+    for index in 0..20 {
+        let user = format!("x2gonew{index}");
+        storm.push(tokio::spawn(
+            async move { select(port, &user, "farm5").await },
+        ));
+    }
+    let mut per_server: BTreeMap<String, usize> = BTreeMap::new();
+    for handle in storm {
+        *per_server
+            .entry(server_of(&handle.await.unwrap()))
+            .or_default() += 1;
+    }
+    println!("farm: 20 concurrent new sessions: {per_server:?}");
+    let idle_servers = 2;
+    let bound = 20usize.div_ceil(idle_servers) + 1;
+    assert!(
+        per_server.values().all(|count| *count <= bound),
+        "{per_server:?} exceeds {bound}"
+    );
+    assert_eq!(per_server.values().sum::<usize>(), 20);
+
+    // 5. a killed agent is marked down within heartbeat + timeout and never selected
+    agents.kill_node(4);
+    agents.kill_node(5);
+    let killed = Instant::now();
+    tokio::time::sleep(Duration::from_millis(1500 + 500)).await;
+    for index in 0..10 {
+        let server = server_of(&select(port, &format!("x2godown{index}"), "farm5").await);
+        assert!(
+            !server.starts_with("127.0.0.14") && !server.starts_with("127.0.0.15"),
+            "a down server was selected: {server}"
+        );
+    }
+    println!("farm: killed agents excluded within {:?}", killed.elapsed());
+
+    // 6. restarting it brings it back (after the half-open probe)
+    agents.start_node(5);
+    let restarted = Instant::now();
+    let mut back = false;
+    while restarted.elapsed() < Duration::from_secs(20) {
+        if server_of(&select(port, "x2goback", "farm5").await).starts_with("127.0.0.15") {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        back,
+        "node5 was not selected again after its agent restarted"
+    );
+    println!(
+        "farm: restarted agent selected again after {:?}",
+        restarted.elapsed()
+    );
+
+    // 7. a hung agent (accepts, never answers) does not slow a selection beyond its timeout
+    let started = Instant::now();
+    let answer = select(port, "x2gocarol", "with-hung").await;
+    let hung_time = started.elapsed();
+    assert_eq!(server_of(&answer), "127.0.0.11:22", "{answer}");
+    assert!(
+        hung_time < Duration::from_millis(2500),
+        "selection took {hung_time:?} with a hung agent"
+    );
+    let started = Instant::now();
+    let _ = select(port, "x2gocarol", "with-hung").await;
+    println!(
+        "farm: selection with a hung agent {hung_time:?} (first), {:?} (then)",
+        started.elapsed()
+    );
+    drop(hung);
+    drop(broker);
+    drop(agents);
+    rebuild_farm();
+}
+
+#[test]
+fn python_x2go_receives_the_resumed_session() {
+    let _db = SESSION_DB.blocking_lock();
+    rebuild_farm();
+    let work = tempfile::tempdir().unwrap();
+    let agents = Agents::start(work.path());
+    let profiles = work.path().join("profiles.ini");
+    std::fs::write(&profiles, PROFILES).unwrap();
+    let (_broker_directory, broker) =
+        broker_with_config(&farm_config(&agents), Some(&profiles), &[]);
+    let url = format!("http://127.0.0.1:{}/json/inifile/", broker.address.port());
+    let output = Command::new("/usr/bin/python3")
+        .arg(workspace_root().join("tests/python/x2go_broker_client.py"))
+        .args([url.as_str(), "x2goalice", "", "farm5"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let result: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or(""))
+        .unwrap_or_else(|_| panic!("{stdout} {}", String::from_utf8_lossy(&output.stderr)));
+    let selected = &result["selected"];
+    assert_eq!(selected["server"], "127.0.0.12", "{result}");
+    let info = selected["session_info"].as_str().expect("session_info");
+    assert!(
+        info.contains("|x2go-node2|S|") && info.contains("|x2goalice|"),
+        "{info}"
+    );
+    println!(
+        "python x2go: resumed session {}",
+        info.split('|').nth(1).unwrap_or("")
+    );
+}
