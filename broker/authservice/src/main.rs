@@ -1,77 +1,50 @@
-//! `x2gobroker-authservice`: the root PAM service the unprivileged broker asks over a unix socket (§6.4).
+//! `x2gobroker-authservice`: the root PAM service the unprivileged broker asks over a unix socket
+//! (§6.4). Parses the reference's command line, sets up logging and the socket, serves until
+//! SIGTERM/SIGINT. Exit codes: 0 after a clean shutdown, 64 unusable command line or socket, 1 runtime failure.
 
-mod pam_check;
-mod protocol;
-mod server;
+#![forbid(unsafe_code)]
 
 use clap::Parser;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use x2gobroker_authservice::{pam_check, protocol, server, socket};
 
 /// PAM authentication service for the X2Go session broker.
 #[derive(Debug, Parser)]
 #[command(name = "x2gobroker-authservice", version)]
 struct Cli {
-    /// The unix socket (default: $X2GOBROKER_AUTHSERVICE_SOCKET or /run/x2gobroker/x2gobroker-authservice.socket).
-    #[arg(short = 's', long = "socket-file")]
+    /// The unix socket [default: $X2GOBROKER_AUTHSERVICE_SOCKET, else /run/x2gobroker/x2gobroker-authservice.socket].
+    #[arg(short = 's', long = "socket-file", value_name = "AUTHSOCKET")]
     socket: Option<PathBuf>,
     /// Owner of the socket.
     #[arg(short = 'o', long = "owner", default_value = "root")]
     owner: String,
-    /// Group of the socket (the broker's group).
+    /// Group of the socket (the broker's group); if it does not exist, the owner's group is kept.
     #[arg(short = 'g', long = "group", default_value = "x2gobroker")]
     group: String,
-    /// Permissions of the socket, octal.
+    /// Permissions of the socket, octal (0660, 660 or 0o660).
     #[arg(short = 'p', long = "permissions", default_value = "0660")]
     permissions: String,
+    /// A PAM service requests may name (repeat for more; replaces the default `x2gobroker`).
+    /// Others are answered `fail`.
+    #[arg(short = 'a', long = "allow-service", value_name = "SERVICE")]
+    allowed_services: Vec<String>,
     /// Debug logging.
     #[arg(short = 'd', long = "debug")]
     debug: bool,
-    /// Accepted for compatibility (logs go to stderr).
+    /// Accepted for compatibility with the reference (logs always go to stderr).
     #[arg(short = 'i', long = "debug-interactively")]
     debug_interactively: bool,
 }
 
-const DEFAULT_SOCKET: &str = "/run/x2gobroker/x2gobroker-authservice.socket";
-
-fn prepare_socket(cli: &Cli, path: &Path) -> Result<tokio::net::UnixListener, String> {
-    let mode = u32::from_str_radix(cli.permissions.trim_start_matches("0o"), 8)
-        .map_err(|_| format!("permissions {:?} are not octal", cli.permissions))?;
-    let owner = nix::unistd::User::from_name(&cli.owner)
-        .map_err(|error| error.to_string())?
-        .ok_or_else(|| format!("no such user {:?}", cli.owner))?;
-    let group = match nix::unistd::Group::from_name(&cli.group)
-        .map_err(|error| error.to_string())?
-    {
-        Some(group) => group.gid,
-        None => {
-            tracing::warn!(group = %cli.group, "no such group: the socket keeps the owner's group");
-            owner.gid
-        }
-    };
-    if let Some(directory) = path.parent() {
-        if !directory.exists() {
-            std::fs::create_dir_all(directory)
-                .map_err(|error| format!("{}: {error}", directory.display()))?;
-            // the directory gets the socket's mode with x added where r is set
-            let directory_mode = mode | ((mode & 0o444) >> 2);
-            std::fs::set_permissions(directory, std::fs::Permissions::from_mode(directory_mode))
-                .map_err(|error| error.to_string())?;
-            let _ = nix::unistd::chown(directory, Some(owner.uid), Some(group));
-        }
-    }
-    match std::fs::remove_file(path) {
-        Ok(()) => tracing::info!(path = %path.display(), "removed a stale socket"),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-        Err(error) => return Err(format!("{}: {error}", path.display())),
-    }
-    let listener = tokio::net::UnixListener::bind(path)
-        .map_err(|error| format!("{}: {error}", path.display()))?;
-    nix::unistd::chown(path, Some(owner.uid), Some(group))
-        .map_err(|error| format!("chown {}: {error}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(|error| error.to_string())?;
-    Ok(listener)
+fn init_logging(debug: bool) {
+    let level = if debug { "debug" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
 }
 
 async fn shutdown_signal() {
@@ -80,26 +53,15 @@ async fn shutdown_signal() {
         return std::future::pending().await;
     };
     tokio::select! {
-        _ = terminate.recv() => {},
-        _ = tokio::signal::ctrl_c() => {},
+        _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
     }
 }
 
 fn main() {
     let cli = Cli::parse();
-    let level = if cli.debug || cli.debug_interactively {
-        "debug"
-    } else {
-        "info"
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    let socket = cli
+    init_logging(cli.debug || cli.debug_interactively);
+    let path = cli
         .socket
         .clone()
         .or_else(|| {
@@ -107,7 +69,35 @@ fn main() {
                 .filter(|value| !value.is_empty())
                 .map(PathBuf::from)
         })
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
+        .unwrap_or_else(|| PathBuf::from(socket::DEFAULT_SOCKET));
+    let mode = match socket::parse_mode(&cli.permissions) {
+        Ok(mode) => mode,
+        Err(error) => {
+            eprintln!("x2gobroker-authservice: {error}");
+            std::process::exit(64);
+        }
+    };
+    let allowed_services = if cli.allowed_services.is_empty() {
+        server::Options::default().allowed_services
+    } else {
+        cli.allowed_services.clone()
+    };
+    if let Some(bad) = allowed_services
+        .iter()
+        .find(|service| !protocol::is_valid_service(service))
+    {
+        eprintln!("x2gobroker-authservice: PAM service names are [A-Za-z0-9._-]+, not {bad:?}");
+        std::process::exit(64);
+    }
+    let options = socket::SocketOptions {
+        path,
+        owner: cli.owner.clone(),
+        group: cli.group.clone(),
+        mode,
+    };
+    if !nix::unistd::geteuid().is_root() {
+        tracing::warn!("not running as root: PAM can only check the password of this very user");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -119,17 +109,30 @@ fn main() {
         }
     };
     let code = runtime.block_on(async {
-        let listener = match prepare_socket(&cli, &socket) {
+        let listener = match socket::bind(&options) {
             Ok(listener) => listener,
-            Err(message) => {
-                eprintln!("x2gobroker-authservice: {message}");
+            Err(error) => {
+                eprintln!("x2gobroker-authservice: {error}");
                 return 64;
             }
         };
-        tracing::info!(socket = %socket.display(), "x2gobroker-authservice listening");
-        server::serve(listener, pam_check::check, shutdown_signal()).await;
-        let _ = std::fs::remove_file(&socket);
+        tracing::info!(socket = %options.path.display(), services = ?allowed_services,
+            "x2gobroker-authservice listening");
+        server::serve(
+            listener,
+            pam_check::check,
+            server::Options {
+                limits: server::Limits::default(),
+                allowed_services,
+            },
+            shutdown_signal(),
+        )
+        .await;
+        socket::remove(&options.path);
+        tracing::info!("x2gobroker-authservice stopped");
         0
     });
+    // Blocking PAM threads still sleeping out a failure delay must not hold up the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     std::process::exit(code);
 }

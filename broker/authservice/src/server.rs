@@ -1,42 +1,186 @@
-//! The unix-socket server: one task per connection, one blocking thread per PAM check.
+//! The unix-socket server: one task per connection, one blocking thread per PAM check, replies in
+//! request order, bounded connections and checks, drained on shutdown.
 
 use crate::protocol::{self, Line, LineBuffer};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
 
-/// How long a started line may wait for its end before the connection is closed.
-pub const PARTIAL_LINE_TIMEOUT: Duration = Duration::from_secs(1);
-/// How long an idle connection is kept.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// PAM conversations running at once.
-pub const MAX_CONCURRENT_CHECKS: usize = 64;
-
-/// What checks a password; the real one is PAM, tests may substitute nothing else.
+/// Decides one request: `(user, password, service) -> granted`. Blocking; the real one is
+/// [`crate::pam_check::check`], unit tests pass a stand-in.
 pub type Checker = fn(&str, &str, &str) -> bool;
 
-/// Serves `listener` until `shutdown` resolves.
+/// The server's bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections served at once; further clients wait in the listen backlog.
+    pub max_connections: usize,
+    /// PAM conversations running at once (each one holds a blocking thread).
+    pub max_concurrent_checks: usize,
+    /// How long a started line may wait for its end before the connection is closed.
+    pub partial_line_timeout: Duration,
+    /// How long an idle connection is kept.
+    pub idle_timeout: Duration,
+    /// How long in-flight checks may take after the shutdown signal.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: 256,
+            max_concurrent_checks: 64,
+            partial_line_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What the server accepts and how much of it at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    pub limits: Limits,
+    /// PAM services a request may name (an empty name means [`protocol::DEFAULT_SERVICE`]).
+    /// Others are answered `fail` without asking PAM: PAM would fall back to `/etc/pam.d/other`
+    /// for a missing file, and another service's stack may be weaker (e.g. `pam_rootok`, which
+    /// says yes to any password when its caller is root, as this service is).
+    pub allowed_services: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            limits: Limits::default(),
+            allowed_services: vec![protocol::DEFAULT_SERVICE.to_string()],
+        }
+    }
+}
+
+/// Serves `listener` until `shutdown` resolves: then stops accepting, lets each connection finish
+/// the request it is answering (up to `limits.shutdown_grace`) and returns.
 pub async fn serve(
     listener: UnixListener,
     checker: Checker,
+    options: Options,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let permits = Arc::new(Semaphore::new(MAX_CONCURRENT_CHECKS));
+    let limits = options.limits;
+    let allowed_services: Arc<[String]> = options.allowed_services.into();
+    let connection_permits = Arc::new(Semaphore::new(limits.max_connections));
+    let check_permits = Arc::new(Semaphore::new(limits.max_concurrent_checks));
+    let (stop_sender, stop_receiver) = watch::channel(false);
+    let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    tokio::spawn(handle_connection(stream, checker, permits.clone()));
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
+        while connections.try_join_next().is_some() {}
+        let permit = tokio::select! {
             () = &mut shutdown => break,
+            permit = connection_permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                let connection = Connection {
+                    stream,
+                    checker,
+                    check_permits: check_permits.clone(),
+                    allowed_services: allowed_services.clone(),
+                    limits,
+                    stop: stop_receiver.clone(),
+                };
+                connections.spawn(async move {
+                    let _permit = permit;
+                    connection.serve().await;
+                });
+            }
+            Err(error) => {
+                // EMFILE and friends: do not spin.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    drop(listener);
+    let _ = stop_sender.send(true);
+    let drained = tokio::time::timeout(limits.shutdown_grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            n_connections = connections.len(),
+            "shutdown grace period over: closing connections"
+        );
+        connections.shutdown().await;
+    }
+}
+
+struct Connection {
+    stream: UnixStream,
+    checker: Checker,
+    check_permits: Arc<Semaphore>,
+    allowed_services: Arc<[String]>,
+    limits: Limits,
+    stop: watch::Receiver<bool>,
+}
+
+impl Connection {
+    async fn serve(mut self) {
+        let mut buffer = LineBuffer::default();
+        let mut chunk = [0u8; 1024];
+        loop {
+            let timeout = if buffer.has_partial_line() {
+                self.limits.partial_line_timeout
+            } else {
+                self.limits.idle_timeout
+            };
+            let read = tokio::select! {
+                read = tokio::time::timeout(timeout, self.stream.read(&mut chunk)) => read,
+                _ = self.stop.wait_for(|stop| *stop) => return,
+            };
+            let n_read = match read {
+                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
+                Ok(Ok(n_read)) => n_read,
+            };
+            let lines = match buffer.push(&chunk[..n_read]) {
+                Ok(lines) => lines,
+                Err(error) => {
+                    tracing::warn!(%error, "closing a connection");
+                    return;
+                }
+            };
+            for line in lines {
+                let reply: &[u8] = match line {
+                    Line::Request(request) => {
+                        answer(
+                            request,
+                            self.checker,
+                            &self.check_permits,
+                            &self.allowed_services,
+                        )
+                        .await
+                    }
+                    Line::Malformed => {
+                        // B17: the reference's handler crashes here; we say so and close.
+                        tracing::warn!("malformed request (not user\\rpassword\\rservice): bad");
+                        let _ = self.stream.write_all(b"bad\n").await;
+                        return;
+                    }
+                };
+                if self.stream.write_all(reply).await.is_err() {
+                    return;
+                }
+            }
         }
     }
 }
@@ -44,13 +188,21 @@ pub async fn serve(
 async fn answer(
     request: protocol::Request,
     checker: Checker,
-    permits: &Semaphore,
+    check_permits: &Semaphore,
+    allowed_services: &[String],
 ) -> &'static [u8] {
-    if !protocol::is_valid_service(&request.service) {
-        tracing::warn!(user = %request.user, service = %request.service, "refused: invalid PAM service name");
+    if !protocol::is_valid_service(&request.service) || !allowed_services.contains(&request.service)
+    {
+        tracing::warn!(user = ?request.user, service = ?request.service,
+            "refused: PAM service not allowed (see --allow-service)");
         return b"fail\n";
     }
-    let Ok(_permit) = permits.acquire().await else {
+    if request.user.is_empty() || request.password.is_empty() {
+        // pam_unix's nullok would accept an account without a password.
+        tracing::info!(user = ?request.user, "refused: empty user name or password");
+        return b"fail\n";
+    }
+    let Ok(_permit) = check_permits.acquire().await else {
         return b"fail\n";
     };
     let user = request.user.clone();
@@ -60,7 +212,7 @@ async fn answer(
     })
     .await
     .unwrap_or(false);
-    tracing::info!(user = %user, service = %service, granted, "authentication");
+    tracing::info!(user = ?user, service = %service, granted, "authentication");
     if granted {
         b"ok\n"
     } else {
@@ -68,38 +220,164 @@ async fn answer(
     }
 }
 
-async fn handle_connection(mut stream: UnixStream, checker: Checker, permits: Arc<Semaphore>) {
-    let mut buffer = LineBuffer::default();
-    let mut chunk = [0u8; 1024];
-    loop {
-        let timeout = if buffer.has_partial_line() {
-            PARTIAL_LINE_TIMEOUT
-        } else {
-            IDLE_TIMEOUT
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// `right` is the password of every user; a wrong one costs 300 ms, like PAM's failure delay.
+    fn stand_in(_user: &str, password: &str, _service: &str) -> bool {
+        if password == "right" {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        false
+    }
+
+    struct Running {
+        _directory: tempfile::TempDir,
+        path: std::path::PathBuf,
+        stop: Option<tokio::sync::oneshot::Sender<()>>,
+        server: tokio::task::JoinHandle<()>,
+    }
+
+    fn start(limits: Limits) -> Running {
+        let options = Options {
+            limits,
+            allowed_services: vec!["x2gobroker".to_string(), "s".to_string()],
         };
-        let read = match tokio::time::timeout(timeout, stream.read(&mut chunk)).await {
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
-            Ok(Ok(read)) => read,
-        };
-        let lines = match buffer.push(&chunk[..read]) {
-            Ok(lines) => lines,
-            Err(error) => {
-                tracing::warn!(%error, "closing a connection");
-                return;
-            }
-        };
-        for line in lines {
-            let reply: &[u8] = match line {
-                Line::Request(request) => answer(request, checker, &permits).await,
-                Line::Malformed => {
-                    tracing::warn!("malformed request (not user\\rpassword\\rservice)");
-                    let _ = stream.write_all(b"bad\n").await;
-                    return;
-                }
-            };
-            if stream.write_all(reply).await.is_err() {
-                return;
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("auth.socket");
+        let listener = UnixListener::bind(&path).unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, stand_in, options, async {
+            let _ = stopped.await;
+        }));
+        Running {
+            _directory: directory,
+            path,
+            stop: Some(stop),
+            server,
+        }
+    }
+
+    /// Writes `writes`, then reads until the server closes or `quiet` passes without data.
+    async fn exchange(
+        path: &std::path::Path,
+        writes: &[&[u8]],
+        quiet: Duration,
+    ) -> (Vec<u8>, bool) {
+        let mut stream = UnixStream::connect(path).await.unwrap();
+        for write in writes {
+            stream.write_all(write).await.unwrap();
+        }
+        let mut reply = Vec::new();
+        let mut chunk = [0u8; 256];
+        loop {
+            match tokio::time::timeout(quiet, stream.read(&mut chunk)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return (reply, true),
+                Ok(Ok(n_read)) => reply.extend_from_slice(&chunk[..n_read]),
+                Err(_) => return (reply, false),
             }
         }
+    }
+
+    /// Writes, the expected reply, whether the server closes.
+    type Case = (&'static [&'static [u8]], &'static [u8], bool);
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replies_in_request_order_and_bad_closes() {
+        let running = start(Limits::default());
+        let quiet = Duration::from_millis(600);
+        let table: [Case; 6] = [
+            (&[b"u\rright\rx2gobroker\n"], b"ok\n", false),
+            (&[b"u\rwrong\r\n"], b"fail\n", false),
+            (&[b"u\rwrong\rs\nu\rright\rs\n"], b"fail\nok\n", false),
+            (&[b"u\rri", b"ght\rs\n"], b"ok\n", false),
+            (&[b"one-field\nu\rright\rs\n"], b"bad\n", true),
+            (
+                &[
+                    b"u\rright\r../../etc/shadow\n",
+                    b"\rright\rs\nu\rright\rsu\n",
+                ],
+                b"fail\nfail\nfail\n",
+                false,
+            ),
+        ];
+        for (writes, expected, closed) in table {
+            let (reply, was_closed) = exchange(&running.path, writes, quiet).await;
+            assert_eq!(
+                String::from_utf8_lossy(&reply),
+                String::from_utf8_lossy(expected),
+                "{writes:?}"
+            );
+            assert_eq!(was_closed, closed, "{writes:?}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn partial_and_overlong_lines_close_the_connection() {
+        let limits = Limits {
+            partial_line_timeout: Duration::from_millis(100),
+            ..Limits::default()
+        };
+        let running = start(limits);
+        let started = Instant::now();
+        let (reply, closed) =
+            exchange(&running.path, &[b"u\rright\rs"], Duration::from_secs(3)).await;
+        assert!(reply.is_empty() && closed);
+        assert!(started.elapsed() < Duration::from_secs(2));
+        let overlong = vec![b'x'; protocol::MAX_LINE_BYTES + 2048];
+        let mut stream = UnixStream::connect(&running.path).await.unwrap();
+        let _ = stream.write_all(&overlong).await;
+        let mut rest = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut rest)).await;
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "closed: {read:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failure_delay_does_not_hold_up_other_connections() {
+        let running = start(Limits::default());
+        let mut failures = JoinSet::new();
+        for _ in 0..20 {
+            let path = running.path.clone();
+            failures.spawn(async move {
+                exchange(&path, &[b"u\rwrong\rs\n"], Duration::from_secs(2)).await
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let started = Instant::now();
+        let (reply, _) = exchange(
+            &running.path,
+            &[b"u\rright\rs\n"],
+            Duration::from_millis(50),
+        )
+        .await;
+        let elapsed = started.elapsed();
+        assert_eq!(reply, b"ok\n");
+        assert!(elapsed < Duration::from_millis(250), "{elapsed:?}");
+        while let Some(result) = failures.join_next().await {
+            assert!(result.unwrap().0.starts_with(b"fail\n"));
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shutdown_finishes_the_request_in_flight() {
+        let mut running = start(Limits::default());
+        let mut stream = UnixStream::connect(&running.path).await.unwrap();
+        stream.write_all(b"u\rwrong\rs\n").await.unwrap();
+        let idle = UnixStream::connect(&running.path).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        running.stop.take().unwrap().send(()).unwrap();
+        let mut reply = Vec::new();
+        stream.read_to_end(&mut reply).await.unwrap();
+        assert_eq!(reply, b"fail\n");
+        tokio::time::timeout(Duration::from_secs(2), &mut running.server)
+            .await
+            .expect("the server stops although a connection is idle")
+            .unwrap();
+        drop(idle);
+        assert!(UnixStream::connect(&running.path).await.is_err());
     }
 }

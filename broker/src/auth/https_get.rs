@@ -1,4 +1,9 @@
-//! The `https_get` mechanism (§6.1, fix B4): GET an HTTPS URL with Basic credentials; 200 means yes.
+//! The `https_get` mechanism (§6.1, fix B4): `GET https://<host>:<port><path>` with HTTP Basic
+//! credentials; the login succeeds iff the answer is `200`. The server certificate is verified
+//! against the system's roots plus an optional extra CA file; no proxy, no redirects.
+//!
+//! Config (`x2gobroker.conf`): `[authmech_https_get] host`, `port` (default 443), `path`, and our
+//! `ca-file` (a PEM bundle trusted in addition to the system roots).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -14,18 +19,79 @@ pub struct HttpsGetConfig {
     pub timeout: Duration,
 }
 
-/// Why the endpoint could not be asked.
+/// Why the endpoint could not give an answer. Messages never contain the password.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpsGetError {
     #[error("[authmech_https_get] host is not set")]
     NoHost,
-    #[error("cannot read the CA file {0}: {1}")]
-    CaFile(String, String),
-    #[error("request failed: {0}")]
-    Request(#[from] reqwest::Error),
+    #[error("cannot use the CA file {path}: {reason}")]
+    CaFile { path: String, reason: String },
+    #[error("cannot set up the HTTPS client: {0}")]
+    Client(String),
+    #[error("GET {url} failed: {reason}")]
+    Request { url: String, reason: String },
 }
 
-/// Asks the endpoint; `Ok(true)` iff it answers 200 (certificate verification on).
+/// The URL asked: `https://host:port/path` (IPv6 literals bracketed, a missing leading `/` added).
+pub fn url(config: &HttpsGetConfig) -> String {
+    let host = if config.host.contains(':') && !config.host.starts_with('[') {
+        format!("[{}]", config.host)
+    } else {
+        config.host.clone()
+    };
+    let slash = if config.path.starts_with('/') {
+        ""
+    } else {
+        "/"
+    };
+    format!("https://{host}:{}{slash}{}", config.port, config.path)
+}
+
+/// An error and its causes on one line (reqwest's own message hides the TLS reason).
+fn reason_chain(error: &dyn std::error::Error) -> String {
+    let mut reason = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !reason.contains(&text) {
+            reason.push_str(": ");
+            reason.push_str(&text);
+        }
+        source = cause.source();
+    }
+    reason
+}
+
+fn client(config: &HttpsGetConfig) -> Result<reqwest::Client, HttpsGetError> {
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .https_only(true)
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(config.timeout)
+        .timeout(config.timeout);
+    if let Some(path) = &config.extra_ca_pem {
+        let ca_error = |reason: String| HttpsGetError::CaFile {
+            path: path.display().to_string(),
+            reason,
+        };
+        let pem = std::fs::read(path).map_err(|error| ca_error(error.to_string()))?;
+        let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|error| ca_error(reason_chain(&error)))?;
+        if certificates.is_empty() {
+            return Err(ca_error("no PEM certificate in it".to_string()));
+        }
+        for certificate in certificates {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    builder
+        .build()
+        .map_err(|error| HttpsGetError::Client(reason_chain(&error)))
+}
+
+/// Asks the endpoint; `Ok(true)` iff it answers 200, `Ok(false)` for any other status, `Err`
+/// when no answer could be had (unreachable, timeout, certificate not trusted).
 pub async fn authenticate(
     config: &HttpsGetConfig,
     user: &str,
@@ -34,31 +100,263 @@ pub async fn authenticate(
     if config.host.is_empty() {
         return Err(HttpsGetError::NoHost);
     }
-    let mut builder = reqwest::Client::builder()
-        .timeout(config.timeout)
-        .redirect(reqwest::redirect::Policy::none());
-    if let Some(path) = &config.extra_ca_pem {
-        let pem = std::fs::read(path).map_err(|error| {
-            HttpsGetError::CaFile(path.display().to_string(), error.to_string())
-        })?;
-        let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|error| {
-            HttpsGetError::CaFile(path.display().to_string(), error.to_string())
-        })?;
-        for certificate in certificates {
-            builder = builder.add_root_certificate(certificate);
-        }
-    }
-    let client = builder.build()?;
-    let path = if config.path.starts_with('/') {
-        config.path.clone()
-    } else {
-        format!("/{}", config.path)
-    };
-    let url = format!("https://{}:{}{}", config.host, config.port, path);
+    let client = client(config)?;
+    let url = url(config);
     let response = client
-        .get(url)
+        .get(&url)
         .basic_auth(user, Some(password))
         .send()
-        .await?;
-    Ok(response.status() == reqwest::StatusCode::OK)
+        .await
+        .map_err(|error| HttpsGetError::Request {
+            url: url.clone(),
+            reason: reason_chain(&error),
+        })?;
+    let status = response.status();
+    if status != reqwest::StatusCode::OK {
+        tracing::info!(user, %url, %status, "https_get: login refused by the endpoint");
+    }
+    Ok(status == reqwest::StatusCode::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+    use std::process::Command;
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const USER: &str = "jane";
+    const PASSWORD: &str = "p a:s s wörd";
+
+    fn openssl(directory: &Path, arguments: &[&str]) {
+        let output = Command::new("openssl")
+            .args(arguments)
+            .current_dir(directory)
+            .output()
+            .expect("the openssl command line tool");
+        assert!(
+            output.status.success(),
+            "openssl {arguments:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// A CA `<name>-ca.pem` and a certificate `<name>-leaf.pem`/`.key` for 127.0.0.1 signed by it.
+    fn certificate_authority(directory: &Path, name: &str) {
+        let ca_key = format!("{name}-ca.key");
+        let ca = format!("{name}-ca.pem");
+        let leaf_key = format!("{name}-leaf.key");
+        let request = format!("{name}-leaf.csr");
+        let leaf = format!("{name}-leaf.pem");
+        let extensions = format!("{name}-leaf.ext");
+        std::fs::write(
+            directory.join(&extensions),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n\
+             keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+        let subject = format!("/CN={name} test CA");
+        let mut ca_arguments = vec!["req", "-x509", "-nodes", "-days", "2"];
+        ca_arguments.extend(ec);
+        ca_arguments.extend([
+            "-keyout",
+            &ca_key,
+            "-out",
+            &ca,
+            "-subj",
+            &subject,
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+        openssl(directory, &ca_arguments);
+        let mut request_arguments = vec!["req", "-nodes"];
+        request_arguments.extend(ec);
+        request_arguments.extend([
+            "-keyout",
+            &leaf_key,
+            "-out",
+            &request,
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        openssl(directory, &request_arguments);
+        openssl(
+            directory,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &request,
+                "-CA",
+                &ca,
+                "-CAkey",
+                &ca_key,
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                &extensions,
+                "-out",
+                &leaf,
+            ],
+        );
+    }
+
+    /// A one-route HTTPS endpoint on 127.0.0.1: `GET /auth` with our Basic credentials ⇒ 200,
+    /// else 401. Returns its port; it serves until the test's runtime ends.
+    async fn endpoint(certificate: &Path, key: &Path) -> u16 {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(certificate)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_file(key).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        use base64::Engine;
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
+        );
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                let expected = expected.clone();
+                tokio::spawn(async move {
+                    let Ok(mut stream) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut head = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    while !head.windows(4).any(|window| window == b"\r\n\r\n") {
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n_read) => head.extend_from_slice(&chunk[..n_read]),
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&head);
+                    let authorization = head.lines().find_map(|line| {
+                        let (name, value) = line.split_once(':')?;
+                        name.eq_ignore_ascii_case("authorization")
+                            .then(|| value.trim())
+                    });
+                    let granted = head.starts_with("GET /auth HTTP/1.1\r\n")
+                        && authorization == Some(expected.as_str());
+                    let status = if granted {
+                        "200 OK"
+                    } else {
+                        "401 Unauthorized"
+                    };
+                    let reply = format!(
+                        "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                    let _ = stream.write_all(reply.as_bytes()).await;
+                    let _ = stream.shutdown().await;
+                });
+            }
+        });
+        port
+    }
+
+    fn config(port: u16, path: &str, ca: Option<PathBuf>) -> HttpsGetConfig {
+        HttpsGetConfig {
+            host: "127.0.0.1".to_string(),
+            port,
+            path: path.to_string(),
+            extra_ca_pem: ca,
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    #[tokio::test]
+    async fn verified_endpoint_decides_and_untrusted_certificates_fail() {
+        let directory = tempfile::tempdir().unwrap();
+        let dir = directory.path();
+        certificate_authority(dir, "good");
+        certificate_authority(dir, "other");
+        let port = endpoint(&dir.join("good-leaf.pem"), &dir.join("good-leaf.key")).await;
+        let trusted = Some(dir.join("good-ca.pem"));
+
+        let granted = authenticate(&config(port, "/auth", trusted.clone()), USER, PASSWORD).await;
+        assert!(matches!(granted, Ok(true)), "{granted:?}");
+        let no_slash = authenticate(&config(port, "auth", trusted.clone()), USER, PASSWORD).await;
+        assert!(matches!(no_slash, Ok(true)), "{no_slash:?}");
+
+        for (path, user, password) in [
+            ("/auth", USER, "wrong"),
+            ("/auth", "someone", PASSWORD),
+            ("/elsewhere", USER, PASSWORD),
+        ] {
+            let refused = authenticate(&config(port, path, trusted.clone()), user, password).await;
+            assert!(matches!(refused, Ok(false)), "{path} {user}: {refused:?}");
+        }
+
+        for ca in [None, Some(dir.join("other-ca.pem"))] {
+            let untrusted = authenticate(&config(port, "/auth", ca.clone()), USER, PASSWORD).await;
+            let Err(HttpsGetError::Request { reason, .. }) = &untrusted else {
+                panic!("{ca:?}: {untrusted:?}");
+            };
+            println!("untrusted ({ca:?}): {reason}");
+            assert!(reason.contains("certificate"), "{reason}");
+            assert!(!reason.contains(PASSWORD));
+        }
+
+        // The system's trust store is in use: a root the system trusts (here through
+        // SSL_CERT_FILE, which the native-roots loader honours) needs no ca-file.
+        std::env::set_var("SSL_CERT_FILE", dir.join("good-ca.pem"));
+        let system_trusted = authenticate(&config(port, "/auth", None), USER, PASSWORD).await;
+        std::env::remove_var("SSL_CERT_FILE");
+        assert!(matches!(system_trusted, Ok(true)), "{system_trusted:?}");
+    }
+
+    #[tokio::test]
+    async fn configuration_problems_are_errors() {
+        let mut missing_host = config(443, "/auth", None);
+        missing_host.host.clear();
+        assert!(matches!(
+            authenticate(&missing_host, USER, PASSWORD).await,
+            Err(HttpsGetError::NoHost)
+        ));
+        let directory = tempfile::tempdir().unwrap();
+        let not_pem = directory.path().join("not.pem");
+        std::fs::write(&not_pem, "no certificate here\n").unwrap();
+        for ca in [directory.path().join("missing.pem"), not_pem] {
+            let result = authenticate(&config(443, "/auth", Some(ca)), USER, PASSWORD).await;
+            assert!(
+                matches!(result, Err(HttpsGetError::CaFile { .. })),
+                "{result:?}"
+            );
+        }
+        // nothing listens on 127.0.0.1:1
+        let result = authenticate(&config(1, "/auth", None), USER, PASSWORD).await;
+        assert!(
+            matches!(result, Err(HttpsGetError::Request { .. })),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn urls() {
+        let mut settings = config(8443, "check", None);
+        assert_eq!(url(&settings), "https://127.0.0.1:8443/check");
+        settings.host = "::1".to_string();
+        settings.path = "/a?b=c".to_string();
+        assert_eq!(url(&settings), "https://[::1]:8443/a?b=c");
+        settings.host = "auth.example.org".to_string();
+        settings.path = String::new();
+        assert_eq!(url(&settings), "https://auth.example.org:8443/");
+    }
 }
