@@ -331,8 +331,13 @@ pub struct Sshd {
 }
 
 impl Sshd {
-    /// Starts `/usr/sbin/sshd` for `allow_users` on a free port, files in `directory`.
+    /// Starts `/usr/sbin/sshd` for `allow_users` on a free port of 127.0.0.1, files in `directory`.
     pub fn start(directory: &Path, allow_users: &[&str]) -> Sshd {
+        Sshd::start_on(directory, allow_users, &["127.0.0.1"])
+    }
+
+    /// Starts `/usr/sbin/sshd` on one free port of every loopback address in `listen`.
+    pub fn start_on(directory: &Path, allow_users: &[&str], listen: &[&str]) -> Sshd {
         assert!(is_root(), "sshd needs root (CI runs as root)");
         std::fs::create_dir_all("/run/sshd").expect("/run/sshd");
         let host_key = directory.join("ssh_host_ed25519_key");
@@ -350,11 +355,12 @@ impl Sshd {
         std::fs::write(
             &config,
             format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}\nUsePAM no\n\
+                "Port {port}\n{}HostKey {}\nPidFile {}\nUsePAM no\n\
                  PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
                  AuthorizedKeysFile .ssh/authorized_keys .x2go/authorized_keys\nAllowUsers {}\n\
                  PermitRootLogin no\nStrictModes yes\nLogLevel VERBOSE\nX11Forwarding no\n\
                  AllowTcpForwarding yes\nSetEnv PATH=/usr/local/bin:/usr/bin:/bin\n",
+                listen.iter().map(|address| format!("ListenAddress {address}\n")).collect::<String>(),
                 host_key.display(),
                 directory.join("sshd.pid").display(),
                 allow_users.join(" ")
@@ -369,10 +375,11 @@ impl Sshd {
             .stdin(Stdio::null())
             .spawn()
             .expect("spawn sshd");
-        let address: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
+        let address: SocketAddr = format!("{}:{port}", listen[0]).parse().expect("address");
         assert!(
             wait_for_port(address, Duration::from_secs(10)),
-            "sshd did not listen"
+            "sshd did not listen: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
         );
         let host_public_key =
             std::fs::read_to_string(directory.join("ssh_host_ed25519_key.pub")).expect("host key");

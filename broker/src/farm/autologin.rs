@@ -16,7 +16,7 @@ pub enum KeyError {
 pub struct KeyPair {
     /// `-----BEGIN RSA PRIVATE KEY-----` … with a trailing newline.
     pub private_pem: String,
-    /// `no-X11-forwarding,no-pty,no-user-rc ssh-rsa <base64> <user>@<client>` for authorized_keys.
+    /// `no-X11-forwarding,no-user-rc ssh-rsa <base64> <user>@<client>` for authorized_keys.
     pub authorized_line: String,
 }
 
@@ -53,7 +53,7 @@ pub fn generate(user: &str, client: &str) -> Result<KeyPair, KeyError> {
         .map_err(|error| KeyError::Encode(error.to_string()))?;
     Ok(KeyPair {
         private_pem,
-        authorized_line: format!("no-X11-forwarding,no-pty,no-user-rc {openssh}"),
+        authorized_line: format!("no-X11-forwarding,no-user-rc {openssh}"),
     })
 }
 
@@ -77,7 +77,7 @@ mod tests {
             .take(3)
             .all(|line| line.len() == 64));
         let fields: Vec<&str> = pair.authorized_line.split(' ').collect();
-        assert_eq!(fields[0], "no-X11-forwarding,no-pty,no-user-rc");
+        assert_eq!(fields[0], "no-X11-forwarding,no-user-rc");
         assert_eq!(fields[1], "ssh-rsa");
         assert_eq!(fields[3], "alice@127.0.0.1");
         let again = generate("alice", "127.0.0.1").unwrap();

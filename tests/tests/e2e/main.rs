@@ -7,3 +7,4 @@ mod hostile;
 mod python_x2go;
 mod replay_http;
 mod replay_ssh;
+mod x2goclient;
