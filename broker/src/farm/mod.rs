@@ -4,6 +4,7 @@
 //! [`FarmHandle`], whose methods send messages and await the answers.
 
 pub mod agent;
+pub mod agentcmd;
 pub mod autologin;
 pub mod balancer;
 pub mod janitor;
