@@ -139,7 +139,7 @@ impl Broker {
     ) -> Result<bool, BrokerError> {
         let throttling = config.global_bool("login-throttling")?;
         if throttling {
-            if let Err(retry_after) = self.throttle().check(user, *client_ip, Instant::now()) {
+            if let Err(retry_after) = self.throttle().begin_attempt(user, *client_ip, Instant::now()) {
                 tracing::warn!(user, client = %client_ip, retry_after_seconds = retry_after.as_secs(),
                     "login refused: too many failed attempts");
                 return Ok(false);
