@@ -1,6 +1,7 @@
 //! The Balancer actor: owns the farm's live state (sessions, load, health, pending placements) and answers selections.
 
 use super::policy::{self, Decision, Health, ServerView, SessionView};
+use super::transport::Via;
 use actix::prelude::*;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -10,10 +11,12 @@ use std::time::{Duration, Instant};
 #[rtype(result = "()")]
 pub struct AgentReported {
     pub server: String,
-    pub sessions: Vec<SessionView>,
+    /// All sessions on the server; `None` when the transport cannot list them (legacy agent).
+    pub sessions: Option<Vec<SessionView>>,
     pub load_factor: Option<i64>,
     /// `Degraded` right after an outage (half-open), else `Up`.
     pub health: Health,
+    pub via: Via,
 }
 
 /// A server's agent did not answer (event).
@@ -29,6 +32,8 @@ pub struct AgentUnreachable {
 pub struct SelectServer {
     pub hosts: Vec<String>,
     pub user: String,
+    /// The user's sessions as a legacy agent listed them for this request.
+    pub asked: Vec<SessionView>,
 }
 
 /// The listing narrowing of a profile for `user` (§7.4 step 6).
@@ -37,6 +42,8 @@ pub struct SelectServer {
 pub struct ListingStatus {
     pub hosts: Vec<String>,
     pub user: String,
+    /// The user's sessions as a legacy agent listed them for this request.
+    pub asked: Vec<SessionView>,
 }
 
 /// A snapshot of the whole farm.
@@ -51,6 +58,7 @@ struct ServerEntry {
     load_factor: Option<i64>,
     /// When each unconfirmed placement was made.
     pending: Vec<Instant>,
+    via: Option<Via>,
 }
 
 /// The Balancer actor.
@@ -82,6 +90,7 @@ impl Balancer {
                     sessions: entry.sessions.clone(),
                     load_factor: entry.load_factor,
                     pending: entry.pending.len() as u32,
+                    via: entry.via,
                 };
                 (name.clone(), view)
             })
@@ -98,15 +107,19 @@ impl Handler<AgentReported> for Balancer {
 
     fn handle(&mut self, report: AgentReported, _: &mut Context<Self>) {
         let entry = self.servers.entry(report.server.clone()).or_default();
-        let confirmed = report.sessions.len().saturating_sub(entry.sessions.len());
-        let drop = confirmed.min(entry.pending.len());
-        entry.pending.drain(..drop);
-        if entry.health != Some(report.health) {
-            tracing::info!(server = %report.server, health = ?report.health, "agent reported");
+        match report.sessions {
+            Some(sessions) => {
+                let confirmed = sessions.len().saturating_sub(entry.sessions.len());
+                let drop = confirmed.min(entry.pending.len());
+                entry.pending.drain(..drop);
+                entry.sessions = sessions;
+            }
+            // a legacy agent: placements are only forgotten after their time to live
+            None => entry.sessions.clear(),
         }
         entry.health = Some(report.health);
-        entry.sessions = report.sessions;
         entry.load_factor = report.load_factor;
+        entry.via = Some(report.via);
     }
 }
 
@@ -129,7 +142,7 @@ impl Handler<SelectServer> for Balancer {
     fn handle(&mut self, request: SelectServer, _: &mut Context<Self>) -> Self::Result {
         let now = Instant::now();
         let views = self.views(now);
-        let decision = policy::decide(&request.hosts, &request.user, &views);
+        let decision = policy::decide(&request.hosts, &request.user, &views, &request.asked);
         if let Decision::New { host } = &decision {
             self.servers
                 .entry(host.clone())
@@ -150,6 +163,7 @@ impl Handler<ListingStatus> for Balancer {
             &request.hosts,
             &request.user,
             &views,
+            &request.asked,
         ))
     }
 }
@@ -183,9 +197,10 @@ mod tests {
         for host in &hosts {
             balancer.do_send(AgentReported {
                 server: host.clone(),
-                sessions: vec![],
+                sessions: Some(vec![]),
                 load_factor: None,
                 health: Health::Up,
+                via: Via::Grpc,
             });
         }
         let mut counts = BTreeMap::new();
@@ -194,6 +209,7 @@ mod tests {
                 .send(SelectServer {
                     hosts: hosts.clone(),
                     user: format!("user{index}"),
+                    asked: Vec::new(),
                 })
                 .await
                 .unwrap();
@@ -207,9 +223,10 @@ mod tests {
         let sessions: Vec<SessionView> = (0..5).map(|i| session(&format!("s{i}"), "n1")).collect();
         balancer.do_send(AgentReported {
             server: "n1".into(),
-            sessions,
+            sessions: Some(sessions),
             load_factor: None,
             health: Health::Up,
+            via: Via::Grpc,
         });
         let state = balancer.send(GetState).await.unwrap();
         assert_eq!((state["n1"].sessions.len(), state["n1"].pending), (5, 0));
@@ -221,6 +238,7 @@ mod tests {
             .send(SelectServer {
                 hosts: vec!["n2".into()],
                 user: "x".into(),
+                asked: Vec::new(),
             })
             .await
             .unwrap();

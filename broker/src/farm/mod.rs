@@ -3,33 +3,38 @@
 //! The actors run on their own actix System thread; the rest of the broker (tokio) only sees
 //! [`FarmHandle`], whose methods send messages and await the answers.
 
-pub mod agent;
 pub mod agentcmd;
 pub mod autologin;
 pub mod balancer;
 pub mod janitor;
 pub mod policy;
 pub mod supervisor;
+pub mod transport;
 
 use crate::config::{BrokerConfig, Value};
 use crate::profiles::Profile;
 use crate::reply::Selection;
 use actix::prelude::*;
-use policy::Decision;
-use std::collections::{BTreeMap, HashSet};
+use policy::{Decision, SessionView};
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use transport::grpc::{GrpcTarget, TlsSettings};
+use transport::ssh::{SshAgent, SshSettings, SshTarget};
+use transport::{Transport, Via};
 
 /// The `[farm]` section of x2gobroker.conf.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FarmConfig {
-    /// TCP port of `x2gobroker-agentd` on every server's address.
-    pub agent_port: u16,
+    /// TCP port of `x2gobroker-agentd` on every server's address (none: SSH agents only).
+    pub agent_port: Option<u16>,
     /// File holding the agents' bearer token.
     pub token_file: Option<PathBuf>,
-    /// Heartbeat asked of the agents' watch streams.
+    /// TLS towards the agents: CA file, and the broker's client certificate and key.
+    pub tls_files: Option<(PathBuf, Option<(PathBuf, PathBuf)>)>,
+    /// Heartbeat asked of the agents' watch streams (and the SSH poll interval).
     pub heartbeat: Duration,
     /// Timeout of one agent call (and lateness allowed beyond the heartbeat).
     pub call_timeout: Duration,
@@ -39,6 +44,12 @@ pub struct FarmConfig {
     pub key_lifetime: Duration,
     /// How long an unconfirmed placement counts as load.
     pub pending_ttl: Duration,
+    /// The legacy agent over SSH (agent-query-mode SSH, and the fallback of GRPC).
+    pub ssh: Option<SshSettings>,
+    /// Whether GRPC profiles fall back to SSH for servers without a gRPC agent.
+    pub ssh_fallback: bool,
+    /// How long the SSH fallback is used before gRPC is tried again.
+    pub grpc_retry: Duration,
 }
 
 fn farm_number(config: &BrokerConfig, key: &str, default: u64) -> u64 {
@@ -49,47 +60,113 @@ fn farm_number(config: &BrokerConfig, key: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+fn farm_path(config: &BrokerConfig, key: &str) -> Option<PathBuf> {
+    config
+        .document()
+        .get("farm", key)
+        .map(str::trim)
+        .filter(|path| !path.is_empty())
+        .map(PathBuf::from)
+}
+
 impl FarmConfig {
-    /// The farm settings, when `[farm] agent-port` is set (else there is no live farm).
+    /// The farm settings, when `[farm] agent-port` or `[farm] ssh-key-file` is set (else
+    /// there is no live farm).
     pub fn from_config(config: &BrokerConfig) -> Option<FarmConfig> {
         let agent_port = config
             .document()
-            .get("farm", "agent-port")?
-            .trim()
-            .parse::<u16>()
-            .ok()?;
-        let token_file = config
-            .document()
-            .get("farm", "agent-token-file")
-            .filter(|path| !path.is_empty())
-            .map(PathBuf::from);
+            .get("farm", "agent-port")
+            .and_then(|raw| raw.trim().parse::<u16>().ok());
+        let ssh = farm_path(config, "ssh-key-file").map(|key_file| SshSettings {
+            user: config
+                .document()
+                .get("farm", "ssh-user")
+                .map(str::to_string)
+                .or_else(|| std::env::var("X2GOBROKER_AGENT_USER").ok())
+                .filter(|user| !user.is_empty())
+                .unwrap_or_else(|| "x2gobroker".to_string()),
+            key_file,
+            known_hosts: farm_path(config, "ssh-known-hosts-file"),
+            config_file: farm_path(config, "ssh-config-file"),
+            control_directory: farm_path(config, "ssh-control-directory")
+                .unwrap_or_else(std::env::temp_dir),
+            agent_command: config
+                .document()
+                .get("farm", "agent-command")
+                .map(str::trim)
+                .filter(|command| !command.is_empty())
+                .unwrap_or(agentcmd::DEFAULT_AGENT_COMMAND)
+                .to_string(),
+        });
+        if agent_port.is_none() && ssh.is_none() {
+            return None;
+        }
+        let tls_files = farm_path(config, "agent-ca-file").map(|ca| {
+            let identity =
+                farm_path(config, "agent-client-cert").zip(farm_path(config, "agent-client-key"));
+            (ca, identity)
+        });
+        let ssh_fallback = !matches!(
+            config.document().get("farm", "ssh-fallback").map(str::trim),
+            Some("false" | "False" | "FALSE" | "0" | "no")
+        );
         Some(FarmConfig {
             agent_port,
-            token_file,
+            token_file: farm_path(config, "agent-token-file"),
+            tls_files,
             heartbeat: Duration::from_millis(farm_number(config, "heartbeat-ms", 2000)),
             call_timeout: Duration::from_millis(farm_number(config, "call-timeout-ms", 2000)),
             takeover_wait: Duration::from_millis(farm_number(config, "takeover-wait-ms", 3000)),
             key_lifetime: Duration::from_secs(farm_number(config, "autologin-key-lifetime", 20)),
             pending_ttl: Duration::from_secs(farm_number(config, "pending-placement-ttl", 30)),
+            ssh,
+            ssh_fallback,
+            grpc_retry: Duration::from_millis(farm_number(config, "grpc-retry-ms", 30000)),
         })
     }
+}
+
+/// How the farm reaches a profile's agents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentMode {
+    /// `x2gobroker-agentd` (SSH fallback where a server has none, when configured).
+    Grpc,
+    /// The legacy agent over SSH only.
+    Ssh,
+}
+
+/// A profile's agent settings, resolved from the config by the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentPlan {
+    pub mode: AgentMode,
+    /// `agent-hostkey-policy` (RejectPolicy, AutoAddPolicy, WarningPolicy).
+    pub host_key_policy: String,
+}
+
+/// What the farm keeps per server name.
+struct ServerAgents {
+    grpc: Option<GrpcTarget>,
+    ssh: Option<Arc<SshAgent>>,
+    supervisor: Addr<supervisor::Supervisor>,
 }
 
 /// The broker's handle on the farm's actors.
 pub struct FarmHandle {
     config: FarmConfig,
-    token: Option<String>,
+    token: Option<Arc<str>>,
+    tls: Option<Arc<TlsSettings>>,
+    ssh: Option<Arc<SshSettings>>,
     balancer: Addr<balancer::Balancer>,
     janitor: Addr<janitor::KeyJanitor>,
     arbiter: ArbiterHandle,
-    supervised: Mutex<HashSet<String>>,
+    servers: Mutex<HashMap<String, ServerAgents>>,
 }
 
 /// Why the farm could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum FarmError {
-    #[error("cannot read the agent token file {0}: {1}")]
-    Token(String, std::io::Error),
+    #[error("cannot read {0}: {1}")]
+    File(String, std::io::Error),
     #[error("the actor system did not start")]
     System,
 }
@@ -103,16 +180,27 @@ pub enum Outcome {
     NoServer,
 }
 
+fn read(path: &PathBuf) -> Result<Vec<u8>, FarmError> {
+    std::fs::read(path).map_err(|error| FarmError::File(path.display().to_string(), error))
+}
+
 impl FarmHandle {
     /// Starts the actor system on its own thread.
     pub fn start(config: FarmConfig) -> Result<FarmHandle, FarmError> {
         let token = match &config.token_file {
-            Some(path) => Some(
-                std::fs::read_to_string(path)
-                    .map_err(|error| FarmError::Token(path.display().to_string(), error))?
-                    .trim()
-                    .to_string(),
-            ),
+            Some(path) => Some(Arc::from(
+                String::from_utf8_lossy(&read(path)?).trim().to_string(),
+            )),
+            None => None,
+        };
+        let tls = match &config.tls_files {
+            Some((ca, identity)) => Some(Arc::new(TlsSettings {
+                ca_pem: read(ca)?,
+                client_identity: match identity {
+                    Some((certificate, key)) => Some((read(certificate)?, read(key)?)),
+                    None => None,
+                },
+            })),
             None => None,
         };
         let (sender, receiver) = std::sync::mpsc::channel();
@@ -123,7 +211,7 @@ impl FarmHandle {
                 let system = actix::System::new();
                 system.block_on(async move {
                     let balancer = balancer::Balancer::new(pending_ttl).start();
-                    let janitor = janitor::KeyJanitor.start();
+                    let janitor = janitor::KeyJanitor::default().start();
                     let _ = sender.send((balancer, janitor, Arbiter::current()));
                 });
                 let _ = system.run();
@@ -131,60 +219,107 @@ impl FarmHandle {
             .map_err(|_| FarmError::System)?;
         let (balancer, janitor, arbiter) = receiver.recv().map_err(|_| FarmError::System)?;
         Ok(FarmHandle {
+            ssh: config.ssh.clone().map(Arc::new),
             config,
             token,
+            tls,
             balancer,
             janitor,
             arbiter,
-            supervised: Mutex::new(HashSet::new()),
+            servers: Mutex::new(HashMap::new()),
         })
     }
 
-    /// The agent address of a profile host.
-    fn agent_address(&self, profile: &Profile, host: &str) -> String {
-        let address = profile
-            .host_address(host)
-            .unwrap_or_else(|| host.to_string());
-        if address.contains(':') && !address.starts_with('[') {
-            format!("[{address}]:{}", self.config.agent_port)
-        } else {
-            format!("{address}:{}", self.config.agent_port)
+    /// The agent mode a profile gets from its (upper-cased) agent-query-mode, `None` when no
+    /// mode is set anywhere; `None` as answer: not driven by the farm.
+    pub fn mode_for(&self, configured: Option<&str>) -> Option<AgentMode> {
+        match configured {
+            None if self.config.agent_port.is_some() => Some(AgentMode::Grpc),
+            None => self.ssh.as_ref().map(|_| AgentMode::Ssh),
+            Some("GRPC") if self.config.agent_port.is_some() => Some(AgentMode::Grpc),
+            Some("SSH") => self.ssh.as_ref().map(|_| AgentMode::Ssh),
+            Some(_) => None,
         }
     }
 
-    /// Starts a Supervisor for every host of `profile` that has none yet; true if it did.
-    pub fn supervise(&self, profile: &Profile) -> bool {
-        let mut supervised = self
-            .supervised
+    fn registry(&self) -> std::sync::MutexGuard<'_, HashMap<String, ServerAgents>> {
+        self.servers
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Starts a Supervisor for every host of `profile` that has none yet; true if it did.
+    pub fn supervise(&self, profile: &Profile, plan: &AgentPlan) -> bool {
         let mut started = false;
         for host in profile.hosts() {
-            if !supervised.insert(host.clone()) {
+            if self.registry().contains_key(&host) {
                 continue;
             }
             started = true;
-            let actor = supervisor::Supervisor {
-                server: host.clone(),
-                address: self.agent_address(profile, &host),
-                token: self.token.clone(),
-                settings: supervisor::SupervisorSettings {
+            let address = profile.host_address(&host).unwrap_or_else(|| host.clone());
+            let grpc = match (plan.mode, self.config.agent_port) {
+                (AgentMode::Grpc, Some(port)) => Some(GrpcTarget {
+                    server: host.clone(),
+                    address: if address.contains(':') && !address.starts_with('[') {
+                        format!("[{address}]:{port}")
+                    } else {
+                        format!("{address}:{port}")
+                    },
+                    token: self.token.clone(),
+                    tls: self.tls.clone(),
+                    timeout: self.config.call_timeout,
+                }),
+                _ => None,
+            };
+            let wants_ssh = plan.mode == AgentMode::Ssh || self.config.ssh_fallback;
+            let ssh = match (&self.ssh, wants_ssh) {
+                (Some(settings), true) => {
+                    let port = profile
+                        .host_port(&host)
+                        .unwrap_or_else(|| profile.ssh_port());
+                    Some(Arc::new(SshAgent::new(
+                        settings.clone(),
+                        SshTarget {
+                            address: address.trim_matches(['[', ']']).to_string(),
+                            port: u16::try_from(port).unwrap_or(22),
+                            host_key_check: agentcmd::host_key_check(Some(&plan.host_key_policy)),
+                            timeout: self.config.call_timeout,
+                        },
+                    )))
+                }
+                _ => None,
+            };
+            tracing::info!(server = %host, grpc = ?grpc.as_ref().map(|target| &target.address), ssh = ?ssh.as_ref().map(|agent| &agent.target), "supervising");
+            let actor = supervisor::Supervisor::new(
+                host.clone(),
+                grpc.clone(),
+                ssh.clone(),
+                supervisor::SupervisorSettings {
                     heartbeat: self.config.heartbeat,
                     timeout: self.config.call_timeout,
                     max_backoff: Duration::from_secs(10),
+                    grpc_retry: self.config.grpc_retry,
                 },
-                balancer: self.balancer.clone(),
-            };
-            tracing::info!(server = %host, agent = %actor.address, "supervising");
-            supervisor::Supervisor::start_in_arbiter(&self.arbiter, move |_| actor);
+                self.balancer.clone(),
+            );
+            let supervisor =
+                supervisor::Supervisor::start_in_arbiter(&self.arbiter, move |_| actor);
+            self.registry().insert(
+                host,
+                ServerAgents {
+                    grpc,
+                    ssh,
+                    supervisor,
+                },
+            );
         }
         started
     }
 
     /// Supervises `profile`'s hosts; for hosts seen for the first time, waits (at most one call
     /// timeout) for their first reports so that a first request is not answered blind.
-    async fn supervise_and_settle(&self, profile: &Profile) {
-        if !self.supervise(profile) {
+    async fn supervise_and_settle(&self, profile: &Profile, plan: &AgentPlan) {
+        if !self.supervise(profile, plan) {
             return;
         }
         let hosts = profile.hosts();
@@ -202,7 +337,7 @@ impl FarmHandle {
         }
     }
 
-    /// The whole farm's state (for tests and diagnostics).
+    /// The whole farm's state as the balancer holds it (for tests and diagnostics).
     pub async fn state(&self) -> BTreeMap<String, policy::ServerView> {
         self.balancer
             .send(balancer::GetState)
@@ -210,22 +345,103 @@ impl FarmHandle {
             .unwrap_or_default()
     }
 
+    /// Every supervisor's own state.
+    pub async fn supervisors(&self) -> Vec<supervisor::SupervisorState> {
+        let addresses: Vec<_> = self
+            .registry()
+            .values()
+            .map(|agents| agents.supervisor.clone())
+            .collect();
+        let mut states = Vec::new();
+        for address in addresses {
+            if let Ok(state) = address.send(supervisor::GetState).await {
+                states.push(state);
+            }
+        }
+        states.sort_by(|a, b| a.server.cmp(&b.server));
+        states
+    }
+
+    /// The key janitor's state.
+    pub async fn janitor(&self) -> janitor::JanitorState {
+        self.janitor
+            .send(janitor::GetState)
+            .await
+            .unwrap_or_default()
+    }
+
+    /// The transport that last reached `host` (gRPC when nothing reported yet).
+    fn transport(&self, host: &str, via: Option<Via>) -> Option<Transport> {
+        let registry = self.registry();
+        let agents = registry.get(host)?;
+        let grpc = agents.grpc.clone().map(Transport::Grpc);
+        let ssh = agents.ssh.clone().map(Transport::Ssh);
+        match via {
+            Some(Via::Ssh) => ssh.or(grpc),
+            _ => grpc.or(ssh),
+        }
+    }
+
+    /// The user's sessions from the profile's servers that are reached over SSH (the legacy
+    /// agent reports no session lists, so they are asked per request, all at once, each
+    /// bounded by the call timeout; failures count as "no sessions").
+    async fn ask_legacy_agents(
+        &self,
+        hosts: &[String],
+        user: &str,
+        state: &BTreeMap<String, policy::ServerView>,
+    ) -> Vec<SessionView> {
+        if user.is_empty() {
+            return Vec::new();
+        }
+        let transports: Vec<Transport> = hosts
+            .iter()
+            .filter(|host| {
+                state.get(*host).is_some_and(|server| {
+                    server.via == Some(Via::Ssh) && server.health != policy::Health::Down
+                })
+            })
+            .filter_map(|host| self.transport(host, Some(Via::Ssh)))
+            .collect();
+        let asks = transports
+            .iter()
+            .map(|transport| async move { transport.user_sessions(user).await });
+        let mut sessions: Vec<SessionView> = Vec::new();
+        for answer in futures::future::join_all(asks).await {
+            match answer {
+                Ok(found) => {
+                    for session in found {
+                        if !sessions
+                            .iter()
+                            .any(|known| known.session_id == session.session_id)
+                        {
+                            sessions.push(session);
+                        }
+                    }
+                }
+                Err(error) => tracing::warn!(user, %error, "legacy agent did not list sessions"),
+            }
+        }
+        sessions
+    }
+
     /// §7.4 step 6 from live state; `None` when nothing is known yet.
     pub async fn listing_status(
         &self,
         profile: &Profile,
+        plan: &AgentPlan,
         user: &str,
     ) -> Option<(String, Option<char>)> {
-        self.supervise_and_settle(profile).await;
+        self.supervise_and_settle(profile, plan).await;
+        let hosts = profile.hosts();
+        let state = self.state().await;
+        let asked = self.ask_legacy_agents(&hosts, user, &state).await;
         let request = balancer::ListingStatus {
-            hosts: profile.hosts(),
+            hosts,
             user: user.to_string(),
+            asked,
         };
         self.balancer.send(request).await.ok().flatten()
-    }
-
-    fn client(&self, address: &str) -> Option<agent::AgentClient> {
-        agent::client(address, self.token.as_deref(), self.config.call_timeout).ok()
     }
 
     /// §10.2 from live state: resume, take over (suspend, then confirm within a bounded wait),
@@ -233,15 +449,19 @@ impl FarmHandle {
     pub async fn select(
         &self,
         profile: &Profile,
+        plan: &AgentPlan,
         user: &str,
         client_ip: &IpAddr,
         autologin: Option<AutologinRequest>,
     ) -> (Selection, Outcome) {
-        self.supervise_and_settle(profile).await;
+        self.supervise_and_settle(profile, plan).await;
         let hosts = profile.hosts();
+        let state = self.state().await;
+        let asked = self.ask_legacy_agents(&hosts, user, &state).await;
         let request = balancer::SelectServer {
             hosts: hosts.clone(),
             user: user.to_string(),
+            asked,
         };
         let decision = self
             .balancer
@@ -251,7 +471,8 @@ impl FarmHandle {
         let (host, session_info, outcome) = match decision {
             Decision::Resume { host, session } => (host, Some(session.raw_line), Outcome::Resumed),
             Decision::TakeOver { host, session } => {
-                let info = self.take_over(profile, &host, user, &session).await;
+                let via = state.get(&host).and_then(|server| server.via);
+                let info = self.take_over(&host, via, user, &session).await;
                 (host, Some(info), Outcome::TookOver)
             }
             Decision::New { host } => (host, None, Outcome::New),
@@ -274,7 +495,8 @@ impl FarmHandle {
         let mut selection = Selection::server(server, port);
         selection.session_info = session_info;
         if let Some(autologin) = autologin {
-            self.install_key(profile, &host, user, client_ip, autologin, &mut selection)
+            let via = state.get(&host).and_then(|server| server.via);
+            self.install_key(&host, via, user, client_ip, autologin, &mut selection)
                 .await;
         }
         (selection, outcome)
@@ -282,24 +504,22 @@ impl FarmHandle {
 
     async fn take_over(
         &self,
-        profile: &Profile,
         host: &str,
+        via: Option<Via>,
         user: &str,
-        session: &policy::SessionView,
+        session: &SessionView,
     ) -> String {
         let suspended_line = session.raw_line.replacen("|R|", "|S|", 1);
-        let address = self.agent_address(profile, host);
-        let Some(mut client) = self.client(&address) else {
+        let Some(transport) = self.transport(host, via) else {
             return suspended_line;
         };
-        let timeout = self.config.call_timeout;
-        if let Err(error) = agent::suspend(&mut client, user, &session.session_id, timeout).await {
+        if let Err(error) = transport.suspend(user, &session.session_id).await {
             tracing::error!(%host, session = %session.session_id, %error, "could not suspend the running session");
             return suspended_line;
         }
         let deadline = Instant::now() + self.config.takeover_wait;
         while Instant::now() < deadline {
-            if let Ok(sessions) = agent::user_sessions(&mut client, user, timeout).await {
+            if let Ok(sessions) = transport.user_sessions(user).await {
                 if let Some(now) = sessions
                     .iter()
                     .find(|candidate| candidate.session_id == session.session_id)
@@ -317,8 +537,8 @@ impl FarmHandle {
 
     async fn install_key(
         &self,
-        profile: &Profile,
         host: &str,
+        via: Option<Via>,
         user: &str,
         client_ip: &IpAddr,
         autologin: AutologinRequest,
@@ -338,25 +558,23 @@ impl FarmHandle {
         } else {
             (autologin.pubkey.clone(), None)
         };
-        let address = self.agent_address(profile, host);
-        let Some(mut client) = self.client(&address) else {
+        let Some(transport) = self.transport(host, via) else {
             return;
         };
-        let timeout = self.config.call_timeout;
-        match agent::authorized_key(&mut client, user, &key, &autologin.key_file, true, timeout)
+        match transport
+            .authorized_key(user, &key, &autologin.key_file, true)
             .await
         {
             Ok(()) => {
                 selection.pubkey_accepted = private_pem.is_none();
                 selection.private_key = private_pem;
                 self.janitor.do_send(janitor::RemoveKeyLater {
-                    address,
-                    token: self.token.clone(),
+                    server: host.to_string(),
+                    transport,
                     user: user.to_string(),
                     key,
                     key_file: autologin.key_file,
                     after: self.config.key_lifetime,
-                    timeout,
                 });
             }
             Err(error) => {

@@ -1,5 +1,6 @@
 //! The farm's decision logic, pure: which server for a user (resume > take over > least loaded), listing status, health.
 
+use super::transport::Via;
 use crate::hosts;
 use std::collections::BTreeMap;
 
@@ -37,6 +38,8 @@ pub struct ServerView {
     pub load_factor: Option<i64>,
     /// Selections placed here that no report has confirmed yet.
     pub pending: u32,
+    /// The transport of the last report (SSH reports carry no session list).
+    pub via: Option<Via>,
 }
 
 impl ServerView {
@@ -47,6 +50,7 @@ impl ServerView {
             sessions: Vec::new(),
             load_factor: None,
             pending: 0,
+            via: None,
         }
     }
 }
@@ -78,29 +82,36 @@ pub fn profile_host_for(session_server: &str, profile_hosts: &[String]) -> Optio
         .cloned()
 }
 
-/// The user's sessions on the profile's servers, with the profile host each runs on.
-/// Sessions on servers that are down are left out (they cannot be reached).
+/// The user's sessions on the profile's servers, with the profile host each runs on: those
+/// the servers reported, then `asked` (fetched from a legacy agent for this request), each
+/// session once. Sessions on servers that are down are left out (they cannot be reached).
 fn user_sessions<'a>(
     profile_hosts: &[String],
     user: &str,
     servers: &'a BTreeMap<String, ServerView>,
+    asked: &'a [SessionView],
 ) -> Vec<(String, &'a SessionView)> {
-    let mut found = Vec::new();
-    for host in profile_hosts {
-        let Some(server) = servers.get(host) else {
-            continue;
-        };
-        if server.health == Health::Down {
+    let mut found: Vec<(String, &SessionView)> = Vec::new();
+    let reported = profile_hosts
+        .iter()
+        .filter_map(|host| servers.get(host))
+        .flat_map(|server| server.sessions.iter());
+    for session in reported.chain(asked.iter()) {
+        if session.user != user
+            || found
+                .iter()
+                .any(|(_, known)| known.session_id == session.session_id)
+        {
             continue;
         }
-        for session in server
-            .sessions
-            .iter()
-            .filter(|session| session.user == user)
-        {
-            if profile_host_for(&session.server, profile_hosts).as_deref() == Some(host.as_str()) {
-                found.push((host.clone(), session));
-            }
+        let Some(host) = profile_host_for(&session.server, profile_hosts) else {
+            continue;
+        };
+        let up = servers
+            .get(&host)
+            .is_some_and(|server| server.health != Health::Down);
+        if up {
+            found.push((host, session));
         }
     }
     found
@@ -123,9 +134,10 @@ pub fn decide(
     profile_hosts: &[String],
     user: &str,
     servers: &BTreeMap<String, ServerView>,
+    asked: &[SessionView],
 ) -> Decision {
     if !user.is_empty() {
-        let sessions = user_sessions(profile_hosts, user, servers);
+        let sessions = user_sessions(profile_hosts, user, servers, asked);
         if let Some((host, session)) = sessions.iter().find(|(_, session)| session.status == 'S') {
             return Decision::Resume {
                 host: host.clone(),
@@ -177,6 +189,7 @@ pub fn listing_status(
     profile_hosts: &[String],
     user: &str,
     servers: &BTreeMap<String, ServerView>,
+    asked: &[SessionView],
 ) -> Option<(String, Option<char>)> {
     let any_reported = profile_hosts.iter().any(|host| {
         servers
@@ -186,7 +199,7 @@ pub fn listing_status(
     if !any_reported {
         return None;
     }
-    let sessions = user_sessions(profile_hosts, user, servers);
+    let sessions = user_sessions(profile_hosts, user, servers, asked);
     for status in ['S', 'R'] {
         let mut matching: Vec<String> = sessions
             .iter()
@@ -215,9 +228,10 @@ mod tests {
         }
     }
 
-    fn farm(
-        entries: &[(&str, Health, Vec<SessionView>, Option<i64>, u32)],
-    ) -> BTreeMap<String, ServerView> {
+    /// name, health, sessions, load factor, pending placements
+    type FarmEntry<'a> = (&'a str, Health, Vec<SessionView>, Option<i64>, u32);
+
+    fn farm(entries: &[FarmEntry<'_>]) -> BTreeMap<String, ServerView> {
         entries
             .iter()
             .map(|(name, health, sessions, load_factor, pending)| {
@@ -228,6 +242,7 @@ mod tests {
                         sessions: sessions.clone(),
                         load_factor: *load_factor,
                         pending: *pending,
+                        via: Some(Via::Grpc),
                     },
                 )
             })
@@ -363,7 +378,7 @@ mod tests {
             ),
         ];
         for (name, servers, user, expected) in cases {
-            let got = match decide(&five, user, &servers) {
+            let got = match decide(&five, user, &servers, &[]) {
                 Decision::Resume { host, session } => {
                     format!("resume {host} {}", session.session_id)
                 }
@@ -396,19 +411,24 @@ mod tests {
             ("n3", Up, vec![], None, 0),
         ]);
         assert_eq!(
-            listing_status(&profile, "alice", &servers),
+            listing_status(&profile, "alice", &servers, &[]),
             Some(("n2".into(), Some('S')))
         );
         assert_eq!(
-            listing_status(&profile, "bob", &servers),
+            listing_status(&profile, "bob", &servers, &[]),
             Some(("n2".into(), Some('R')))
         );
         assert_eq!(
-            listing_status(&profile, "carol", &servers),
+            listing_status(&profile, "carol", &servers, &[]),
             Some(("n1".into(), None))
         );
         assert_eq!(
-            listing_status(&profile, "carol", &farm(&[("n1", Down, vec![], None, 0)])),
+            listing_status(
+                &profile,
+                "carol",
+                &farm(&[("n1", Down, vec![], None, 0)]),
+                &[]
+            ),
             None
         );
     }

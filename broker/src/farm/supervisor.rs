@@ -1,152 +1,319 @@
-//! The Supervisor actor: one per X2Go server, keeps its sessions and load fresh through the agent's watch stream.
+//! The Supervisor actor: one per X2Go server; keeps its sessions, load and health fresh (gRPC watch stream, else SSH polling).
+//!
+//! Transport order: the agent's gRPC watch stream (`x2gobroker-agentd`, heartbeat = poll
+//! interval); when the server has no gRPC agent (the first attempt delivers nothing) and SSH
+//! is configured, the legacy agent is polled over SSH (`ping` + `checkload` every heartbeat),
+//! and gRPC is tried again after a while. A transport failure marks the server down and is
+//! retried with exponential back-off and jitter; a server that was down is trusted again only
+//! after two reports in a row (half-open: the first makes it Degraded).
 
-use super::agent::{self, AgentClient};
 use super::balancer::{AgentReported, AgentUnreachable, Balancer};
-use super::policy::Health;
+use super::policy::{Health, SessionView};
+use super::transport::grpc::{self, GrpcTarget};
+use super::transport::ssh::SshAgent;
+use super::transport::{Transport, Via};
 use actix::prelude::*;
 use rand::Rng;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use x2gobroker_proto::agent::v1 as pb;
 
 /// How a supervisor talks to its agent.
 #[derive(Debug, Clone)]
 pub struct SupervisorSettings {
-    /// The heartbeat asked of the agent's watch stream.
+    /// The heartbeat asked of the agent's watch stream, and the SSH poll interval.
     pub heartbeat: Duration,
     /// How late a message may be (beyond the heartbeat) before the agent counts as hung.
     pub timeout: Duration,
     /// Longest back-off between reconnection attempts.
     pub max_backoff: Duration,
+    /// How long the SSH fallback is used before gRPC is tried again.
+    pub grpc_retry: Duration,
+}
+
+/// A snapshot of one supervisor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SupervisorState {
+    pub server: String,
+    pub health: Health,
+    pub via: Option<Via>,
+    pub failures: u32,
+    pub reports: u64,
+    pub last_error: Option<String>,
+}
+
+/// Report this supervisor's state.
+#[derive(Debug, Message)]
+#[rtype(result = "SupervisorState")]
+pub struct GetState;
+
+/// Private: open the gRPC watch stream (or start polling over SSH).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct Connect;
+
+/// Private timer: poll the legacy agent over SSH.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct PollTick;
+
+/// Private event: the agent reported.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct Observed {
+    via: Via,
+    /// The server's sessions (all users), when the transport can list them.
+    sessions: Option<Vec<SessionView>>,
+    load_factor: Option<i64>,
+}
+
+/// Private event: a watch stream ended or a poll failed.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct Failed {
+    via: Via,
+    /// Reports the ended stream had delivered.
+    reports: u64,
+    reason: String,
 }
 
 /// The Supervisor actor of one server.
 pub struct Supervisor {
-    pub server: String,
-    pub address: String,
-    pub token: Option<String>,
-    pub settings: SupervisorSettings,
-    pub balancer: Addr<Balancer>,
+    server: String,
+    grpc: Option<GrpcTarget>,
+    ssh: Option<Arc<SshAgent>>,
+    settings: SupervisorSettings,
+    balancer: Addr<Balancer>,
+    health: Health,
+    via: Option<Via>,
+    failures: u32,
+    ever_reported: bool,
+    reports: u64,
+    last_error: Option<String>,
+    /// Since when the SSH fallback is in use.
+    ssh_since: Option<Instant>,
+}
+
+impl Supervisor {
+    pub fn new(
+        server: String,
+        grpc: Option<GrpcTarget>,
+        ssh: Option<Arc<SshAgent>>,
+        settings: SupervisorSettings,
+        balancer: Addr<Balancer>,
+    ) -> Supervisor {
+        Supervisor {
+            server,
+            grpc,
+            ssh,
+            settings,
+            balancer,
+            health: Health::Down,
+            via: None,
+            failures: 0,
+            ever_reported: false,
+            reports: 0,
+            last_error: None,
+            ssh_since: None,
+        }
+    }
+
+    fn backoff(&self) -> Duration {
+        let exponent = self.failures.saturating_sub(1).min(6);
+        let base = Duration::from_millis(200)
+            .saturating_mul(1 << exponent)
+            .min(self.settings.max_backoff);
+        let jitter = rand::rng().random_range(0..=base.as_millis() as u64 / 2);
+        base + Duration::from_millis(jitter)
+    }
+
+    /// The next step after an SSH poll: poll again, or give gRPC another chance.
+    fn next_ssh_step(&mut self, context: &mut Context<Self>, after: Duration) {
+        let retry_grpc = self.grpc.is_some()
+            && self
+                .ssh_since
+                .is_none_or(|since| since.elapsed() >= self.settings.grpc_retry);
+        if retry_grpc {
+            self.ssh_since = None;
+            context.notify_later(Connect, after);
+        } else {
+            context.notify_later(PollTick, after);
+        }
+    }
 }
 
 impl Actor for Supervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, context: &mut Context<Self>) {
-        let watcher = watch_forever(
-            self.server.clone(),
-            self.address.clone(),
-            self.token.clone(),
-            self.settings.clone(),
-            self.balancer.clone(),
-        );
-        context.spawn(actix::fut::wrap_future(watcher));
+        context.notify(Connect);
     }
 }
 
-/// Why one watch stream ended.
-#[derive(Debug)]
-enum StreamEnd {
-    /// It delivered at least one message before ending.
-    AfterReports(String),
-    /// It never delivered anything.
-    Failed(String),
-}
+impl Handler<Connect> for Supervisor {
+    type Result = ();
 
-/// Subscribes to the agent's watch stream, feeds the balancer, and reconnects with
-/// exponential back-off and jitter; a down server is trusted again only after a first
-/// report (half-open: Degraded) followed by a second one (Up).
-async fn watch_forever(
-    server: String,
-    address: String,
-    token: Option<String>,
-    settings: SupervisorSettings,
-    balancer: Addr<Balancer>,
-) {
-    let mut failures: u32 = 0;
-    let mut ever_reported = false;
-    loop {
-        let recovering = failures > 0 && ever_reported;
-        match watch_once(
-            &server,
-            &address,
-            token.as_deref(),
-            &settings,
-            &balancer,
-            recovering,
-        )
-        .await
-        {
-            StreamEnd::AfterReports(reason) => {
-                ever_reported = true;
-                failures = 1;
-                tracing::warn!(%server, %reason, "agent watch stream ended");
+    fn handle(&mut self, _: Connect, context: &mut Context<Self>) {
+        match (&self.grpc, &self.ssh) {
+            (Some(target), _) => {
+                let watcher =
+                    watch_stream(target.clone(), self.settings.heartbeat, context.address());
+                context.spawn(actix::fut::wrap_future(watcher));
             }
-            StreamEnd::Failed(reason) => {
-                failures = failures.saturating_add(1);
-                tracing::debug!(%server, %reason, failures, "agent not reachable");
+            (None, Some(_)) => {
+                self.ssh_since.get_or_insert_with(Instant::now);
+                context.notify(PollTick);
             }
+            (None, None) => tracing::error!(server = %self.server, "no agent transport configured"),
         }
-        balancer.do_send(AgentUnreachable {
-            server: server.clone(),
-        });
-        let exponent = failures.saturating_sub(1).min(6);
-        let base = Duration::from_millis(200)
-            .saturating_mul(1 << exponent)
-            .min(settings.max_backoff);
-        let jitter = rand::rng().random_range(0..=base.as_millis() as u64 / 2);
-        tokio::time::sleep(base + Duration::from_millis(jitter)).await;
     }
 }
 
-async fn watch_once(
-    server: &str,
-    address: &str,
-    token: Option<&str>,
-    settings: &SupervisorSettings,
-    balancer: &Addr<Balancer>,
-    recovering: bool,
-) -> StreamEnd {
-    let mut client: AgentClient = match agent::client(address, token, settings.timeout) {
+impl Handler<PollTick> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, _: PollTick, context: &mut Context<Self>) {
+        let Some(agent) = self.ssh.clone() else {
+            return;
+        };
+        let address = context.address();
+        let poll = async move {
+            match Transport::legacy_poll(&agent).await {
+                Ok(load_factor) => address.do_send(Observed {
+                    via: Via::Ssh,
+                    sessions: None,
+                    load_factor,
+                }),
+                Err(error) => address.do_send(Failed {
+                    via: Via::Ssh,
+                    reports: 0,
+                    reason: error.to_string(),
+                }),
+            }
+        };
+        context.spawn(actix::fut::wrap_future(poll));
+    }
+}
+
+impl Handler<Observed> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, report: Observed, context: &mut Context<Self>) {
+        let health = match self.health {
+            Health::Down if self.ever_reported => Health::Degraded,
+            _ => Health::Up,
+        };
+        if health != self.health || self.via != Some(report.via) {
+            tracing::info!(server = %self.server, ?health, via = ?report.via, "agent reported");
+        }
+        self.health = health;
+        self.via = Some(report.via);
+        self.failures = 0;
+        self.ever_reported = true;
+        self.reports += 1;
+        self.balancer.do_send(AgentReported {
+            server: self.server.clone(),
+            sessions: report.sessions,
+            load_factor: report.load_factor,
+            health,
+            via: report.via,
+        });
+        if report.via == Via::Ssh {
+            let interval = self.settings.heartbeat;
+            self.next_ssh_step(context, interval);
+        }
+    }
+}
+
+impl Handler<Failed> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, failure: Failed, context: &mut Context<Self>) {
+        self.last_error = Some(failure.reason.clone());
+        if failure.via == Via::Grpc && failure.reports == 0 && self.ssh.is_some() {
+            tracing::debug!(server = %self.server, reason = %failure.reason, "no gRPC agent: polling over SSH");
+            self.ssh_since = Some(Instant::now());
+            context.notify(PollTick);
+            return;
+        }
+        if failure.reports > 0 {
+            self.failures = 1;
+        } else {
+            self.failures = self.failures.saturating_add(1);
+        }
+        if self.health != Health::Down {
+            tracing::warn!(server = %self.server, via = ?failure.via, reason = %failure.reason, "agent lost: server marked down");
+        }
+        self.health = Health::Down;
+        self.balancer.do_send(AgentUnreachable {
+            server: self.server.clone(),
+        });
+        let backoff = self.backoff();
+        if failure.via == Via::Ssh {
+            self.next_ssh_step(context, backoff);
+        } else {
+            context.notify_later(Connect, backoff);
+        }
+    }
+}
+
+impl Handler<GetState> for Supervisor {
+    type Result = MessageResult<GetState>;
+
+    fn handle(&mut self, _: GetState, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(SupervisorState {
+            server: self.server.clone(),
+            health: self.health,
+            via: self.via,
+            failures: self.failures,
+            reports: self.reports,
+            last_error: self.last_error.clone(),
+        })
+    }
+}
+
+/// Follows the agent's watch stream, sending every message to the supervisor as `Observed`,
+/// and `Failed` when it ends (closed, error, or silent for heartbeat + timeout).
+async fn watch_stream(target: GrpcTarget, heartbeat: Duration, supervisor: Addr<Supervisor>) {
+    let mut reports = 0u64;
+    let reason = follow(&target, heartbeat, &supervisor, &mut reports).await;
+    supervisor.do_send(Failed {
+        via: Via::Grpc,
+        reports,
+        reason,
+    });
+}
+
+async fn follow(
+    target: &GrpcTarget,
+    heartbeat: Duration,
+    supervisor: &Addr<Supervisor>,
+    reports: &mut u64,
+) -> String {
+    let mut client = match target.client() {
         Ok(client) => client,
-        Err(error) => return StreamEnd::Failed(error.to_string()),
+        Err(error) => return error.to_string(),
     };
     let request = pb::WatchRequest {
-        heartbeat_ms: settings.heartbeat.as_millis() as u32,
+        heartbeat_ms: heartbeat.as_millis() as u32,
     };
-    let mut stream = match agent::with_timeout(settings.timeout, client.watch(request)).await {
+    let mut stream = match grpc::with_timeout(target.timeout, client.watch(request)).await {
         Ok(stream) => stream,
-        Err(error) => return StreamEnd::Failed(error.to_string()),
+        Err(error) => return error.to_string(),
     };
-    let deadline = settings.heartbeat + settings.timeout;
-    let mut reports = 0u64;
+    let deadline = heartbeat + target.timeout;
     loop {
         let message = match tokio::time::timeout(deadline, stream.message()).await {
             Ok(Ok(Some(message))) => message,
-            Ok(Ok(None)) => return end(reports, "stream closed".to_string()),
-            Ok(Err(status)) => return end(reports, status.to_string()),
-            Err(_) => return end(reports, format!("no message within {deadline:?}")),
+            Ok(Ok(None)) => return "stream closed".to_string(),
+            Ok(Err(status)) => return status.to_string(),
+            Err(_) => return format!("no message within {deadline:?}"),
         };
-        let health = if recovering && reports == 0 {
-            Health::Degraded
-        } else {
-            Health::Up
-        };
-        reports += 1;
-        let sessions = message.sessions.iter().map(agent::session_view).collect();
-        let load_factor = message.load.as_ref().and_then(|load| load.load_factor);
-        balancer.do_send(AgentReported {
-            server: server.to_string(),
-            sessions,
-            load_factor,
-            health,
+        *reports += 1;
+        supervisor.do_send(Observed {
+            via: Via::Grpc,
+            sessions: Some(message.sessions.iter().map(grpc::session_view).collect()),
+            load_factor: message.load.as_ref().and_then(|load| load.load_factor),
         });
-    }
-}
-
-fn end(reports: u64, reason: String) -> StreamEnd {
-    if reports > 0 {
-        StreamEnd::AfterReports(reason)
-    } else {
-        StreamEnd::Failed(reason)
     }
 }

@@ -1,10 +1,63 @@
-//! gRPC calls to `x2gobroker-agentd`: a bearer-token client, proto sessions converted to the farm's views.
+//! gRPC calls to `x2gobroker-agentd`: a bearer-token (and optionally TLS) client, proto sessions converted to the farm's views.
 
-use super::policy::SessionView;
+use crate::farm::policy::SessionView;
+use std::sync::Arc;
 use std::time::Duration;
 use tonic::metadata::MetadataValue;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use x2gobroker_proto::agent::v1 as pb;
+
+/// TLS towards the agents: the CA that signed their certificates, and the broker's client
+/// certificate for mutual TLS.
+#[derive(Clone)]
+pub struct TlsSettings {
+    pub ca_pem: Vec<u8>,
+    pub client_identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for TlsSettings {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("TlsSettings")
+            .field("client_identity", &self.client_identity.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where and how to reach one server's `x2gobroker-agentd`.
+#[derive(Debug, Clone)]
+pub struct GrpcTarget {
+    /// The server name (TLS domain name).
+    pub server: String,
+    /// `host:port`.
+    pub address: String,
+    pub token: Option<Arc<str>>,
+    pub tls: Option<Arc<TlsSettings>>,
+    pub timeout: Duration,
+}
+
+impl GrpcTarget {
+    /// A lazily connecting client (call it inside a tokio runtime).
+    pub fn client(&self) -> Result<AgentClient, AgentError> {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{}", self.address))
+            .map_err(|_| AgentError::Endpoint(self.address.clone()))?
+            .connect_timeout(self.timeout)
+            .tcp_nodelay(true);
+        if let Some(tls) = &self.tls {
+            let mut config = ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(&tls.ca_pem))
+                .domain_name(self.server.clone());
+            if let Some((certificate, key)) = &tls.client_identity {
+                config = config.identity(Identity::from_pem(certificate, key));
+            }
+            endpoint = endpoint
+                .tls_config(config)
+                .map_err(|error| AgentError::Endpoint(format!("{}: {error}", self.address)))?;
+        }
+        token_client(endpoint.connect_lazy(), self.token.as_deref())
+    }
+}
 
 /// A client of one agent, with its token attached to every call.
 pub type AgentClient = pb::agent_client::AgentClient<
@@ -42,17 +95,7 @@ pub enum AgentError {
     Timeout(Duration),
 }
 
-/// A lazily connecting client for `address` (`host:port`), calls limited by `timeout`.
-pub fn client(
-    address: &str,
-    token: Option<&str>,
-    timeout: Duration,
-) -> Result<AgentClient, AgentError> {
-    let endpoint = Endpoint::from_shared(format!("http://{address}"))
-        .map_err(|_| AgentError::Endpoint(address.to_string()))?
-        .connect_timeout(timeout)
-        .tcp_nodelay(true);
-    let channel = endpoint.connect_lazy();
+fn token_client(channel: Channel, token: Option<&str>) -> Result<AgentClient, AgentError> {
     let header = match token {
         Some(token) => Some(
             format!("Bearer {token}")

@@ -1,0 +1,126 @@
+//! How the farm reaches a server's agent: gRPC to `x2gobroker-agentd`, or the legacy command line over SSH.
+
+pub mod grpc;
+pub mod ssh;
+
+use super::agentcmd::{self, Task};
+use super::policy::SessionView;
+use std::sync::Arc;
+use thiserror::Error;
+
+/// Which transport answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Via {
+    Grpc,
+    Ssh,
+}
+
+/// One way to reach an agent.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    Grpc(grpc::GrpcTarget),
+    Ssh(Arc<ssh::SshAgent>),
+}
+
+/// Why an agent call failed.
+#[derive(Debug, Error)]
+pub enum TransportError {
+    #[error(transparent)]
+    Grpc(#[from] grpc::AgentError),
+    #[error(transparent)]
+    Ssh(#[from] ssh::SshError),
+    #[error("the agent refused {0} (no OK line)")]
+    NotOk(&'static str),
+}
+
+fn ok(answer: agentcmd::Answer, task: &Task) -> Result<Vec<String>, TransportError> {
+    if answer.ok {
+        Ok(answer.lines)
+    } else {
+        Err(TransportError::NotOk(task.name()))
+    }
+}
+
+impl Transport {
+    pub fn via(&self) -> Via {
+        match self {
+            Transport::Grpc(_) => Via::Grpc,
+            Transport::Ssh(_) => Via::Ssh,
+        }
+    }
+
+    async fn legacy(
+        agent: &ssh::SshAgent,
+        user: &str,
+        task: Task,
+    ) -> Result<Vec<String>, TransportError> {
+        let answer = agent.run(user, &task).await?;
+        ok(answer, &task)
+    }
+
+    /// The user's sessions (the legacy agent lists them on every server of a shared session DB).
+    pub async fn user_sessions(&self, user: &str) -> Result<Vec<SessionView>, TransportError> {
+        match self {
+            Transport::Grpc(target) => {
+                let mut client = target.client()?;
+                Ok(grpc::user_sessions(&mut client, user, target.timeout).await?)
+            }
+            Transport::Ssh(agent) => Ok(Self::legacy(agent, user, Task::ListSessions)
+                .await?
+                .iter()
+                .filter_map(|line| agentcmd::session_from_line(line))
+                .collect()),
+        }
+    }
+
+    /// Suspends one of the user's sessions.
+    pub async fn suspend(&self, user: &str, session_id: &str) -> Result<(), TransportError> {
+        match self {
+            Transport::Grpc(target) => {
+                let mut client = target.client()?;
+                Ok(grpc::suspend(&mut client, user, session_id, target.timeout).await?)
+            }
+            Transport::Ssh(agent) => {
+                let task = Task::SuspendSession {
+                    session_id: session_id.to_string(),
+                };
+                Self::legacy(agent, user, task).await.map(|_| ())
+            }
+        }
+    }
+
+    /// Adds (or removes) a public key line in the user's authorized_keys file.
+    pub async fn authorized_key(
+        &self,
+        user: &str,
+        key: &str,
+        key_file: &str,
+        add: bool,
+    ) -> Result<(), TransportError> {
+        match self {
+            Transport::Grpc(target) => {
+                let mut client = target.client()?;
+                Ok(
+                    grpc::authorized_key(&mut client, user, key, key_file, add, target.timeout)
+                        .await?,
+                )
+            }
+            Transport::Ssh(agent) => {
+                let (key, key_file) = (key.to_string(), key_file.to_string());
+                let task = if add {
+                    Task::AddAuthKey { key, key_file }
+                } else {
+                    Task::DelAuthKey { key, key_file }
+                };
+                Self::legacy(agent, user, task).await.map(|_| ())
+            }
+        }
+    }
+
+    /// The legacy poll: `ping`, then `checkload` (its load factor, when the figures are sane).
+    pub async fn legacy_poll(agent: &ssh::SshAgent) -> Result<Option<i64>, TransportError> {
+        Self::legacy(agent, agentcmd::ANY_USER, Task::Ping).await?;
+        let load = Self::legacy(agent, agentcmd::ANY_USER, Task::CheckLoad).await?;
+        Ok(agentcmd::load_factor(&load).ok())
+    }
+}

@@ -1,0 +1,159 @@
+//! The SSH agent transport: one multiplexed OpenSSH master per server, running the legacy agent command line.
+//!
+//! The master connection is made on first use and kept; when a command fails at the transport
+//! level (master gone, timeout) the master is dropped and the next call makes a new one. The
+//! command string comes from [`agentcmd::ssh_command`] (validated arguments only) and is sent
+//! as it is (`raw_command`), so it reaches the Perl agent's forced-command handling byte-exact.
+
+use crate::farm::agentcmd::{self, Answer, CommandError, HostKeyCheck, Task};
+use openssh::{KnownHosts, Session, SessionBuilder};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use thiserror::Error;
+
+/// Settings shared by every SSH target of the farm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshSettings {
+    /// The account the agent runs as (`X2GOBROKER_AGENT_USER`, default `x2gobroker`).
+    pub user: String,
+    /// The broker's private key.
+    pub key_file: PathBuf,
+    /// A known_hosts file used in addition to the system one.
+    pub known_hosts: Option<PathBuf>,
+    /// An ssh_config file instead of the default ones.
+    pub config_file: Option<PathBuf>,
+    /// Where the master sockets live (keep it short: socket paths are limited to 108 bytes).
+    pub control_directory: PathBuf,
+    /// The agent's path on the servers.
+    pub agent_command: String,
+}
+
+/// One server reached over SSH.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshTarget {
+    /// The address to connect to (the profile's `host=name (address)` mapping, else the name).
+    pub address: String,
+    pub port: u16,
+    pub host_key_check: HostKeyCheck,
+    pub timeout: Duration,
+}
+
+/// Why an SSH agent call failed.
+#[derive(Debug, Error)]
+pub enum SshError {
+    #[error("ssh connection to {0} failed: {1}")]
+    Connect(String, String),
+    #[error("ssh command on {0} failed: {1}")]
+    Command(String, String),
+    #[error("ssh to {0} did not finish within {1:?}")]
+    Timeout(String, Duration),
+    #[error(transparent)]
+    Refused(#[from] CommandError),
+}
+
+/// The SSH agent of one server, with its cached master connection.
+#[derive(Debug)]
+pub struct SshAgent {
+    pub settings: Arc<SshSettings>,
+    pub target: SshTarget,
+    master: Mutex<Option<Arc<Session>>>,
+}
+
+impl SshAgent {
+    pub fn new(settings: Arc<SshSettings>, target: SshTarget) -> SshAgent {
+        SshAgent {
+            settings,
+            target,
+            master: Mutex::new(None),
+        }
+    }
+
+    fn destination(&self) -> String {
+        format!("{}:{}", self.target.address, self.target.port)
+    }
+
+    fn cached(&self) -> Option<Arc<Session>> {
+        self.master
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn forget(&self) {
+        let old = self
+            .master
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        drop(old);
+    }
+
+    async fn master(&self) -> Result<Arc<Session>, SshError> {
+        if let Some(session) = self.cached() {
+            return Ok(session);
+        }
+        let settings = &self.settings;
+        let mut builder = SessionBuilder::default();
+        builder
+            .user(settings.user.clone())
+            .port(self.target.port)
+            .keyfile(&settings.key_file)
+            .known_hosts_check(match self.target.host_key_check {
+                HostKeyCheck::Strict => KnownHosts::Strict,
+                HostKeyCheck::Add => KnownHosts::Add,
+                HostKeyCheck::Accept => KnownHosts::Accept,
+            })
+            .connect_timeout(self.target.timeout.max(Duration::from_secs(1)))
+            .server_alive_interval(Duration::from_secs(15))
+            .control_directory(&settings.control_directory);
+        if let Some(known_hosts) = &settings.known_hosts {
+            builder.user_known_hosts_file(known_hosts);
+        }
+        if let Some(config_file) = &settings.config_file {
+            builder.config_file(config_file);
+        }
+        let address = self.target.address.clone();
+        let connect = builder.connect(&address);
+        let session = match tokio::time::timeout(self.target.timeout, connect).await {
+            Ok(Ok(session)) => Arc::new(session),
+            Ok(Err(error)) => return Err(SshError::Connect(self.destination(), error.to_string())),
+            Err(_) => return Err(SshError::Timeout(self.destination(), self.target.timeout)),
+        };
+        if self.target.host_key_check == HostKeyCheck::Accept {
+            tracing::warn!(server = %self.destination(), "ssh host key not verified (WarningPolicy)");
+        }
+        let mut slot = self
+            .master
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Ok(slot.get_or_insert(session).clone())
+    }
+
+    /// Runs one agent task for `user`; transport failures drop the master connection.
+    pub async fn run(&self, user: &str, task: &Task) -> Result<Answer, SshError> {
+        let command = agentcmd::ssh_command(&self.settings.agent_command, user, task)?;
+        let session = self.master().await?;
+        let mut remote = Session::to_raw_command(session, &command);
+        match tokio::time::timeout(self.target.timeout, remote.output()).await {
+            Ok(Ok(output)) => {
+                if output.status.code() == Some(255) && output.stdout.is_empty() {
+                    // ssh's own failure (or the agent dying): make a new master next time
+                    self.forget();
+                }
+                Ok(Answer::parse(
+                    &String::from_utf8_lossy(&output.stdout),
+                    &String::from_utf8_lossy(&output.stderr),
+                ))
+            }
+            Ok(Err(error)) => {
+                self.forget();
+                Err(SshError::Command(self.destination(), error.to_string()))
+            }
+            Err(_) => {
+                self.forget();
+                Err(SshError::Timeout(self.destination(), self.target.timeout))
+            }
+        }
+    }
+}
