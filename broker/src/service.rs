@@ -360,28 +360,44 @@ impl Broker {
         ))
     }
 
-    /// Whether a profile is driven by the live farm: agent-query-mode `GRPC`, which is the
-    /// default when `[farm]` is configured and no mode is set anywhere.
-    fn uses_farm(
+    /// How the live farm drives a profile, `None` when it does not: agent-query-mode `GRPC`
+    /// (the default when `[farm] agent-port` is configured and no mode is set anywhere) or
+    /// `SSH` (when `[farm] ssh-key-file` is configured). Shadow profiles never.
+    fn farm_plan(
         &self,
         config: &BrokerConfig,
         backend: Backend,
         profile: &Profile,
-    ) -> Result<bool, BrokerError> {
-        if self.farm.is_none() || profile.is_shadow() {
-            return Ok(false);
+    ) -> Result<Option<crate::farm::AgentPlan>, BrokerError> {
+        let Some(farm) = &self.farm else {
+            return Ok(None);
+        };
+        if profile.is_shadow() {
+            return Ok(None);
         }
         let profile_mode = profile.broker_key("broker-agent-query-mode");
-        let explicit = profile_mode.is_some()
+        let explicit = profile_mode.is_some_and(|mode| !mode.is_empty())
             || config
                 .document()
                 .get(&format!("broker_{}", backend.name()), "agent-query-mode")
-                .is_some()
+                .is_some_and(|mode| !mode.is_empty())
             || config.global_raw("default-agent-query-mode").is_some();
-        if !explicit {
-            return Ok(true);
-        }
-        Ok(config.agent_query_mode(backend, profile_mode)? == "GRPC")
+        let mode = if explicit {
+            farm.mode_for(Some(&config.agent_query_mode(backend, profile_mode)?))
+        } else {
+            farm.mode_for(None)
+        };
+        let Some(mode) = mode else {
+            return Ok(None);
+        };
+        let host_key_policy = config.agent_hostkey_policy(
+            backend,
+            profile.broker_key("broker-agent-hostkey-policy"),
+        )?;
+        Ok(Some(crate::farm::AgentPlan {
+            mode,
+            host_key_policy,
+        }))
     }
 
     /// The profiles `user` may see, transformed for listing and sorted by id (§7.4, §8), with
@@ -405,10 +421,10 @@ impl Broker {
             let Some(profile) = profiles::build_profile(&document, &entry.id)? else {
                 continue;
             };
-            if !self.uses_farm(config, backend, &profile)? {
+            let Some(plan) = self.farm_plan(config, backend, &profile)? else {
                 continue;
-            }
-            if let Some((host, status)) = farm.listing_status(&profile, user).await {
+            };
+            if let Some((host, status)) = farm.listing_status(&profile, &plan, user).await {
                 let autologin = config.profile_switch(
                     "default-session-autologin",
                     profile.broker_key("broker-session-autologin"),
@@ -496,7 +512,7 @@ impl Broker {
             tracing::warn!(user = %request.user, profile = %profile.id, "selection of a profile the ACLs hide refused");
             return Ok(Selection::server("no-server-available", 22));
         }
-        if let (true, Some(farm)) = (self.uses_farm(config, backend, &profile)?, &self.farm) {
+        if let (Some(plan), Some(farm)) = (self.farm_plan(config, backend, &profile)?, &self.farm) {
             // Sessions are looked up and keys installed for the authenticated user only
             // (fix §16 S3): a different `login` is ignored.
             if !request.login.is_empty() && request.login != request.user {
@@ -512,7 +528,7 @@ impl Broker {
                     key_file: crate::farm::authorized_keys_path(config, &profile),
                 });
             let (selection, outcome) = farm
-                .select(&profile, &request.user, client_ip, autologin)
+                .select(&profile, &plan, &request.user, client_ip, autologin)
                 .await;
             tracing::info!(user = %request.user, profile = %profile.id, server = %selection.server, ?outcome, "selected from live state");
             return Ok(selection);
