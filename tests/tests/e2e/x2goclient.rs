@@ -310,7 +310,7 @@ fn x2go_client_resumes_the_suspended_session_through_our_broker() {
         "the one-time key reached the client"
     );
     assert!(
-        log.contains(&format!("SESSION_INFO:")),
+        log.contains("SESSION_INFO:"),
         "SESSION_INFO reached the client"
     );
     let sshd_log = sshd.log_text();
