@@ -139,7 +139,10 @@ impl Broker {
     ) -> Result<bool, BrokerError> {
         let throttling = config.global_bool("login-throttling")?;
         if throttling {
-            if let Err(retry_after) = self.throttle().begin_attempt(user, *client_ip, Instant::now()) {
+            if let Err(retry_after) =
+                self.throttle()
+                    .begin_attempt(user, *client_ip, Instant::now())
+            {
                 tracing::warn!(user, client = %client_ip, retry_after_seconds = retry_after.as_secs(),
                     "login refused: too many failed attempts");
                 return Ok(false);
@@ -390,10 +393,8 @@ impl Broker {
         let Some(mode) = mode else {
             return Ok(None);
         };
-        let host_key_policy = config.agent_hostkey_policy(
-            backend,
-            profile.broker_key("broker-agent-hostkey-policy"),
-        )?;
+        let host_key_policy = config
+            .agent_hostkey_policy(backend, profile.broker_key("broker-agent-hostkey-policy"))?;
         Ok(Some(crate::farm::AgentPlan {
             mode,
             host_key_policy,
