@@ -23,6 +23,8 @@ pub struct CompareOptions {
     pub duration: Duration,
     pub request_timeout: Duration,
     pub work_directory: PathBuf,
+    /// Only the scenarios whose name contains this (all when empty).
+    pub only: String,
 }
 
 /// The four scenarios, the same for both brokers.
@@ -128,6 +130,15 @@ pub async fn measure(server: &ServerProcess, scenario: &Scenario, spec: LoadSpec
     )
 }
 
+/// A line above the progress bar, or on stderr when there is no bar (not a terminal).
+pub fn log(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
+}
+
 /// A progress bar over `total` runs (hidden when stderr is not a terminal).
 pub fn progress(total: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(total);
@@ -194,7 +205,10 @@ pub async fn run(options: &CompareOptions, bench_binary: &Path) -> anyhow::Resul
         hello = Some(process);
     }
 
-    let scenarios = scenarios();
+    let scenarios: Vec<Scenario> = scenarios()
+        .into_iter()
+        .filter(|scenario| scenario.name.contains(options.only.as_str()))
+        .collect();
     let hello_scenarios = ["GET /", "listsessions"];
     let per_concurrency = 1 + u64::from(reference.is_some());
     let hello_runs = if hello.is_some() {
@@ -230,7 +244,7 @@ pub async fn run(options: &CompareOptions, bench_binary: &Path) -> anyhow::Resul
                     server.label, scenario.name
                 ));
                 let row = measure(server, &scenario, spec).await;
-                bar.println(row.summary());
+                log(&bar, row.summary());
                 rows.push(row);
                 bar.inc(1);
             }

@@ -1,6 +1,6 @@
 //! Farm benchmarks: our broker keeping N fake servers live (N = 10, 100, 1000): CPU, memory, selection under load, change latency, take-over, login storm.
 
-use crate::compare::{measure, progress};
+use crate::compare::{log, measure, progress};
 use crate::config::{self, ConfigDir};
 use crate::fake_agent::{session_user, FakeFarm, FakeFarmConfig};
 use crate::load::{self, Connection, LoadSpec, Scenario};
@@ -343,7 +343,7 @@ pub async fn run_one(
             let mut row = measure(&broker, scenario, spec).await;
             row.target = format!("ours N={size}");
             peak_rss = peak_rss.max(row.usage.peak_rss_kb);
-            bar.println(row.summary());
+            log(bar, row.summary());
             result.selections.push(row);
         }
     }
@@ -360,7 +360,7 @@ pub async fn run(options: &FarmOptions) -> anyhow::Result<Vec<FarmResult>> {
         let result = run_one(options, size, &bar)
             .await
             .with_context(|| format!("farm of {size} servers"))?;
-        bar.println(format!(
+        log(&bar, format!(
             "farm N={size}: ready after {:?}, idle CPU {:.1} % of a core, idle RSS {:.1} MB, change visible p50 {} ms max {} ms",
             result.ready_after,
             result.idle_cpu * 100.0,

@@ -1,7 +1,8 @@
 //! The load generator: closed-loop HTTP/1.1 keep-alive clients (hyper) at fixed concurrency, with warm-up and an hdrhistogram of latencies.
 //!
 //! Every worker owns one connection and sends its next request when the previous answer has
-//! been read completely. Requests still in flight at the end of the window are abandoned and
+//! been read completely. Answers arriving within the measured window count (also those of
+//! requests sent during the warm-up); requests still in flight at its end are abandoned and
 //! not counted (as wrk does); answers with another status than 200 or without the expected
 //! text count as errors, so a broker that answers fast but wrongly does not score.
 
@@ -210,18 +211,16 @@ async fn worker(
     };
     let mut connection: Option<Connection> = None;
     let mut number = index;
-    loop {
-        let now = Instant::now();
-        if now >= end {
-            break;
-        }
-        let measuring = now >= warmup_end;
-        let phase_end = if measuring { end } else { warmup_end };
+    // Requests in flight at the end of the warm-up run on; every answer that arrives within
+    // the measured window counts (so abandoned warm-up requests cannot queue up in front of
+    // the measured ones on a slow server). Requests in flight at the end are abandoned.
+    while Instant::now() < end {
+        let measuring = || Instant::now() >= warmup_end;
         if connection.is_none() {
-            match tokio::time::timeout_at(phase_end, Connection::open(address)).await {
+            match tokio::time::timeout_at(end, Connection::open(address)).await {
                 Ok(Ok(opened)) => connection = Some(opened),
                 Ok(Err(error)) => {
-                    if measuring {
+                    if measuring() {
                         outcome.errors += 1;
                         outcome.first_error.get_or_insert(error.to_string());
                     }
@@ -237,7 +236,7 @@ async fn worker(
         let body = scenario.body(number);
         number += spec.concurrency;
         let started = Instant::now();
-        let limit = (started + spec.request_timeout).min(phase_end);
+        let limit = (started + spec.request_timeout).min(end);
         let answer =
             tokio::time::timeout_at(limit, open.send(&scenario.method, &scenario.path, body)).await;
         let elapsed = started.elapsed();
@@ -250,13 +249,13 @@ async fn worker(
             Err(_) => {
                 // abandoned: the connection is mid-request, open a new one
                 connection = None;
-                if Instant::now() >= phase_end {
+                if Instant::now() >= end {
                     continue;
                 }
                 Err(format!("no answer within {:?}", spec.request_timeout))
             }
         };
-        if !measuring {
+        if !measuring() {
             continue;
         }
         match result {

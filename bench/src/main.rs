@@ -76,6 +76,9 @@ struct RunArgs {
     /// Threads of the load generator.
     #[arg(long, default_value_t = 2)]
     client_threads: usize,
+    /// Only the comparison scenarios whose name contains this.
+    #[arg(long, default_value = "")]
+    only: String,
     /// Also write the report to this file.
     #[arg(long)]
     output: Option<PathBuf>,
@@ -179,6 +182,7 @@ fn run(args: RunArgs, with_compare: bool, with_farm: bool) -> anyhow::Result<()>
         duration: Duration::from_secs_f64(args.duration),
         request_timeout: Duration::from_secs(60),
         work_directory: work.clone(),
+        only: args.only.clone(),
     };
     let farm_options = FarmOptions {
         ours,
@@ -241,6 +245,7 @@ fn smoke(args: SmokeArgs) -> anyhow::Result<()> {
         duration: Duration::from_millis(300),
         request_timeout: Duration::from_secs(5),
         work_directory: work.clone(),
+        only: String::new(),
     };
     let farm_options = FarmOptions {
         ours,
