@@ -326,6 +326,27 @@ fn x2go_client_resumes_the_suspended_session_through_our_broker() {
         log.contains(&resume),
         "the client asked the server to resume {suspended}"
     );
+    // on the server, x2goresume-session really ran for that session: it left state S
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut status_after = String::from("S");
+    while Instant::now() < deadline {
+        status_after = super::farm::database_sessions()
+            .into_iter()
+            .find(|(id, ..)| *id == suspended)
+            .map(|(_, _, status, _)| status)
+            .unwrap_or_else(|| "gone".to_string());
+        if status_after != "S" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_ne!(
+        status_after, "S",
+        "the server never acted on the resume of {suspended}"
+    );
+    println!(
+        "x2goclient: server-side status of {suspended} after the resume attempt: {status_after}"
+    );
     println!(
         "x2goclient: key login and `x2goresume-session {suspended}` seen after {:?}",
         started.elapsed()
