@@ -34,6 +34,8 @@ pub struct SelectServer {
     pub user: String,
     /// The user's sessions as a legacy agent listed them for this request.
     pub asked: Vec<SessionView>,
+    /// Hosts this request found unusable (X2Go's SSH port closed): treated as down.
+    pub excluded: Vec<String>,
 }
 
 /// The listing narrowing of a profile for `user` (§7.4 step 6).
@@ -44,6 +46,13 @@ pub struct ListingStatus {
     pub user: String,
     /// The user's sessions as a legacy agent listed them for this request.
     pub asked: Vec<SessionView>,
+}
+
+/// A placement that was not used after all (its server turned out unusable) (event).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct PlacementAbandoned {
+    pub server: String,
 }
 
 /// A snapshot of the whole farm.
@@ -141,7 +150,12 @@ impl Handler<SelectServer> for Balancer {
 
     fn handle(&mut self, request: SelectServer, _: &mut Context<Self>) -> Self::Result {
         let now = Instant::now();
-        let views = self.views(now);
+        let mut views = self.views(now);
+        for host in &request.excluded {
+            if let Some(view) = views.get_mut(host) {
+                view.health = Health::Down;
+            }
+        }
         let decision = policy::decide(&request.hosts, &request.user, &views, &request.asked);
         if let Decision::New { host } = &decision {
             self.servers
@@ -151,6 +165,16 @@ impl Handler<SelectServer> for Balancer {
                 .push(now);
         }
         MessageResult(decision)
+    }
+}
+
+impl Handler<PlacementAbandoned> for Balancer {
+    type Result = ();
+
+    fn handle(&mut self, event: PlacementAbandoned, _: &mut Context<Self>) {
+        if let Some(entry) = self.servers.get_mut(&event.server) {
+            entry.pending.pop();
+        }
     }
 }
 
@@ -210,6 +234,7 @@ mod tests {
                     hosts: hosts.clone(),
                     user: format!("user{index}"),
                     asked: Vec::new(),
+                    excluded: Vec::new(),
                 })
                 .await
                 .unwrap();
@@ -239,6 +264,7 @@ mod tests {
                 hosts: vec!["n2".into()],
                 user: "x".into(),
                 asked: Vec::new(),
+                excluded: Vec::new(),
             })
             .await
             .unwrap();

@@ -11,6 +11,9 @@ pub mod policy;
 pub mod supervisor;
 pub mod transport;
 
+#[cfg(test)]
+mod golden_select;
+
 use crate::config::{BrokerConfig, Value};
 use crate::profiles::Profile;
 use crate::reply::Selection;
@@ -452,48 +455,58 @@ impl FarmHandle {
         plan: &AgentPlan,
         user: &str,
         client_ip: &IpAddr,
+        portscan: bool,
         autologin: Option<AutologinRequest>,
     ) -> (Selection, Outcome) {
         self.supervise_and_settle(profile, plan).await;
         let hosts = profile.hosts();
         let state = self.state().await;
         let asked = self.ask_legacy_agents(&hosts, user, &state).await;
-        let request = balancer::SelectServer {
-            hosts: hosts.clone(),
-            user: user.to_string(),
-            asked,
+        let mut excluded: Vec<String> = Vec::new();
+        let (decision, mut selection) = loop {
+            let request = balancer::SelectServer {
+                hosts: hosts.clone(),
+                user: user.to_string(),
+                asked: asked.clone(),
+                excluded: excluded.clone(),
+            };
+            let decision = self
+                .balancer
+                .send(request)
+                .await
+                .unwrap_or(Decision::NoServer);
+            let selection = policy::selection_for(profile, &decision);
+            let host = match &decision {
+                Decision::Resume { host, .. }
+                | Decision::TakeOver { host, .. }
+                | Decision::New { host } => host.clone(),
+                Decision::NoServer => break (decision, selection),
+            };
+            // §10.2 step 6e: with port scanning on, a server whose X2Go SSH port is closed is
+            // skipped (a session there is a zombie) and the choice is made again
+            if !portscan || self.ssh_port_open(&host, &selection).await {
+                break (decision, selection);
+            }
+            tracing::warn!(%host, port = selection.port, "X2Go server port closed: skipped");
+            if let Decision::New { .. } = decision {
+                self.balancer.do_send(balancer::PlacementAbandoned {
+                    server: host.clone(),
+                });
+            }
+            excluded.push(host);
         };
-        let decision = self
-            .balancer
-            .send(request)
-            .await
-            .unwrap_or(Decision::NoServer);
-        let (host, session_info, outcome) = match decision {
-            Decision::Resume { host, session } => (host, Some(session.raw_line), Outcome::Resumed),
+        let (host, outcome) = match decision {
+            Decision::Resume { host, .. } => (host, Outcome::Resumed),
             Decision::TakeOver { host, session } => {
                 let via = state.get(&host).and_then(|server| server.via);
-                let info = self.take_over(&host, via, user, &session).await;
-                (host, Some(info), Outcome::TookOver)
+                if let Some(line) = self.take_over(&host, via, user, &session).await {
+                    selection.session_info = Some(line);
+                }
+                (host, Outcome::TookOver)
             }
-            Decision::New { host } => (host, None, Outcome::New),
-            Decision::NoServer => {
-                let port = profile.ssh_port();
-                let selection = if hosts.len() > 1 {
-                    Selection::server("no-X2Go-Server-available", port)
-                } else {
-                    let first = hosts.first().cloned().unwrap_or_default();
-                    let server = profile.host_address(&first).unwrap_or(first.clone());
-                    Selection::server(server, profile.host_port(&first).unwrap_or(port))
-                };
-                return (selection, Outcome::NoServer);
-            }
+            Decision::New { host } => (host, Outcome::New),
+            Decision::NoServer => return (selection, Outcome::NoServer),
         };
-        let server = profile.host_address(&host).unwrap_or_else(|| host.clone());
-        let port = profile
-            .host_port(&host)
-            .unwrap_or_else(|| profile.ssh_port());
-        let mut selection = Selection::server(server, port);
-        selection.session_info = session_info;
         if let Some(autologin) = autologin {
             let via = state.get(&host).and_then(|server| server.via);
             self.install_key(&host, via, user, client_ip, autologin, &mut selection)
@@ -502,20 +515,26 @@ impl FarmHandle {
         (selection, outcome)
     }
 
+    /// The port probe of §10.2 step 6e: the host's address, then its name (2 s each).
+    async fn ssh_port_open(&self, host: &str, selection: &Selection) -> bool {
+        let timeout = Duration::from_secs(2);
+        if crate::select::port_is_open(&selection.server, selection.port, timeout).await {
+            return true;
+        }
+        selection.server != host && crate::select::port_is_open(host, selection.port, timeout).await
+    }
+
     async fn take_over(
         &self,
         host: &str,
         via: Option<Via>,
         user: &str,
         session: &SessionView,
-    ) -> String {
-        let suspended_line = session.raw_line.replacen("|R|", "|S|", 1);
-        let Some(transport) = self.transport(host, via) else {
-            return suspended_line;
-        };
+    ) -> Option<String> {
+        let transport = self.transport(host, via)?;
         if let Err(error) = transport.suspend(user, &session.session_id).await {
             tracing::error!(%host, session = %session.session_id, %error, "could not suspend the running session");
-            return suspended_line;
+            return None;
         }
         let deadline = Instant::now() + self.config.takeover_wait;
         while Instant::now() < deadline {
@@ -525,14 +544,14 @@ impl FarmHandle {
                     .find(|candidate| candidate.session_id == session.session_id)
                 {
                     if now.status == 'S' {
-                        return now.raw_line.clone();
+                        return Some(now.raw_line.clone());
                     }
                 }
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         tracing::warn!(%host, session = %session.session_id, "suspension not confirmed within the take-over wait");
-        suspended_line
+        None
     }
 
     async fn install_key(

@@ -2,6 +2,8 @@
 
 use super::transport::Via;
 use crate::hosts;
+use crate::profiles::Profile;
+use crate::reply::Selection;
 use std::collections::BTreeMap;
 
 /// What the broker knows of a server's agent.
@@ -180,6 +182,38 @@ pub fn best_server(
         return best.map(|(host, _)| (*host).clone());
     }
     None
+}
+
+/// The answer for a decision (§10.2 steps 2, 6d, 7, 8): the host's `host=` address and
+/// `sshport=` port (else the profile's), the session line to resume (a taken-over session is
+/// announced as suspended; the caller replaces it with the line the agent confirmed), and the
+/// reference's answers when nothing can be selected.
+pub fn selection_for(profile: &Profile, decision: &Decision) -> Selection {
+    let hosts = profile.hosts();
+    let port = profile.ssh_port();
+    let (host, session_info) = match decision {
+        _ if hosts.is_empty() => return Selection::server("no-server-available", port),
+        Decision::Resume { host, session } => (host, Some(session.raw_line.clone())),
+        Decision::TakeOver { host, session } => {
+            (host, Some(session.raw_line.replacen("|R|", "|S|", 1)))
+        }
+        Decision::New { host } => (host, None),
+        Decision::NoServer if hosts.len() > 1 => {
+            return Selection::server("no-X2Go-Server-available", port)
+        }
+        Decision::NoServer => {
+            // a single-host profile gets its host back (§10.2 step 7)
+            let first = &hosts[0];
+            let server = profile.host_address(first).unwrap_or_else(|| first.clone());
+            return Selection::server(server, profile.host_port(first).unwrap_or(port));
+        }
+    };
+    let mut selection = Selection::server(
+        profile.host_address(host).unwrap_or_else(|| host.clone()),
+        profile.host_port(host).unwrap_or(port),
+    );
+    selection.session_info = session_info;
+    selection
 }
 
 /// §7.4 step 6 from live state: narrow a listed profile to the host of the user's suspended

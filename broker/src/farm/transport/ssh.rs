@@ -6,7 +6,7 @@
 //! as it is (`raw_command`), so it reaches the Perl agent's forced-command handling byte-exact.
 
 use crate::farm::agentcmd::{self, Answer, CommandError, HostKeyCheck, Task};
-use openssh::{KnownHosts, Session, SessionBuilder};
+use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -52,12 +52,22 @@ pub enum SshError {
     Refused(#[from] CommandError),
 }
 
+/// A master connection nobody used for that long exits.
+const MASTER_IDLE_SECONDS: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(60) {
+    Some(seconds) => seconds,
+    None => unreachable!(),
+};
+
+/// Commands in flight on one master at most (sshd's `MaxSessions` defaults to 10).
+const MAX_SESSIONS: usize = 8;
+
 /// The SSH agent of one server, with its cached master connection.
 #[derive(Debug)]
 pub struct SshAgent {
     pub settings: Arc<SshSettings>,
     pub target: SshTarget,
     master: Mutex<Option<Arc<Session>>>,
+    sessions: tokio::sync::Semaphore,
 }
 
 impl SshAgent {
@@ -66,6 +76,7 @@ impl SshAgent {
             settings,
             target,
             master: Mutex::new(None),
+            sessions: tokio::sync::Semaphore::new(MAX_SESSIONS),
         }
     }
 
@@ -80,13 +91,23 @@ impl SshAgent {
             .clone()
     }
 
-    fn forget(&self) {
-        let old = self
+    /// Drops the cached master if it is that one and it no longer works.
+    async fn forget_if_broken(&self, session: &Arc<Session>) {
+        let check = tokio::time::timeout(Duration::from_secs(1), session.check()).await;
+        if matches!(check, Ok(Ok(()))) {
+            return;
+        }
+        let mut slot = self
             .master
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take();
-        drop(old);
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if slot
+            .as_ref()
+            .is_some_and(|cached| Arc::ptr_eq(cached, session))
+        {
+            tracing::info!(server = %self.destination(), "ssh master connection lost");
+            *slot = None;
+        }
     }
 
     async fn master(&self) -> Result<Arc<Session>, SshError> {
@@ -106,6 +127,9 @@ impl SshAgent {
             })
             .connect_timeout(self.target.timeout.max(Duration::from_secs(1)))
             .server_alive_interval(Duration::from_secs(15))
+            // the supervisor's polls keep it busy; a master left behind by a killed broker
+            // goes away by itself
+            .control_persist(ControlPersist::IdleFor(MASTER_IDLE_SECONDS))
             .control_directory(&settings.control_directory);
         if let Some(known_hosts) = &settings.known_hosts {
             builder.user_known_hosts_file(known_hosts);
@@ -130,28 +154,37 @@ impl SshAgent {
         Ok(slot.get_or_insert(session).clone())
     }
 
-    /// Runs one agent task for `user`; transport failures drop the master connection.
+    /// Runs one agent task for `user`; a master that stopped working is dropped (and made
+    /// again by the next call).
     pub async fn run(&self, user: &str, task: &Task) -> Result<Answer, SshError> {
         let command = agentcmd::ssh_command(&self.settings.agent_command, user, task)?;
-        let session = self.master().await?;
-        let mut remote = Session::to_raw_command(session, &command);
-        match tokio::time::timeout(self.target.timeout, remote.output()).await {
-            Ok(Ok(output)) => {
-                if output.status.code() == Some(255) && output.stdout.is_empty() {
-                    // ssh's own failure (or the agent dying): make a new master next time
-                    self.forget();
+        let run = async {
+            let _permit = self.sessions.acquire().await;
+            let session = self.master().await?;
+            let mut remote = Session::to_raw_command(session.clone(), &command);
+            match remote.output().await {
+                Ok(output) => {
+                    if output.status.code() == Some(255) && output.stdout.is_empty() {
+                        // ssh's own failure, or the agent dying: is the master still fine?
+                        self.forget_if_broken(&session).await;
+                    }
+                    Ok(Answer::parse(
+                        &String::from_utf8_lossy(&output.stdout),
+                        &String::from_utf8_lossy(&output.stderr),
+                    ))
                 }
-                Ok(Answer::parse(
-                    &String::from_utf8_lossy(&output.stdout),
-                    &String::from_utf8_lossy(&output.stderr),
-                ))
+                Err(error) => {
+                    self.forget_if_broken(&session).await;
+                    Err(SshError::Command(self.destination(), error.to_string()))
+                }
             }
-            Ok(Err(error)) => {
-                self.forget();
-                Err(SshError::Command(self.destination(), error.to_string()))
-            }
+        };
+        match tokio::time::timeout(self.target.timeout, run).await {
+            Ok(result) => result,
             Err(_) => {
-                self.forget();
+                if let Some(session) = self.cached() {
+                    self.forget_if_broken(&session).await;
+                }
                 Err(SshError::Timeout(self.destination(), self.target.timeout))
             }
         }
