@@ -528,8 +528,12 @@ impl Broker {
                     pubkey: request.pubkey.clone(),
                     key_file: crate::farm::authorized_keys_path(config, &profile),
                 });
+            let portscan = config.profile_switch(
+                "default-portscan-x2goservers",
+                profile.broker_key("broker-portscan-x2goservers"),
+            )?;
             let (selection, outcome) = farm
-                .select(&profile, &plan, &request.user, client_ip, autologin)
+                .select(&profile, &plan, &request.user, client_ip, portscan, autologin)
                 .await;
             tracing::info!(user = %request.user, profile = %profile.id, server = %selection.server, ?outcome, "selected from live state");
             return Ok(selection);
