@@ -320,3 +320,317 @@ fn python_x2go_receives_the_resumed_session() {
         info.split('|').nth(1).unwrap_or("")
     );
 }
+
+/// An sshd on 127.0.0.11–15 (one port) that lets the broker's key in as `x2gobroker`, with a
+/// forced command to the reference Perl agent from Debian.
+struct AgentSshd {
+    child: std::process::Child,
+    port: u16,
+    log: std::path::PathBuf,
+}
+
+impl Drop for AgentSshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const PERL_AGENT: &str = "/usr/lib/x2go/x2gobroker-agent";
+
+/// The `x2gobroker` account with a login shell (sshd runs forced commands through it).
+fn ensure_agent_account() {
+    let entry = || {
+        let output = Command::new("getent")
+            .args(["passwd", "x2gobroker"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    };
+    if entry().is_empty() {
+        let status = Command::new("useradd")
+            .args([
+                "--system",
+                "--user-group",
+                "--home-dir",
+                "/var/lib/x2gobroker",
+                "--shell",
+                "/bin/bash",
+                "x2gobroker",
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success(), "useradd x2gobroker");
+    }
+    if !entry().ends_with("/bin/bash") && !entry().ends_with("/bin/sh") {
+        let status = Command::new("usermod")
+            .args(["-s", "/bin/bash", "x2gobroker"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    x2gobroker_e2e::unlock_for_ssh("x2gobroker");
+}
+
+fn ssh_keygen(path: &std::path::Path) {
+    let status = Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "x2gobroker-test",
+            "-f",
+        ])
+        .arg(path)
+        .status()
+        .expect("ssh-keygen");
+    assert!(status.success());
+}
+
+impl AgentSshd {
+    fn start(directory: &std::path::Path, broker_public_key: &str) -> AgentSshd {
+        use std::os::unix::fs::PermissionsExt;
+        assert!(
+            x2gobroker_e2e::is_root(),
+            "sshd needs root (CI runs as root)"
+        );
+        assert!(
+            std::path::Path::new(PERL_AGENT).exists(),
+            "{PERL_AGENT} (Debian package x2gobroker-agent)"
+        );
+        ensure_agent_account();
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        // sshd reads the authorized keys as x2gobroker
+        std::fs::set_permissions(directory, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let host_key = directory.join("ssh_host_ed25519_key");
+        ssh_keygen(&host_key);
+        let authorized = directory.join("authorized_keys");
+        std::fs::write(
+            &authorized,
+            format!(
+                "command=\"{PERL_AGENT}\",no-pty,no-port-forwarding,no-X11-forwarding,no-agent-forwarding {broker_public_key}\n"
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&authorized, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let port = free_port();
+        let listen: String = (11..=15)
+            .map(|last| format!("ListenAddress 127.0.0.{last}\n"))
+            .collect();
+        let config = directory.join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "Port {port}\n{listen}HostKey {}\nPidFile {}\nUsePAM no\nPasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nAuthorizedKeysFile {}\n\
+                 AllowUsers x2gobroker\nPermitRootLogin no\nStrictModes no\nMaxSessions 32\n\
+                 MaxStartups 64\nLogLevel VERBOSE\nX11Forwarding no\n",
+                host_key.display(),
+                directory.join("sshd.pid").display(),
+                authorized.display()
+            ),
+        )
+        .unwrap();
+        let log = directory.join("sshd.log");
+        let child = Command::new("/usr/sbin/sshd")
+            .arg("-f")
+            .arg(&config)
+            .args(["-D", "-e", "-E"])
+            .arg(&log)
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn sshd");
+        for last in 11..=15 {
+            let address = format!("127.0.0.{last}:{port}").parse().unwrap();
+            assert!(
+                x2gobroker_e2e::wait_for_port(address, Duration::from_secs(10)),
+                "sshd did not listen on {address}: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        AgentSshd { child, port, log }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ssh_fallback_to_the_perl_agent_gives_the_same_answers() {
+    let _db = SESSION_DB.lock().await;
+    rebuild_farm();
+    let work = tempfile::Builder::new()
+        .prefix("x2gofarm")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let broker_key = work.path().join("broker_key");
+    ssh_keygen(&broker_key);
+    let public_key = std::fs::read_to_string(work.path().join("broker_key.pub")).unwrap();
+    let sshd = AgentSshd::start(work.path(), public_key.trim());
+    // RejectPolicy (the default): the servers' host keys must be known
+    let host_public_key =
+        std::fs::read_to_string(work.path().join("ssh_host_ed25519_key.pub")).unwrap();
+    let host_public_key = host_public_key
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let known_hosts: String = (11..=15)
+        .map(|last| format!("[127.0.0.{last}]:{} {host_public_key}\n", sshd.port))
+        .collect();
+    std::fs::write(work.path().join("known_hosts"), known_hosts).unwrap();
+    let control = work.path().join("c");
+    std::fs::create_dir_all(&control).unwrap();
+    // gRPC: nothing listens on that port
+    let config = format!(
+        "[global]\nrequire-password = false\nrequire-cookie = false\ndefault-auth-mech = none\n\
+         default-portscan-x2goservers = false\n\n[farm]\nagent-port = {}\nheartbeat-ms = 1000\n\
+         call-timeout-ms = 3000\nssh-key-file = {}\nssh-known-hosts-file = {}\n\
+         ssh-config-file = /dev/null\nssh-control-directory = {}\n",
+        free_port(),
+        broker_key.display(),
+        work.path().join("known_hosts").display(),
+        control.display()
+    );
+    let profiles = work.path().join("profiles.ini");
+    std::fs::write(
+        &profiles,
+        format!(
+            "[DEFAULT]\nuser = BROKER_USER\n\n[farm5]\nname = Farm of five over SSH\nsshport = {}\n\
+             host = x2go-node1 (127.0.0.11), x2go-node2 (127.0.0.12), x2go-node3 (127.0.0.13), x2go-node4 (127.0.0.14), x2go-node5 (127.0.0.15)\n\
+             command = XFCE\n",
+            sshd.port
+        ),
+    )
+    .unwrap();
+    let (_broker_directory, broker) = broker_with_config(&config, Some(&profiles), &[]);
+    let port = broker.address.port();
+    let ssh_port = sshd.port;
+
+    // the supervisors fall back to SSH: wait for the first answers
+    let started = Instant::now();
+    let mut alice = String::new();
+    while started.elapsed() < Duration::from_secs(20) {
+        alice = select(port, "x2goalice", "farm5").await;
+        if server_of(&alice).starts_with("127.0.0.12") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    println!(
+        "farm over ssh: first resume after {:?} (gRPC refused, SSH masters made)",
+        started.elapsed()
+    );
+    // 1. the suspended session, resumed where it is
+    assert_eq!(
+        server_of(&alice),
+        format!("127.0.0.12:{ssh_port}"),
+        "{alice}\n{}",
+        std::fs::read_to_string(&sshd.log).unwrap_or_default()
+    );
+    let info = alice
+        .lines()
+        .find_map(|line| line.strip_prefix("SESSION_INFO:"))
+        .expect("SESSION_INFO");
+    let fields: Vec<&str> = info.split('|').collect();
+    assert_eq!(
+        (fields[3], fields[4], fields[11]),
+        ("x2go-node2", "S", "x2goalice"),
+        "{info}"
+    );
+    let started = Instant::now();
+    let again = select(port, "x2goalice", "farm5").await;
+    println!("farm over ssh: resume in {:?}", started.elapsed());
+    assert_eq!(server_of(&again), format!("127.0.0.12:{ssh_port}"));
+    let listing = plain(port, "task=listsessions&user=x2goalice").await;
+    assert!(
+        listing.contains("\nhost=x2go-node2\n") && listing.contains("\nstatus=S\n"),
+        "{listing}"
+    );
+
+    // 2. only running sessions: suspended through the Perl agent, confirmed, resumed
+    let started = Instant::now();
+    let bob = select(port, "x2gobob", "farm5").await;
+    println!("farm over ssh: take-over in {:?}", started.elapsed());
+    let bob_info = bob
+        .lines()
+        .find_map(|line| line.strip_prefix("SESSION_INFO:"))
+        .expect("SESSION_INFO");
+    let bob_fields: Vec<&str> = bob_info.split('|').collect();
+    assert_eq!(bob_fields[4], "S", "{bob_info}");
+    let node: u8 = bob_fields[3]
+        .strip_prefix("x2go-node")
+        .and_then(|number| number.parse().ok())
+        .expect("a node of the farm");
+    assert_eq!(
+        server_of(&bob),
+        format!("127.0.0.{}:{ssh_port}", 10 + node),
+        "{bob}"
+    );
+    let in_db = database_sessions()
+        .into_iter()
+        .find(|(id, ..)| id == bob_fields[1])
+        .expect("bob's session");
+    assert_eq!(in_db.2, "S", "the DB shows it suspended: {in_db:?}");
+
+    // 3. no session: a healthy server of the farm
+    let carol = select(port, "x2gocarol", "farm5").await;
+    let carol_server = server_of(&carol);
+    assert!(
+        (11..=15).any(|last| carol_server == format!("127.0.0.{last}:{ssh_port}")),
+        "{carol}"
+    );
+    assert!(!carol.contains("SESSION_INFO"), "{carol}");
+
+    // 4. a small login storm spreads (pending placements; the Perl agent reports no counts)
+    let mut storm = Vec::new();
+    for index in 0..10 {
+        let user = format!("x2gonew{index}");
+        storm.push(tokio::spawn(
+            async move { select(port, &user, "farm5").await },
+        ));
+    }
+    let mut per_server: BTreeMap<String, usize> = BTreeMap::new();
+    for handle in storm {
+        *per_server
+            .entry(server_of(&handle.await.unwrap()))
+            .or_default() += 1;
+    }
+    println!("farm over ssh: 10 concurrent new sessions: {per_server:?}");
+    assert!(
+        per_server
+            .values()
+            .all(|count| *count <= 10usize.div_ceil(5) + 1),
+        "{per_server:?}"
+    );
+    assert!(
+        !per_server.contains_key("no-X2Go-Server-available"),
+        "{per_server:?}"
+    );
+    let log = std::fs::read_to_string(&sshd.log).unwrap_or_default();
+    assert!(
+        log.contains("Accepted publickey for x2gobroker"),
+        "sshd log: {log}"
+    );
+    drop(broker);
+    close_ssh_masters(&control);
+    drop(sshd);
+    rebuild_farm();
+}
+
+/// Ends the SSH master connections the killed broker left in `control` (they would keep the
+/// test's output pipes open until their idle timeout).
+fn close_ssh_masters(control: &std::path::Path) {
+    for entry in std::fs::read_dir(control).into_iter().flatten().flatten() {
+        let socket = entry.path().join("master");
+        if socket.exists() {
+            let _ = Command::new("ssh")
+                .arg("-S")
+                .arg(&socket)
+                .args(["-O", "exit", "x2go-farm"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
