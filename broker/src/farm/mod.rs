@@ -320,20 +320,29 @@ impl FarmHandle {
     }
 
     /// Supervises `profile`'s hosts; for hosts seen for the first time, waits (at most one call
-    /// timeout) for their first reports so that a first request is not answered blind.
+    /// timeout) until each has reported or failed, so that a first request is not answered blind.
     async fn supervise_and_settle(&self, profile: &Profile, plan: &AgentPlan) {
         if !self.supervise(profile, plan) {
             return;
         }
-        let hosts = profile.hosts();
+        let supervisors: Vec<_> = {
+            let registry = self.registry();
+            profile
+                .hosts()
+                .iter()
+                .filter_map(|host| registry.get(host).map(|agents| agents.supervisor.clone()))
+                .collect()
+        };
         let deadline = Instant::now() + self.config.call_timeout;
         while Instant::now() < deadline {
-            let state = self.state().await;
-            if hosts.iter().all(|host| {
-                state
-                    .get(host)
-                    .is_some_and(|server| server.health != policy::Health::Down)
-            }) {
+            let mut settled = true;
+            for supervisor in &supervisors {
+                match supervisor.send(supervisor::GetState).await {
+                    Ok(state) if state.reports > 0 || state.failures > 0 => {}
+                    _ => settled = false,
+                }
+            }
+            if settled {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -532,11 +541,13 @@ impl FarmHandle {
         session: &SessionView,
     ) -> Option<String> {
         let transport = self.transport(host, via)?;
-        if let Err(error) = transport.suspend(user, &session.session_id).await {
+        let started = Instant::now();
+        let wait = self.config.takeover_wait;
+        if let Err(error) = transport.suspend(user, &session.session_id, wait).await {
             tracing::error!(%host, session = %session.session_id, %error, "could not suspend the running session");
             return None;
         }
-        let deadline = Instant::now() + self.config.takeover_wait;
+        let deadline = started + wait;
         while Instant::now() < deadline {
             if let Ok(sessions) = transport.user_sessions(user).await {
                 if let Some(now) = sessions

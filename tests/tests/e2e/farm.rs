@@ -92,6 +92,12 @@ impl Agents {
     pub fn kill_node(&mut self, node: u8) {
         self.daemons.remove(&node);
     }
+
+    /// Sends `signal` to a node's agent (SIGSTOP: it hangs, keeping its sockets open).
+    pub fn signal_node(&self, node: u8, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.daemons[&node].child.id() as i32);
+        nix::sys::signal::kill(pid, signal).unwrap();
+    }
 }
 
 fn farm_config(agents: &Agents) -> String {
@@ -106,7 +112,8 @@ fn farm_config(agents: &Agents) -> String {
 
 const PROFILES: &str = "[DEFAULT]\nuser = BROKER_USER\n\n[farm5]\nname = Farm of five\n\
     host = x2go-node1 (127.0.0.11), x2go-node2 (127.0.0.12), x2go-node3 (127.0.0.13), x2go-node4 (127.0.0.14), x2go-node5 (127.0.0.15)\n\
-    command = XFCE\n\n[with-hung]\nname = One good, one hung agent\nhost = x2go-node1 (127.0.0.11), x2go-hung (127.0.0.16)\n";
+    command = XFCE\n\n[pair4]\nname = node4 and a server without agent\nhost = x2go-node4 (127.0.0.14), x2go-void (127.0.0.17)\n\n\
+    [pair5]\nname = node5 and a server without agent\nhost = x2go-node5 (127.0.0.15), x2go-void (127.0.0.17)\n\n[with-hung]\nname = One good, one hung agent\nhost = x2go-node1 (127.0.0.11), x2go-hung (127.0.0.16)\n";
 
 async fn plain(port: u16, body: &str) -> String {
     reqwest::Client::new()
@@ -127,6 +134,23 @@ async fn select(port: u16, user: &str, profile: &str) -> String {
         &format!("task=selectsession&sid={profile}&user={user}&login={user}"),
     )
     .await
+}
+
+/// How long until `profile` answers no-X2Go-Server-available (its agent-backed host is down).
+async fn time_until_down(port: u16, profile: &str) -> Duration {
+    let started = Instant::now();
+    loop {
+        if server_of(&select(port, "x2gocarol", profile).await)
+            .starts_with("no-X2Go-Server-available:")
+        {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{profile} still selected after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
 
 fn server_of(answer: &str) -> String {
@@ -234,11 +258,30 @@ async fn live_farm_resumes_takes_over_balances_and_survives_dead_agents() {
     );
     assert_eq!(per_server.values().sum::<usize>(), 20);
 
-    // 5. a killed agent is marked down within heartbeat + timeout and never selected
-    agents.kill_node(4);
+    // 5. an agent that hangs (SIGSTOP: its stream falls silent) and one that is killed are
+    //    marked down within heartbeat + timeout (0.5 s + 1 s; 1 s margin) and never selected;
+    //    `pairN` = nodeN + a server without agent, so it answers no-X2Go-Server-available
+    //    exactly when nodeN is down
+    assert_eq!(
+        server_of(&select(port, "x2gocarol", "pair4").await),
+        "127.0.0.14:22"
+    );
+    assert_eq!(
+        server_of(&select(port, "x2gocarol", "pair5").await),
+        "127.0.0.15:22"
+    );
+    let bound = Duration::from_millis(500 + 1000 + 1000);
+    agents.signal_node(4, nix::sys::signal::Signal::SIGSTOP);
+    let hung_down = time_until_down(port, "pair4").await;
     agents.kill_node(5);
-    let killed = Instant::now();
-    tokio::time::sleep(Duration::from_millis(1500 + 500)).await;
+    let killed_down = time_until_down(port, "pair5").await;
+    println!(
+        "farm: down after SIGSTOP {hung_down:?}, after kill {killed_down:?} (bound {bound:?})"
+    );
+    assert!(
+        hung_down < bound && killed_down < bound,
+        "{hung_down:?} {killed_down:?}"
+    );
     for index in 0..10 {
         let server = server_of(&select(port, &format!("x2godown{index}"), "farm5").await);
         assert!(
@@ -246,7 +289,20 @@ async fn live_farm_resumes_takes_over_balances_and_survives_dead_agents() {
             "a down server was selected: {server}"
         );
     }
-    println!("farm: killed agents excluded within {:?}", killed.elapsed());
+    // the hung agent resumes: back after two reports (half-open)
+    agents.signal_node(4, nix::sys::signal::Signal::SIGCONT);
+    let resumed = Instant::now();
+    while server_of(&select(port, "x2gocarol", "pair4").await) != "127.0.0.14:22" {
+        assert!(
+            resumed.elapsed() < Duration::from_secs(20),
+            "node4 did not come back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "farm: SIGCONT agent selected again after {:?}",
+        resumed.elapsed()
+    );
 
     // 6. restarting it brings it back (after the half-open probe)
     agents.start_node(5);
@@ -441,6 +497,8 @@ impl AgentSshd {
             .args(["-D", "-e", "-E"])
             .arg(&log)
             .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .spawn()
             .expect("spawn sshd");
         for last in 11..=15 {

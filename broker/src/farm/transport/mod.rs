@@ -6,6 +6,7 @@ pub mod ssh;
 use super::agentcmd::{self, Task};
 use super::policy::SessionView;
 use std::sync::Arc;
+use std::time::Duration;
 use thiserror::Error;
 
 /// Which transport answered.
@@ -73,18 +74,25 @@ impl Transport {
         }
     }
 
-    /// Suspends one of the user's sessions.
-    pub async fn suspend(&self, user: &str, session_id: &str) -> Result<(), TransportError> {
+    /// Suspends one of the user's sessions, allowing it `timeout` (X2Go's status change can
+    /// take longer than a query).
+    pub async fn suspend(
+        &self,
+        user: &str,
+        session_id: &str,
+        timeout: Duration,
+    ) -> Result<(), TransportError> {
         match self {
             Transport::Grpc(target) => {
                 let mut client = target.client()?;
-                Ok(grpc::suspend(&mut client, user, session_id, target.timeout).await?)
+                Ok(grpc::suspend(&mut client, user, session_id, timeout).await?)
             }
             Transport::Ssh(agent) => {
                 let task = Task::SuspendSession {
                     session_id: session_id.to_string(),
                 };
-                Self::legacy(agent, user, task).await.map(|_| ())
+                let answer = agent.run_within(user, &task, timeout).await?;
+                ok(answer, &task).map(|_| ())
             }
         }
     }

@@ -157,6 +157,16 @@ impl SshAgent {
     /// Runs one agent task for `user`; a master that stopped working is dropped (and made
     /// again by the next call).
     pub async fn run(&self, user: &str, task: &Task) -> Result<Answer, SshError> {
+        self.run_within(user, task, self.target.timeout).await
+    }
+
+    /// [`run`](Self::run) with its own time limit (for slow actions such as a suspension).
+    pub async fn run_within(
+        &self,
+        user: &str,
+        task: &Task,
+        timeout: Duration,
+    ) -> Result<Answer, SshError> {
         let command = agentcmd::ssh_command(&self.settings.agent_command, user, task)?;
         let run = async {
             let _permit = self.sessions.acquire().await;
@@ -179,13 +189,13 @@ impl SshAgent {
                 }
             }
         };
-        match tokio::time::timeout(self.target.timeout, run).await {
+        match tokio::time::timeout(timeout, run).await {
             Ok(result) => result,
             Err(_) => {
                 if let Some(session) = self.cached() {
                     self.forget_if_broken(&session).await;
                 }
-                Err(SshError::Timeout(self.destination(), self.target.timeout))
+                Err(SshError::Timeout(self.destination(), timeout))
             }
         }
     }
