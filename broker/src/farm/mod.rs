@@ -25,6 +25,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use transport::grpc::{GrpcTarget, TlsSettings};
+use transport::local::LocalAgent;
 use transport::ssh::{SshAgent, SshSettings, SshTarget};
 use transport::{Transport, Via};
 
@@ -53,6 +54,8 @@ pub struct FarmConfig {
     pub ssh_fallback: bool,
     /// How long the SSH fallback is used before gRPC is tried again.
     pub grpc_retry: Duration,
+    /// The agent's path (on the servers for SSH, on the broker host for LOCAL).
+    pub agent_command: String,
 }
 
 fn farm_number(config: &BrokerConfig, key: &str, default: u64) -> u64 {
@@ -73,13 +76,20 @@ fn farm_path(config: &BrokerConfig, key: &str) -> Option<PathBuf> {
 }
 
 impl FarmConfig {
-    /// The farm settings, when `[farm] agent-port` or `[farm] ssh-key-file` is set (else
-    /// there is no live farm).
+    /// The farm settings, when x2gobroker.conf has a `[farm]` section (else there is no live
+    /// farm). Which profiles it drives: see [`FarmHandle::mode_for`].
     pub fn from_config(config: &BrokerConfig) -> Option<FarmConfig> {
         let agent_port = config
             .document()
             .get("farm", "agent-port")
             .and_then(|raw| raw.trim().parse::<u16>().ok());
+        let agent_command = config
+            .document()
+            .get("farm", "agent-command")
+            .map(str::trim)
+            .filter(|command| !command.is_empty())
+            .unwrap_or(agentcmd::DEFAULT_AGENT_COMMAND)
+            .to_string();
         let ssh = farm_path(config, "ssh-key-file").map(|key_file| SshSettings {
             user: config
                 .document()
@@ -93,17 +103,9 @@ impl FarmConfig {
             config_file: farm_path(config, "ssh-config-file"),
             control_directory: farm_path(config, "ssh-control-directory")
                 .unwrap_or_else(std::env::temp_dir),
-            agent_command: config
-                .document()
-                .get("farm", "agent-command")
-                .map(str::trim)
-                .filter(|command| !command.is_empty())
-                .unwrap_or(agentcmd::DEFAULT_AGENT_COMMAND)
-                .to_string(),
+            agent_command: agent_command.clone(),
         });
-        if agent_port.is_none() && ssh.is_none() {
-            return None;
-        }
+        config.document().section("farm")?;
         let tls_files = farm_path(config, "agent-ca-file").map(|ca| {
             let identity =
                 farm_path(config, "agent-client-cert").zip(farm_path(config, "agent-client-key"));
@@ -125,6 +127,7 @@ impl FarmConfig {
             ssh,
             ssh_fallback,
             grpc_retry: Duration::from_millis(farm_number(config, "grpc-retry-ms", 30000)),
+            agent_command,
         })
     }
 }
@@ -136,6 +139,8 @@ pub enum AgentMode {
     Grpc,
     /// The legacy agent over SSH only.
     Ssh,
+    /// The legacy agent run on the broker host (a shared session DB shows the whole farm).
+    Local,
 }
 
 /// A profile's agent settings, resolved from the config by the caller.
@@ -149,7 +154,8 @@ pub struct AgentPlan {
 /// What the farm keeps per server name.
 struct ServerAgents {
     grpc: Option<GrpcTarget>,
-    ssh: Option<Arc<SshAgent>>,
+    /// The legacy agent: over SSH, or LOCAL.
+    legacy: Option<Transport>,
     supervisor: Addr<supervisor::Supervisor>,
 }
 
@@ -241,6 +247,7 @@ impl FarmHandle {
             None => self.ssh.as_ref().map(|_| AgentMode::Ssh),
             Some("GRPC") if self.config.agent_port.is_some() => Some(AgentMode::Grpc),
             Some("SSH") => self.ssh.as_ref().map(|_| AgentMode::Ssh),
+            Some("LOCAL") => Some(AgentMode::Local),
             Some(_) => None,
         }
     }
@@ -274,13 +281,20 @@ impl FarmHandle {
                 }),
                 _ => None,
             };
-            let wants_ssh = plan.mode == AgentMode::Ssh || self.config.ssh_fallback;
-            let ssh = match (&self.ssh, wants_ssh) {
+            let wants_ssh = plan.mode == AgentMode::Ssh
+                || (plan.mode == AgentMode::Grpc && self.config.ssh_fallback);
+            let legacy = match (&self.ssh, wants_ssh) {
+                _ if plan.mode == AgentMode::Local => {
+                    Some(Transport::Local(Arc::new(LocalAgent {
+                        agent_command: self.config.agent_command.clone(),
+                        timeout: self.config.call_timeout,
+                    })))
+                }
                 (Some(settings), true) => {
                     let port = profile
                         .host_port(&host)
                         .unwrap_or_else(|| profile.ssh_port());
-                    Some(Arc::new(SshAgent::new(
+                    Some(Transport::Ssh(Arc::new(SshAgent::new(
                         settings.clone(),
                         SshTarget {
                             address: address.trim_matches(['[', ']']).to_string(),
@@ -288,15 +302,15 @@ impl FarmHandle {
                             host_key_check: agentcmd::host_key_check(Some(&plan.host_key_policy)),
                             timeout: self.config.call_timeout,
                         },
-                    )))
+                    ))))
                 }
                 _ => None,
             };
-            tracing::info!(server = %host, grpc = ?grpc.as_ref().map(|target| &target.address), ssh = ?ssh.as_ref().map(|agent| &agent.target), "supervising");
+            tracing::info!(server = %host, grpc = ?grpc.as_ref().map(|target| &target.address), legacy = ?legacy.as_ref().map(Transport::via), "supervising");
             let actor = supervisor::Supervisor::new(
                 host.clone(),
                 grpc.clone(),
-                ssh.clone(),
+                legacy.clone(),
                 supervisor::SupervisorSettings {
                     heartbeat: self.config.heartbeat,
                     timeout: self.config.call_timeout,
@@ -311,7 +325,7 @@ impl FarmHandle {
                 host,
                 ServerAgents {
                     grpc,
-                    ssh,
+                    legacy,
                     supervisor,
                 },
             );
@@ -319,8 +333,9 @@ impl FarmHandle {
         started
     }
 
-    /// Supervises `profile`'s hosts; for hosts seen for the first time, waits (at most one call
-    /// timeout) until each has reported or failed, so that a first request is not answered blind.
+    /// Supervises `profile`'s hosts; for hosts seen for the first time, waits until each has
+    /// reported or failed, so that a first request is not answered blind: at most heartbeat +
+    /// call timeout, the silence after which a watch stream counts as dead anyway.
     async fn supervise_and_settle(&self, profile: &Profile, plan: &AgentPlan) {
         if !self.supervise(profile, plan) {
             return;
@@ -333,7 +348,7 @@ impl FarmHandle {
                 .filter_map(|host| registry.get(host).map(|agents| agents.supervisor.clone()))
                 .collect()
         };
-        let deadline = Instant::now() + self.config.call_timeout;
+        let deadline = Instant::now() + self.config.heartbeat + self.config.call_timeout;
         while Instant::now() < deadline {
             let mut settled = true;
             for supervisor in &supervisors {
@@ -347,6 +362,7 @@ impl FarmHandle {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        tracing::warn!(profile = %profile.id, "answering before every new server's first report");
     }
 
     /// The whole farm's state as the balancer holds it (for tests and diagnostics).
@@ -387,16 +403,17 @@ impl FarmHandle {
         let registry = self.registry();
         let agents = registry.get(host)?;
         let grpc = agents.grpc.clone().map(Transport::Grpc);
-        let ssh = agents.ssh.clone().map(Transport::Ssh);
+        let legacy = agents.legacy.clone();
         match via {
-            Some(Via::Ssh) => ssh.or(grpc),
-            _ => grpc.or(ssh),
+            Some(Via::Ssh | Via::Local) => legacy.or(grpc),
+            _ => grpc.or(legacy),
         }
     }
 
-    /// The user's sessions from the profile's servers that are reached over SSH (the legacy
-    /// agent reports no session lists, so they are asked per request, all at once, each
-    /// bounded by the call timeout; failures count as "no sessions").
+    /// The user's sessions from the profile's servers reached through the legacy agent (it
+    /// reports no session lists, so they are asked per request: every SSH server at once,
+    /// the LOCAL agent once; each bounded by the call timeout; failures count as "no
+    /// sessions").
     async fn ask_legacy_agents(
         &self,
         hosts: &[String],
@@ -406,15 +423,22 @@ impl FarmHandle {
         if user.is_empty() {
             return Vec::new();
         }
-        let transports: Vec<Transport> = hosts
-            .iter()
-            .filter(|host| {
-                state.get(*host).is_some_and(|server| {
-                    server.via == Some(Via::Ssh) && server.health != policy::Health::Down
-                })
-            })
-            .filter_map(|host| self.transport(host, Some(Via::Ssh)))
-            .collect();
+        let mut transports: Vec<Transport> = Vec::new();
+        for host in hosts {
+            let Some(server) = state.get(host) else {
+                continue;
+            };
+            let via = server.via;
+            let legacy = matches!(via, Some(Via::Ssh | Via::Local));
+            if !legacy || server.health == policy::Health::Down {
+                continue;
+            }
+            let asked_locally = transports.iter().any(|known| known.via() == Via::Local);
+            if via == Some(Via::Local) && asked_locally {
+                continue;
+            }
+            transports.extend(self.transport(host, via));
+        }
         let asks = transports
             .iter()
             .map(|transport| async move { transport.user_sessions(user).await });

@@ -1,20 +1,18 @@
 //! The Supervisor actor: one per X2Go server; keeps its sessions, load and health fresh (gRPC watch stream, else SSH polling).
 //!
 //! Transport order: the agent's gRPC watch stream (`x2gobroker-agentd`, heartbeat = poll
-//! interval); when the server has no gRPC agent (the first attempt delivers nothing) and SSH
-//! is configured, the legacy agent is polled over SSH (`ping` + `checkload` every heartbeat),
-//! and gRPC is tried again after a while. A transport failure marks the server down and is
+//! interval); when the server has no gRPC agent (the first attempt delivers nothing) and a
+//! legacy transport is configured (SSH, or the LOCAL agent binary), the legacy agent is polled
+//! (`ping` + `checkload` every heartbeat), and gRPC is tried again after a while. A transport failure marks the server down and is
 //! retried with exponential back-off and jitter; a server that was down is trusted again only
 //! after two reports in a row (half-open: the first makes it Degraded).
 
 use super::balancer::{AgentReported, AgentUnreachable, Balancer};
 use super::policy::{Health, SessionView};
 use super::transport::grpc::{self, GrpcTarget};
-use super::transport::ssh::SshAgent;
 use super::transport::{Transport, Via};
 use actix::prelude::*;
 use rand::Rng;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use x2gobroker_proto::agent::v1 as pb;
 
@@ -27,7 +25,7 @@ pub struct SupervisorSettings {
     pub timeout: Duration,
     /// Longest back-off between reconnection attempts.
     pub max_backoff: Duration,
-    /// How long the SSH fallback is used before gRPC is tried again.
+    /// How long the legacy fallback is used before gRPC is tried again.
     pub grpc_retry: Duration,
 }
 
@@ -47,12 +45,12 @@ pub struct SupervisorState {
 #[rtype(result = "SupervisorState")]
 pub struct GetState;
 
-/// Private: open the gRPC watch stream (or start polling over SSH).
+/// Private: open the gRPC watch stream (or start polling the legacy agent).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 struct Connect;
 
-/// Private timer: poll the legacy agent over SSH.
+/// Private timer: poll the legacy agent (SSH or LOCAL).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 struct PollTick;
@@ -81,7 +79,8 @@ struct Failed {
 pub struct Supervisor {
     server: String,
     grpc: Option<GrpcTarget>,
-    ssh: Option<Arc<SshAgent>>,
+    /// The legacy agent (SSH or LOCAL), polled when there is no gRPC agent.
+    legacy: Option<Transport>,
     settings: SupervisorSettings,
     balancer: Addr<Balancer>,
     health: Health,
@@ -90,22 +89,22 @@ pub struct Supervisor {
     ever_reported: bool,
     reports: u64,
     last_error: Option<String>,
-    /// Since when the SSH fallback is in use.
-    ssh_since: Option<Instant>,
+    /// Since when the legacy fallback is in use.
+    legacy_since: Option<Instant>,
 }
 
 impl Supervisor {
     pub fn new(
         server: String,
         grpc: Option<GrpcTarget>,
-        ssh: Option<Arc<SshAgent>>,
+        legacy: Option<Transport>,
         settings: SupervisorSettings,
         balancer: Addr<Balancer>,
     ) -> Supervisor {
         Supervisor {
             server,
             grpc,
-            ssh,
+            legacy,
             settings,
             balancer,
             health: Health::Down,
@@ -114,7 +113,7 @@ impl Supervisor {
             ever_reported: false,
             reports: 0,
             last_error: None,
-            ssh_since: None,
+            legacy_since: None,
         }
     }
 
@@ -127,14 +126,14 @@ impl Supervisor {
         base + Duration::from_millis(jitter)
     }
 
-    /// The next step after an SSH poll: poll again, or give gRPC another chance.
-    fn next_ssh_step(&mut self, context: &mut Context<Self>, after: Duration) {
+    /// The next step after a legacy poll: poll again, or give gRPC another chance.
+    fn next_legacy_step(&mut self, context: &mut Context<Self>, after: Duration) {
         let retry_grpc = self.grpc.is_some()
             && self
-                .ssh_since
+                .legacy_since
                 .is_none_or(|since| since.elapsed() >= self.settings.grpc_retry);
         if retry_grpc {
-            self.ssh_since = None;
+            self.legacy_since = None;
             context.notify_later(Connect, after);
         } else {
             context.notify_later(PollTick, after);
@@ -154,14 +153,14 @@ impl Handler<Connect> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, _: Connect, context: &mut Context<Self>) {
-        match (&self.grpc, &self.ssh) {
+        match (&self.grpc, &self.legacy) {
             (Some(target), _) => {
                 let watcher =
                     watch_stream(target.clone(), self.settings.heartbeat, context.address());
                 context.spawn(actix::fut::wrap_future(watcher));
             }
             (None, Some(_)) => {
-                self.ssh_since.get_or_insert_with(Instant::now);
+                self.legacy_since.get_or_insert_with(Instant::now);
                 context.notify(PollTick);
             }
             (None, None) => tracing::error!(server = %self.server, "no agent transport configured"),
@@ -173,19 +172,20 @@ impl Handler<PollTick> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, _: PollTick, context: &mut Context<Self>) {
-        let Some(agent) = self.ssh.clone() else {
+        let Some(agent) = self.legacy.clone() else {
             return;
         };
         let address = context.address();
         let poll = async move {
-            match Transport::legacy_poll(&agent).await {
+            let via = agent.via();
+            match agent.legacy_poll().await {
                 Ok(load_factor) => address.do_send(Observed {
-                    via: Via::Ssh,
+                    via,
                     sessions: None,
                     load_factor,
                 }),
                 Err(error) => address.do_send(Failed {
-                    via: Via::Ssh,
+                    via,
                     reports: 0,
                     reason: error.to_string(),
                 }),
@@ -218,9 +218,9 @@ impl Handler<Observed> for Supervisor {
             health,
             via: report.via,
         });
-        if report.via == Via::Ssh {
+        if report.via != Via::Grpc {
             let interval = self.settings.heartbeat;
-            self.next_ssh_step(context, interval);
+            self.next_legacy_step(context, interval);
         }
     }
 }
@@ -230,9 +230,9 @@ impl Handler<Failed> for Supervisor {
 
     fn handle(&mut self, failure: Failed, context: &mut Context<Self>) {
         self.last_error = Some(failure.reason.clone());
-        if failure.via == Via::Grpc && failure.reports == 0 && self.ssh.is_some() {
-            tracing::debug!(server = %self.server, reason = %failure.reason, "no gRPC agent: polling over SSH");
-            self.ssh_since = Some(Instant::now());
+        if failure.via == Via::Grpc && failure.reports == 0 && self.legacy.is_some() {
+            tracing::debug!(server = %self.server, reason = %failure.reason, "no gRPC agent: polling the legacy agent");
+            self.legacy_since = Some(Instant::now());
             context.notify(PollTick);
             return;
         }
@@ -249,8 +249,8 @@ impl Handler<Failed> for Supervisor {
             server: self.server.clone(),
         });
         let backoff = self.backoff();
-        if failure.via == Via::Ssh {
-            self.next_ssh_step(context, backoff);
+        if failure.via != Via::Grpc {
+            self.next_legacy_step(context, backoff);
         } else {
             context.notify_later(Connect, backoff);
         }

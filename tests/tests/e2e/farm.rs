@@ -9,9 +9,28 @@ use x2gobroker_e2e::{binary, broker_with_config, free_port, workspace_root, Daem
 /// Tests that rebuild or change the X2Go session database run one at a time.
 pub static SESSION_DB: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// Other processes (another run of this binary, the agent's tests, the bench) that use the
+/// session DB take the same lock: `flock /tmp/x2go-farm.lock`. This binary takes it at its
+/// first rebuild and keeps it until it exits.
+pub const FARM_LOCK_FILE: &str = "/tmp/x2go-farm.lock";
+
+static FARM_FILE_LOCK: std::sync::OnceLock<nix::fcntl::Flock<std::fs::File>> =
+    std::sync::OnceLock::new();
+
 /// Rebuilds the fixture session DB (x2goalice: R on node1, S on node2; x2gobob: R on nodes 1–3;
 /// x2gocarol: none).
 pub fn rebuild_farm() {
+    FARM_FILE_LOCK.get_or_init(|| {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(FARM_LOCK_FILE)
+            .expect(FARM_LOCK_FILE);
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, error)| error)
+            .expect("flock /tmp/x2go-farm.lock")
+    });
     let status = Command::new(workspace_root().join("tests/fixtures/x2go-farm.sh"))
         .env("FARM_QUIET", "1")
         .status()
@@ -100,11 +119,15 @@ impl Agents {
     }
 }
 
+/// The live farm's timing in these tests (the machine may be loaded: other builds).
+const HEARTBEAT_MS: u64 = 500;
+const CALL_TIMEOUT_MS: u64 = 1500;
+
 fn farm_config(agents: &Agents) -> String {
     format!(
         "[global]\nrequire-password = false\nrequire-cookie = false\ndefault-auth-mech = none\n\
          default-portscan-x2goservers = false\n\n[farm]\nagent-port = {}\nagent-token-file = {}\n\
-         heartbeat-ms = 500\ncall-timeout-ms = 1000\n",
+         heartbeat-ms = {HEARTBEAT_MS}\ncall-timeout-ms = {CALL_TIMEOUT_MS}\n",
         agents.port,
         agents.token_file.display()
     )
@@ -202,8 +225,8 @@ async fn live_farm_resumes_takes_over_balances_and_survives_dead_agents() {
     let started = Instant::now();
     let listing = plain(port, "task=listsessions&user=x2goalice").await;
     let listing_time = started.elapsed();
-    println!("farm: first listing (waits at most one call timeout for the hung agent's first report) {listing_time:?}");
-    assert!(listing_time < Duration::from_millis(2500));
+    println!("farm: first listing (waits at most heartbeat + call timeout for the hung agent's first report) {listing_time:?}");
+    assert!(listing_time < Duration::from_millis(HEARTBEAT_MS + CALL_TIMEOUT_MS + 1000));
     assert!(
         listing.contains("\nhost=x2go-node2\n") && listing.contains("\nstatus=S\n"),
         "{listing}"
@@ -231,9 +254,13 @@ async fn live_farm_resumes_takes_over_balances_and_survives_dead_agents() {
     );
     println!("farm: take-over (suspend + confirm) in {takeover_time:?}");
 
-    // 3. no session: the least loaded healthy server (node4 and node5 are idle; ties by name)
+    // 3. no session: the least loaded healthy server (node4 and node5 are idle; ties by name,
+    //    node5 when node4 is degraded after a late heartbeat on a loaded machine)
     let carol = select(port, "x2gocarol", "farm5").await;
-    assert_eq!(server_of(&carol), "127.0.0.14:22", "{carol}");
+    assert!(
+        ["127.0.0.14:22", "127.0.0.15:22"].contains(&server_of(&carol).as_str()),
+        "{carol}"
+    );
 
     // 4. a login storm of 20 sessionless users spreads over the servers
     let mut storm = Vec::new();
@@ -259,7 +286,7 @@ async fn live_farm_resumes_takes_over_balances_and_survives_dead_agents() {
     assert_eq!(per_server.values().sum::<usize>(), 20);
 
     // 5. an agent that hangs (SIGSTOP: its stream falls silent) and one that is killed are
-    //    marked down within heartbeat + timeout (0.5 s + 1 s; 1 s margin) and never selected;
+    //    marked down within heartbeat + timeout (1 s margin) and never selected;
     //    `pairN` = nodeN + a server without agent, so it answers no-X2Go-Server-available
     //    exactly when nodeN is down
     assert_eq!(
@@ -270,7 +297,7 @@ async fn live_farm_resumes_takes_over_balances_and_survives_dead_agents() {
         server_of(&select(port, "x2gocarol", "pair5").await),
         "127.0.0.15:22"
     );
-    let bound = Duration::from_millis(500 + 1000 + 1000);
+    let bound = Duration::from_millis(HEARTBEAT_MS + CALL_TIMEOUT_MS + 1000);
     agents.signal_node(4, nix::sys::signal::Signal::SIGSTOP);
     let hung_down = time_until_down(port, "pair4").await;
     agents.kill_node(5);
@@ -330,7 +357,7 @@ async fn live_farm_resumes_takes_over_balances_and_survives_dead_agents() {
     let hung_time = started.elapsed();
     assert_eq!(server_of(&answer), "127.0.0.11:22", "{answer}");
     assert!(
-        hung_time < Duration::from_millis(2500),
+        hung_time < Duration::from_millis(CALL_TIMEOUT_MS + 1000),
         "selection took {hung_time:?} with a hung agent"
     );
     let started = Instant::now();
@@ -691,4 +718,53 @@ fn close_ssh_masters(control: &std::path::Path) {
                 .status();
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn local_agent_mode_through_the_farm() {
+    let _db = SESSION_DB.lock().await;
+    rebuild_farm();
+    let work = tempfile::tempdir().unwrap();
+    let profiles = work.path().join("profiles.ini");
+    std::fs::write(
+        &profiles,
+        "[DEFAULT]\nuser = BROKER_USER\n\n[farm5]\nname = Farm of five, local agent\n\
+         broker-agent-query-mode = LOCAL\n\
+         host = x2go-node1 (127.0.0.11), x2go-node2 (127.0.0.12), x2go-node3 (127.0.0.13), x2go-node4 (127.0.0.14), x2go-node5 (127.0.0.15)\n",
+    )
+    .unwrap();
+    let config = format!(
+        "[global]\nrequire-password = false\nrequire-cookie = false\ndefault-auth-mech = none\n\
+         default-portscan-x2goservers = false\n\n[farm]\nheartbeat-ms = 1000\ncall-timeout-ms = 3000\n\
+         agent-command = {PERL_AGENT}\n"
+    );
+    let (_broker_directory, broker) = broker_with_config(&config, Some(&profiles), &[]);
+    let port = broker.address.port();
+    let started = Instant::now();
+    let alice = select(port, "x2goalice", "farm5").await;
+    println!("farm, LOCAL agent: first resume in {:?}", started.elapsed());
+    assert_eq!(server_of(&alice), "127.0.0.12:22", "{alice}");
+    assert!(alice.contains("|x2go-node2|S|"), "{alice}");
+    let listing = plain(port, "task=listsessions&user=x2goalice").await;
+    assert!(
+        listing.contains("\nhost=x2go-node2\n") && listing.contains("\nstatus=S\n"),
+        "{listing}"
+    );
+    let started = Instant::now();
+    let bob = select(port, "x2gobob", "farm5").await;
+    println!("farm, LOCAL agent: take-over in {:?}", started.elapsed());
+    let bob_info = bob
+        .lines()
+        .find_map(|line| line.strip_prefix("SESSION_INFO:"))
+        .expect("SESSION_INFO");
+    let bob_fields: Vec<&str> = bob_info.split('|').collect();
+    let in_db = database_sessions()
+        .into_iter()
+        .find(|(id, ..)| id == bob_fields[1])
+        .expect("bob's session");
+    assert_eq!((bob_fields[4], in_db.2.as_str()), ("S", "S"), "{bob_info}");
+    let carol = select(port, "x2gocarol", "farm5").await;
+    assert!(server_of(&carol).starts_with("127.0.0.1"), "{carol}");
+    drop(broker);
+    rebuild_farm();
 }

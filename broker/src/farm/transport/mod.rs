@@ -1,6 +1,7 @@
-//! How the farm reaches a server's agent: gRPC to `x2gobroker-agentd`, or the legacy command line over SSH.
+//! How the farm reaches a server's agent: gRPC to `x2gobroker-agentd`, or the legacy command line over SSH or run locally.
 
 pub mod grpc;
+pub mod local;
 pub mod ssh;
 
 use super::agentcmd::{self, Task};
@@ -14,6 +15,7 @@ use thiserror::Error;
 pub enum Via {
     Grpc,
     Ssh,
+    Local,
 }
 
 /// One way to reach an agent.
@@ -21,6 +23,7 @@ pub enum Via {
 pub enum Transport {
     Grpc(grpc::GrpcTarget),
     Ssh(Arc<ssh::SshAgent>),
+    Local(Arc<local::LocalAgent>),
 }
 
 /// Why an agent call failed.
@@ -30,6 +33,10 @@ pub enum TransportError {
     Grpc(#[from] grpc::AgentError),
     #[error(transparent)]
     Ssh(#[from] ssh::SshError),
+    #[error(transparent)]
+    Local(#[from] local::LocalError),
+    #[error("not a legacy agent")]
+    NotLegacy,
     #[error("the agent refused {0} (no OK line)")]
     NotOk(&'static str),
 }
@@ -47,15 +54,29 @@ impl Transport {
         match self {
             Transport::Grpc(_) => Via::Grpc,
             Transport::Ssh(_) => Via::Ssh,
+            Transport::Local(_) => Via::Local,
         }
     }
 
+    /// Runs a task of the legacy command line (SSH or LOCAL) within `timeout` (default: the
+    /// transport's call timeout); the data lines when the answer was `OK`.
     async fn legacy(
-        agent: &ssh::SshAgent,
+        &self,
         user: &str,
         task: Task,
+        timeout: Option<Duration>,
     ) -> Result<Vec<String>, TransportError> {
-        let answer = agent.run(user, &task).await?;
+        let answer = match self {
+            Transport::Ssh(agent) => {
+                let limit = timeout.unwrap_or(agent.target.timeout);
+                agent.run_within(user, &task, limit).await?
+            }
+            Transport::Local(agent) => {
+                let limit = timeout.unwrap_or(agent.timeout);
+                agent.run_within(user, &task, limit).await?
+            }
+            Transport::Grpc(_) => return Err(TransportError::NotLegacy),
+        };
         ok(answer, &task)
     }
 
@@ -66,7 +87,8 @@ impl Transport {
                 let mut client = target.client()?;
                 Ok(grpc::user_sessions(&mut client, user, target.timeout).await?)
             }
-            Transport::Ssh(agent) => Ok(Self::legacy(agent, user, Task::ListSessions)
+            legacy => Ok(legacy
+                .legacy(user, Task::ListSessions, None)
                 .await?
                 .iter()
                 .filter_map(|line| agentcmd::session_from_line(line))
@@ -87,12 +109,11 @@ impl Transport {
                 let mut client = target.client()?;
                 Ok(grpc::suspend(&mut client, user, session_id, timeout).await?)
             }
-            Transport::Ssh(agent) => {
+            legacy => {
                 let task = Task::SuspendSession {
                     session_id: session_id.to_string(),
                 };
-                let answer = agent.run_within(user, &task, timeout).await?;
-                ok(answer, &task).map(|_| ())
+                legacy.legacy(user, task, Some(timeout)).await.map(|_| ())
             }
         }
     }
@@ -113,22 +134,24 @@ impl Transport {
                         .await?,
                 )
             }
-            Transport::Ssh(agent) => {
+            legacy => {
                 let (key, key_file) = (key.to_string(), key_file.to_string());
                 let task = if add {
                     Task::AddAuthKey { key, key_file }
                 } else {
                     Task::DelAuthKey { key, key_file }
                 };
-                Self::legacy(agent, user, task).await.map(|_| ())
+                legacy.legacy(user, task, None).await.map(|_| ())
             }
         }
     }
 
     /// The legacy poll: `ping`, then `checkload` (its load factor, when the figures are sane).
-    pub async fn legacy_poll(agent: &ssh::SshAgent) -> Result<Option<i64>, TransportError> {
-        Self::legacy(agent, agentcmd::ANY_USER, Task::Ping).await?;
-        let load = Self::legacy(agent, agentcmd::ANY_USER, Task::CheckLoad).await?;
+    pub async fn legacy_poll(&self) -> Result<Option<i64>, TransportError> {
+        self.legacy(agentcmd::ANY_USER, Task::Ping, None).await?;
+        let load = self
+            .legacy(agentcmd::ANY_USER, Task::CheckLoad, None)
+            .await?;
         Ok(agentcmd::load_factor(&load).ok())
     }
 }
