@@ -768,3 +768,153 @@ async fn local_agent_mode_through_the_farm() {
     drop(broker);
     rebuild_farm();
 }
+
+fn openssl(directory: &std::path::Path, args: &[&str]) {
+    let output = Command::new("openssl")
+        .args(args)
+        .current_dir(directory)
+        .output()
+        .expect("openssl");
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A CA, and leaf certificates signed by it (`name`.pem/.key with `extensions`).
+fn make_certificates(directory: &std::path::Path, leaves: &[(&str, &str)]) {
+    openssl(
+        directory,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=farm-test-ca",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    );
+    for (name, extensions) in leaves {
+        std::fs::write(directory.join(format!("{name}.ext")), extensions).unwrap();
+        let (key, csr, pem, ext) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+            format!("{name}.ext"),
+        );
+        openssl(
+            directory,
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+                "-subj",
+                &format!("/CN={name}"),
+            ],
+        );
+        openssl(
+            directory,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+            ],
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn agents_over_mutual_tls() {
+    let _db = SESSION_DB.lock().await;
+    rebuild_farm();
+    let work = tempfile::tempdir().unwrap();
+    let directory = work.path();
+    make_certificates(
+        directory,
+        &[
+            (
+                "agent",
+                "subjectAltName=DNS:x2go-node2\nextendedKeyUsage=serverAuth\n",
+            ),
+            ("broker", "extendedKeyUsage=clientAuth\n"),
+        ],
+    );
+    let port = free_port();
+    let address = format!("127.0.0.12:{port}");
+    let mut command = Command::new(binary("x2gobroker-agentd"));
+    command
+        .args(["--listen", &address, "--server-name", "x2go-node2"])
+        .arg("--tls-cert")
+        .arg(directory.join("agent.pem"))
+        .arg("--tls-key")
+        .arg(directory.join("agent.key"))
+        .arg("--client-ca")
+        .arg(directory.join("ca.pem"));
+    let _agent = Daemon::start(command, address.parse().unwrap());
+    let profiles = directory.join("profiles.ini");
+    std::fs::write(
+        &profiles,
+        "[DEFAULT]\nuser = BROKER_USER\n\n[tls]\nname = one agent over mTLS\n\
+         host = x2go-node2 (127.0.0.12), x2go-void (127.0.0.17)\n",
+    )
+    .unwrap();
+    let base = format!(
+        "[global]\nrequire-password = false\nrequire-cookie = false\ndefault-auth-mech = none\n\
+         default-portscan-x2goservers = false\n\n[farm]\nagent-port = {port}\nheartbeat-ms = 500\n\
+         call-timeout-ms = 1500\nagent-ca-file = {}\n",
+        directory.join("ca.pem").display()
+    );
+    // with the broker's client certificate: the agent answers, the session is resumed
+    let with_identity = format!(
+        "{base}agent-client-cert = {}\nagent-client-key = {}\n",
+        directory.join("broker.pem").display(),
+        directory.join("broker.key").display()
+    );
+    let (_first, broker) = broker_with_config(&with_identity, Some(&profiles), &[]);
+    let alice = select(broker.address.port(), "x2goalice", "tls").await;
+    assert_eq!(server_of(&alice), "127.0.0.12:22", "{alice}");
+    assert!(alice.contains("|x2go-node2|S|"), "{alice}");
+    drop(broker);
+    // without it (and without a token) the agent refuses the broker: no server
+    let (_second, broker) = broker_with_config(&base, Some(&profiles), &[]);
+    let refused = select(broker.address.port(), "x2goalice", "tls").await;
+    assert_eq!(
+        server_of(&refused),
+        "no-X2Go-Server-available:22",
+        "{refused}"
+    );
+    println!("farm over mTLS: resumed with the client certificate, refused without");
+}
