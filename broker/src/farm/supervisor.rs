@@ -317,3 +317,106 @@ async fn follow(
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::farm::transport::local::LocalAgent;
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::Arc;
+
+    /// A local "agent" script answering `OK` + load figures, or failing when `broken` exists.
+    fn fake_agent(directory: &std::path::Path) -> String {
+        let script = directory.join("agent");
+        let broken = directory.join("broken");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\n[ -e {} ] && exit 1\necho OK\n\
+                 [ \"$2\" = checkload ] && printf 'loadavgXX:100\\nmemAvail:2000\\nmyMemAvail:2000\\nnumCPU:2\\ntypeCPU:1000\\n'\nexit 0\n",
+                broken.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        script.display().to_string()
+    }
+
+    async fn health_of(balancer: &Addr<Balancer>) -> Option<(Health, Option<i64>)> {
+        let state = balancer
+            .send(super::super::balancer::GetState)
+            .await
+            .unwrap();
+        state.get("n1").map(|view| (view.health, view.load_factor))
+    }
+
+    async fn wait_for(
+        balancer: &Addr<Balancer>,
+        wanted: Health,
+        limit: Duration,
+    ) -> Option<Duration> {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if health_of(balancer).await.map(|(health, _)| health) == Some(wanted) {
+                return Some(started.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        None
+    }
+
+    #[actix::test]
+    async fn legacy_agent_up_down_half_open_up() {
+        let directory = tempfile::tempdir().unwrap();
+        let command = fake_agent(directory.path());
+        // the script lives in a temporary directory whose path must pass validation
+        assert!(
+            crate::farm::agentcmd::local_argv(&command, "foo", &crate::farm::agentcmd::Task::Ping)
+                .is_ok(),
+            "{command}"
+        );
+        let balancer = Balancer::new(Duration::from_secs(30)).start();
+        let settings = SupervisorSettings {
+            heartbeat: Duration::from_millis(300),
+            timeout: Duration::from_millis(500),
+            max_backoff: Duration::from_millis(200),
+            grpc_retry: Duration::from_secs(30),
+        };
+        let legacy = Transport::Local(Arc::new(LocalAgent {
+            agent_command: command,
+            timeout: settings.timeout,
+        }));
+        let supervisor =
+            Supervisor::new("n1".into(), None, Some(legacy), settings, balancer.clone()).start();
+        assert!(wait_for(&balancer, Health::Up, Duration::from_secs(5))
+            .await
+            .is_some());
+        // checkload: (2000/1000) * 2 * 1000 * 100 / 100
+        assert_eq!(health_of(&balancer).await, Some((Health::Up, Some(4000))));
+        std::fs::write(directory.path().join("broken"), "").unwrap();
+        let down = wait_for(&balancer, Health::Down, Duration::from_secs(5))
+            .await
+            .expect("marked down");
+        // heartbeat + timeout, plus a margin
+        assert!(down < Duration::from_millis(300 + 500 + 500), "{down:?}");
+        std::fs::remove_file(directory.path().join("broken")).unwrap();
+        // half-open: the first report after the outage is Degraded, the next one Up
+        assert!(
+            wait_for(&balancer, Health::Degraded, Duration::from_secs(5))
+                .await
+                .is_some()
+        );
+        assert!(wait_for(&balancer, Health::Up, Duration::from_secs(5))
+            .await
+            .is_some());
+        let state = supervisor.send(GetState).await.unwrap();
+        assert_eq!(
+            (state.health, state.via, state.failures),
+            (Health::Up, Some(Via::Local), 0)
+        );
+        assert!(
+            state.reports >= 3 && state.last_error.is_some(),
+            "{state:?}"
+        );
+    }
+}
