@@ -18,7 +18,8 @@ fn parse_status_kb(text: &str, field: &str) -> Option<u64> {
     })
 }
 
-/// CPU time the process used so far (user + system, all threads).
+/// CPU time the process used so far: user + system of all its threads, plus that of its
+/// children it has waited for (the reference runs its local agent as a child process).
 pub fn cpu_time(pid: u32) -> Option<Duration> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     parse_cpu_ticks(&text)
@@ -29,10 +30,10 @@ fn parse_cpu_ticks(stat: &str) -> Option<u64> {
     // the command name may contain spaces and parentheses: fields start after the last ')'
     let after_name = &stat[stat.rfind(')')? + 1..];
     let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // after the name: state(0) ppid(1) … utime is field 14 of the line, index 11 here
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
+    // after the name: state(0) ppid(1) … utime is field 14 of the line, index 11 here;
+    // then stime, cutime, cstime
+    let ticks = |index: usize| -> Option<u64> { fields.get(index)?.parse().ok() };
+    Some(ticks(11)? + ticks(12)? + ticks(13)? + ticks(14)?)
 }
 
 /// Resets the process's peak resident size (VmHWM) to its current size, where the kernel
@@ -114,8 +115,8 @@ mod tests {
 
     #[test]
     fn cpu_ticks_skip_a_command_name_with_spaces() {
-        let stat = "42 (a b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 3 0 1 2 3";
-        assert_eq!(parse_cpu_ticks(stat), Some(300));
+        let stat = "42 (a b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 7 3 20 0 3 0 1 2 3";
+        assert_eq!(parse_cpu_ticks(stat), Some(310));
     }
 
     #[test]
