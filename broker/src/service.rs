@@ -533,7 +533,14 @@ impl Broker {
                 profile.broker_key("broker-portscan-x2goservers"),
             )?;
             let (selection, outcome) = farm
-                .select(&profile, &plan, &request.user, client_ip, portscan, autologin)
+                .select(
+                    &profile,
+                    &plan,
+                    &request.user,
+                    client_ip,
+                    portscan,
+                    autologin,
+                )
                 .await;
             tracing::info!(user = %request.user, profile = %profile.id, server = %selection.server, ?outcome, "selected from live state");
             return Ok(selection);
