@@ -413,33 +413,65 @@ impl Broker {
         client_ip: &IpAddr,
         flavour: ListingFlavour,
     ) -> Result<Vec<Profile>, BrokerError> {
-        let mut listed = self.list_profiles(snapshot, config, backend, user, client_ip, flavour)?;
-        let (Some(farm), Backend::Inifile) = (&self.farm, backend) else {
-            return Ok(listed);
-        };
-        let document = Self::profiles_document(snapshot)?;
-        for entry in listed.iter_mut() {
-            let Some(profile) = profiles::build_profile(&document, &entry.id)? else {
-                continue;
-            };
-            let Some(plan) = self.farm_plan(config, backend, &profile)? else {
-                continue;
-            };
-            if let Some((host, status)) = farm.listing_status(&profile, &plan, user).await {
-                let autologin = config.profile_switch(
-                    "default-session-autologin",
-                    profile.broker_key("broker-session-autologin"),
-                )?;
-                *entry = profiles::listing_profile(
-                    &profile,
-                    user,
-                    flavour,
-                    autologin,
-                    &HostStatus::Narrowed { host, status },
-                );
+        if backend == Backend::Zeroconf || self.farm.is_none() {
+            return self.list_profiles(snapshot, config, backend, user, client_ip, flavour);
+        }
+        let mut listed = Vec::new();
+        for (profile, autologin) in
+            self.visible_profiles(snapshot, config, backend, user, client_ip)?
+        {
+            let mut host_status = HostStatus::Unknown;
+            if let (Some(farm), Some(plan)) =
+                (&self.farm, self.farm_plan(config, backend, &profile)?)
+            {
+                if let Some((host, status)) = farm.listing_status(&profile, &plan, user).await {
+                    host_status = HostStatus::Narrowed { host, status };
+                }
             }
+            listed.push(profiles::listing_profile(
+                &profile,
+                user,
+                flavour,
+                autologin,
+                &host_status,
+            ));
         }
         Ok(listed)
+    }
+
+    /// Whether a profile hands out autologin keys (B7: the profile can switch it on, not off).
+    fn autologin_enabled(config: &BrokerConfig, profile: &Profile) -> Result<bool, BrokerError> {
+        Ok(config.profile_switch(
+            "default-session-autologin",
+            profile.broker_key("broker-session-autologin"),
+        )?)
+    }
+
+    /// The inifile profiles `user` may see from `client_ip`, built once each, sorted by id,
+    /// with their autologin switch.
+    fn visible_profiles(
+        &self,
+        snapshot: &Snapshot,
+        config: &BrokerConfig,
+        backend: Backend,
+        user: &str,
+        client_ip: &IpAddr,
+    ) -> Result<Vec<(Profile, bool)>, BrokerError> {
+        let document = Self::profiles_document(snapshot)?;
+        let mut ids = profiles::profile_ids(&document);
+        ids.sort();
+        let mut visible = Vec::new();
+        for id in ids {
+            let Some(profile) = profiles::build_profile(&document, &id)? else {
+                continue;
+            };
+            if !self.acl_allows(config, backend, &profile, user, client_ip)? {
+                continue;
+            }
+            let autologin = Self::autologin_enabled(config, &profile)?;
+            visible.push((profile, autologin));
+        }
+        Ok(visible)
     }
 
     /// The profiles `user` may see, transformed for listing and sorted by id (§7.4, §8).
@@ -466,30 +498,13 @@ impl Broker {
                 &HostStatus::Unknown,
             )]);
         }
-        let document = Self::profiles_document(snapshot)?;
-        let mut ids = profiles::profile_ids(&document);
-        ids.sort();
-        let mut listed = Vec::new();
-        for id in ids {
-            let Some(profile) = profiles::build_profile(&document, &id)? else {
-                continue;
-            };
-            if !self.acl_allows(config, backend, &profile, user, client_ip)? {
-                continue;
-            }
-            let autologin = config.profile_switch(
-                "default-session-autologin",
-                profile.broker_key("broker-session-autologin"),
-            )?;
-            listed.push(profiles::listing_profile(
-                &profile,
-                user,
-                flavour,
-                autologin,
-                &HostStatus::Unknown,
-            ));
-        }
-        Ok(listed)
+        Ok(self
+            .visible_profiles(snapshot, config, backend, user, client_ip)?
+            .into_iter()
+            .map(|(profile, autologin)| {
+                profiles::listing_profile(&profile, user, flavour, autologin, &HostStatus::Unknown)
+            })
+            .collect())
     }
 
     /// `selectsession` (§10.2) for a non-empty profile id.
@@ -519,10 +534,7 @@ impl Broker {
             if !request.login.is_empty() && request.login != request.user {
                 tracing::warn!(user = %request.user, login = %request.login, "login differs from the authenticated user: ignored");
             }
-            let autologin = config.profile_switch(
-                "default-session-autologin",
-                profile.broker_key("broker-session-autologin"),
-            )?;
+            let autologin = Self::autologin_enabled(config, &profile)?;
             let autologin =
                 (autologin && !request.user.is_empty()).then(|| crate::farm::AutologinRequest {
                     pubkey: request.pubkey.clone(),
