@@ -1,7 +1,9 @@
 //! Session profiles of the inifile backend (§7): building, key order, the listing transform, zeroconf's profile.
 
+use crate::acl::ProfileAcls;
 use crate::config::{typing, IniDocument, Value, ValueError};
 use crate::hosts;
+use std::sync::Arc;
 
 /// The placeholder value of `user` that is replaced by the broker user.
 pub const BROKER_USER: &str = "BROKER_USER";
@@ -132,7 +134,16 @@ impl Profile {
 
     /// The host list (names only).
     pub fn hosts(&self) -> Vec<String> {
-        self.get("host").map(Value::as_list).unwrap_or_default()
+        self.host_names().to_vec()
+    }
+
+    /// The host list (names only), borrowed.
+    pub fn host_names(&self) -> &[String] {
+        match self.get("host") {
+            Some(Value::List(items)) => items,
+            Some(Value::Str(text)) if !text.is_empty() => std::slice::from_ref(text),
+            _ => &[],
+        }
     }
 
     /// The profile's `sshport` as a number (22 when it is not one).
@@ -209,6 +220,74 @@ pub fn problems(document: &IniDocument) -> Vec<String> {
         }
     }
     problems
+}
+
+/// A profile built once per loaded profiles file, with what every request derives from it.
+#[derive(Debug)]
+pub struct BuiltProfile {
+    pub profile: Profile,
+    /// Its ACLs, parsed.
+    pub acls: ProfileAcls,
+    /// Its host names, shared with the live farm's messages.
+    pub hosts: Arc<[String]>,
+}
+
+impl BuiltProfile {
+    /// Wraps a built profile.
+    pub fn new(profile: Profile) -> BuiltProfile {
+        let acls = ProfileAcls::from_keys(
+            profile
+                .acls
+                .iter()
+                .map(|(key, value)| (key.as_str(), value)),
+        );
+        let hosts = profile.host_names().into();
+        BuiltProfile {
+            profile,
+            acls,
+            hosts,
+        }
+    }
+}
+
+/// Every profile of a profiles document, built once (requests only look them up).
+#[derive(Debug, Default)]
+pub struct ProfileSet {
+    /// Sorted by id; a profile that cannot be built keeps its error (requests needing it fail).
+    sorted: Vec<(String, Result<Arc<BuiltProfile>, ProfileError>)>,
+}
+
+impl ProfileSet {
+    /// Builds every profile of `document`.
+    pub fn build(document: &IniDocument) -> ProfileSet {
+        let mut ids = profile_ids(document);
+        ids.sort();
+        ids.dedup();
+        let sorted = ids
+            .into_iter()
+            .filter_map(|id| {
+                let built = build_profile(document, &id).transpose()?;
+                Some((
+                    id,
+                    built.map(|profile| Arc::new(BuiltProfile::new(profile))),
+                ))
+            })
+            .collect();
+        ProfileSet { sorted }
+    }
+
+    /// The profiles in id order.
+    pub fn iter(&self) -> impl Iterator<Item = &Result<Arc<BuiltProfile>, ProfileError>> {
+        self.sorted.iter().map(|(_, built)| built)
+    }
+
+    /// Profile `id`, if the document has it.
+    pub fn get(&self, id: &str) -> Option<&Result<Arc<BuiltProfile>, ProfileError>> {
+        self.sorted
+            .binary_search_by(|(known, _)| known.as_str().cmp(id))
+            .ok()
+            .map(|index| &self.sorted[index].1)
+    }
 }
 
 /// Builds profile `id` (§7.2, §7.3); `Ok(None)` when there is no such profile.

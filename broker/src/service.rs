@@ -5,10 +5,10 @@ use crate::auth::cookies::{self, AccessPolicy, CookieStore};
 use crate::auth::throttle::{LoginThrottle, ThrottleConfig};
 use crate::auth::{self, AuthEnvironment, Mechanism};
 use crate::config::store::{ConfigStore, Snapshot};
-use crate::config::{Backend, BrokerConfig, ConfigError, IniDocument, Value};
+use crate::config::{Backend, BrokerConfig, ConfigError, Value};
 use crate::farm::FarmHandle;
 use crate::nss;
-use crate::profiles::{self, HostStatus, ListingFlavour, Profile};
+use crate::profiles::{self, BuiltProfile, HostStatus, ListingFlavour, Profile, ProfileSet};
 use crate::reply::{BrokerReply, Selection, TaskOutcome};
 use crate::select::{self, RealWorld};
 use std::net::IpAddr;
@@ -84,6 +84,35 @@ impl Default for Settings {
             auth_timeout: Duration::from_secs(30),
             cookie_directory: None,
         }
+    }
+}
+
+/// The per-request settings of the ACL check (§6.3), looked up once for all profiles.
+struct AclCheck {
+    name_service: Box<dyn nss::NameService>,
+    ignore_primary_group_memberships: bool,
+}
+
+impl AclCheck {
+    fn new(config: &BrokerConfig, backend: Backend) -> Result<AclCheck, BrokerError> {
+        let group_db = config.group_db(backend)?;
+        let name_service = nss::name_service(&group_db)
+            .ok_or_else(|| BrokerError::Internal(format!("unknown group-db {group_db:?}")))?;
+        Ok(AclCheck {
+            name_service,
+            ignore_primary_group_memberships: config
+                .global_bool("ignore-primary-group-memberships")?,
+        })
+    }
+
+    fn allows(&self, acls: &ProfileAcls, user: &str, client_ip: &IpAddr) -> bool {
+        acl::check_profile_acls(
+            user,
+            *client_ip,
+            acls,
+            self.name_service.as_ref(),
+            self.ignore_primary_group_memberships,
+        )
     }
 }
 
@@ -214,6 +243,9 @@ impl Broker {
         password_already_verified: bool,
     ) -> Result<(bool, Option<String>), BrokerError> {
         let (require_password, require_cookie) = config.credential_requirements()?;
+        if !require_password && !require_cookie {
+            return Ok((true, None));
+        }
         let my_cookie_file = config.global_str("my-cookie-file")?;
         let preshared_cookie = cookies::preshared_cookie(
             std::path::Path::new(&my_cookie_file),
@@ -333,34 +365,8 @@ impl Broker {
         })
     }
 
-    fn profiles_document(snapshot: &Snapshot) -> Result<Arc<IniDocument>, BrokerError> {
-        snapshot.profiles.clone().map_err(BrokerError::Internal)
-    }
-
-    fn acl_allows(
-        &self,
-        config: &BrokerConfig,
-        backend: Backend,
-        profile: &Profile,
-        user: &str,
-        client_ip: &IpAddr,
-    ) -> Result<bool, BrokerError> {
-        let group_db = config.group_db(backend)?;
-        let name_service = nss::name_service(&group_db)
-            .ok_or_else(|| BrokerError::Internal(format!("unknown group-db {group_db:?}")))?;
-        let acls = ProfileAcls::from_keys(
-            profile
-                .acls
-                .iter()
-                .map(|(key, value)| (key.as_str(), value)),
-        );
-        Ok(acl::check_profile_acls(
-            user,
-            *client_ip,
-            &acls,
-            name_service.as_ref(),
-            config.global_bool("ignore-primary-group-memberships")?,
-        ))
+    fn profile_set(snapshot: &Snapshot) -> Result<&ProfileSet, BrokerError> {
+        snapshot.profile_set().map_err(BrokerError::Internal)
     }
 
     /// How the live farm drives a profile, `None` when it does not: agent-query-mode `GRPC`
@@ -417,19 +423,19 @@ impl Broker {
             return self.list_profiles(snapshot, config, backend, user, client_ip, flavour);
         }
         let mut listed = Vec::new();
-        for (profile, autologin) in
+        for (built, autologin) in
             self.visible_profiles(snapshot, config, backend, user, client_ip)?
         {
             let mut host_status = HostStatus::Unknown;
             if let (Some(farm), Some(plan)) =
-                (&self.farm, self.farm_plan(config, backend, &profile)?)
+                (&self.farm, self.farm_plan(config, backend, &built.profile)?)
             {
-                if let Some((host, status)) = farm.listing_status(&profile, &plan, user).await {
+                if let Some((host, status)) = farm.listing_status(&built, &plan, user).await {
                     host_status = HostStatus::Narrowed { host, status };
                 }
             }
             listed.push(profiles::listing_profile(
-                &profile,
+                &built.profile,
                 user,
                 flavour,
                 autologin,
@@ -447,8 +453,8 @@ impl Broker {
         )?)
     }
 
-    /// The inifile profiles `user` may see from `client_ip`, built once each, sorted by id,
-    /// with their autologin switch.
+    /// The inifile profiles `user` may see from `client_ip`, sorted by id, with their
+    /// autologin switch.
     fn visible_profiles(
         &self,
         snapshot: &Snapshot,
@@ -456,20 +462,16 @@ impl Broker {
         backend: Backend,
         user: &str,
         client_ip: &IpAddr,
-    ) -> Result<Vec<(Profile, bool)>, BrokerError> {
-        let document = Self::profiles_document(snapshot)?;
-        let mut ids = profiles::profile_ids(&document);
-        ids.sort();
+    ) -> Result<Vec<(Arc<BuiltProfile>, bool)>, BrokerError> {
+        let acl_check = AclCheck::new(config, backend)?;
         let mut visible = Vec::new();
-        for id in ids {
-            let Some(profile) = profiles::build_profile(&document, &id)? else {
-                continue;
-            };
-            if !self.acl_allows(config, backend, &profile, user, client_ip)? {
+        for built in Self::profile_set(snapshot)?.iter() {
+            let built = built.as_ref().map_err(|error| error.clone())?;
+            if !acl_check.allows(&built.acls, user, client_ip) {
                 continue;
             }
-            let autologin = Self::autologin_enabled(config, &profile)?;
-            visible.push((profile, autologin));
+            let autologin = Self::autologin_enabled(config, &built.profile)?;
+            visible.push((built.clone(), autologin));
         }
         Ok(visible)
     }
@@ -501,8 +503,14 @@ impl Broker {
         Ok(self
             .visible_profiles(snapshot, config, backend, user, client_ip)?
             .into_iter()
-            .map(|(profile, autologin)| {
-                profiles::listing_profile(&profile, user, flavour, autologin, &HostStatus::Unknown)
+            .map(|(built, autologin)| {
+                profiles::listing_profile(
+                    &built.profile,
+                    user,
+                    flavour,
+                    autologin,
+                    &HostStatus::Unknown,
+                )
             })
             .collect())
     }
@@ -519,40 +527,34 @@ impl Broker {
         if backend == Backend::Zeroconf {
             return Ok(Selection::server("localhost", 22));
         }
-        let document = Self::profiles_document(snapshot)?;
-        let Some(profile) = profiles::build_profile(&document, &request.profile_id)? else {
+        let Some(built) = Self::profile_set(snapshot)?.get(&request.profile_id) else {
             return Ok(Selection::server("no-server-available", 22));
         };
+        let built = built.as_ref().map_err(|error| error.clone())?;
+        let profile = &built.profile;
         // Fix of §16 S4: a profile the user may not see is answered like an unknown one.
-        if !self.acl_allows(config, backend, &profile, &request.user, client_ip)? {
+        if !AclCheck::new(config, backend)?.allows(&built.acls, &request.user, client_ip) {
             tracing::warn!(user = %request.user, profile = %profile.id, "selection of a profile the ACLs hide refused");
             return Ok(Selection::server("no-server-available", 22));
         }
-        if let (Some(plan), Some(farm)) = (self.farm_plan(config, backend, &profile)?, &self.farm) {
+        if let (Some(plan), Some(farm)) = (self.farm_plan(config, backend, profile)?, &self.farm) {
             // Sessions are looked up and keys installed for the authenticated user only
             // (fix §16 S3): a different `login` is ignored.
             if !request.login.is_empty() && request.login != request.user {
                 tracing::warn!(user = %request.user, login = %request.login, "login differs from the authenticated user: ignored");
             }
-            let autologin = Self::autologin_enabled(config, &profile)?;
+            let autologin = Self::autologin_enabled(config, profile)?;
             let autologin =
                 (autologin && !request.user.is_empty()).then(|| crate::farm::AutologinRequest {
                     pubkey: request.pubkey.clone(),
-                    key_file: crate::farm::authorized_keys_path(config, &profile),
+                    key_file: crate::farm::authorized_keys_path(config, profile),
                 });
             let portscan = config.profile_switch(
                 "default-portscan-x2goservers",
                 profile.broker_key("broker-portscan-x2goservers"),
             )?;
             let (selection, outcome) = farm
-                .select(
-                    &profile,
-                    &plan,
-                    &request.user,
-                    client_ip,
-                    portscan,
-                    autologin,
-                )
+                .select(built, &plan, &request.user, client_ip, portscan, autologin)
                 .await;
             tracing::info!(user = %request.user, profile = %profile.id, server = %selection.server, ?outcome, "selected from live state");
             return Ok(selection);
@@ -561,6 +563,6 @@ impl Broker {
             "default-portscan-x2goservers",
             profile.broker_key("broker-portscan-x2goservers"),
         )?;
-        Ok(select::select_without_agent(&profile, portscan, &mut RealWorld).await)
+        Ok(select::select_without_agent(profile, portscan, &mut RealWorld).await)
     }
 }

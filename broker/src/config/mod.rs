@@ -52,7 +52,13 @@ fn s(text: &str) -> Value {
 }
 
 /// Built-in defaults of `[global]` (§5.2), typed; order as the reference materialises them.
-pub fn global_defaults() -> Vec<(&'static str, Value)> {
+pub fn global_defaults() -> &'static [(&'static str, Value)] {
+    static DEFAULTS: std::sync::LazyLock<Vec<(&'static str, Value)>> =
+        std::sync::LazyLock::new(build_global_defaults);
+    &DEFAULTS
+}
+
+fn build_global_defaults() -> Vec<(&'static str, Value)> {
     vec![
         ("require-password", Value::Bool(true)),
         ("require-cookie", Value::Bool(false)),
@@ -99,7 +105,19 @@ pub const OUR_GLOBAL_KEYS: [&str; 3] = [
 ];
 
 /// Built-in defaults of a backend section (§5.2).
-pub fn backend_defaults(backend: Backend) -> Vec<(&'static str, Value)> {
+pub fn backend_defaults(backend: Backend) -> &'static [(&'static str, Value)] {
+    type Defaults = std::sync::LazyLock<Vec<(&'static str, Value)>>;
+    static BASE: Defaults = Defaults::new(|| build_backend_defaults(Backend::Base));
+    static ZEROCONF: Defaults = Defaults::new(|| build_backend_defaults(Backend::Zeroconf));
+    static INIFILE: Defaults = Defaults::new(|| build_backend_defaults(Backend::Inifile));
+    match backend {
+        Backend::Base => &BASE,
+        Backend::Zeroconf => &ZEROCONF,
+        Backend::Inifile => &INIFILE,
+    }
+}
+
+fn build_backend_defaults(backend: Backend) -> Vec<(&'static str, Value)> {
     match backend {
         Backend::Base => vec![("enable", Value::Bool(false))],
         Backend::Zeroconf => vec![
@@ -184,7 +202,7 @@ impl BrokerConfig {
 
     /// A `[global]` value typed after its default.
     pub fn global(&self, key: &str) -> Result<Value, ConfigError> {
-        self.typed("global", key, &global_defaults())
+        self.typed("global", key, global_defaults())
     }
 
     /// A `[global]` boolean.
@@ -204,7 +222,7 @@ impl BrokerConfig {
 
     /// A backend-section value typed after its default.
     pub fn backend(&self, backend: Backend, key: &str) -> Result<Value, ConfigError> {
-        self.typed(backend.section(), key, &backend_defaults(backend))
+        self.typed(backend.section(), key, backend_defaults(backend))
     }
 
     /// Whether the backend's `enable` is true.
@@ -312,18 +330,18 @@ impl BrokerConfig {
     /// `my-cookie` absent as `None`.
     pub fn reference_global_view(&self) -> Result<Vec<(String, Option<Value>)>, ConfigError> {
         let mut view = Vec::new();
-        for (key, default) in global_defaults() {
+        for &(key, ref default) in global_defaults() {
             if OUR_GLOBAL_KEYS.contains(&key) {
                 continue;
             }
             let value = match self.global_raw(key) {
                 Some(_) => self.global(key)?,
                 None => {
-                    let rendered = match &default {
+                    let rendered = match default {
                         Value::List(items) => items.join(", "),
                         other => other.render_plain(),
                     };
-                    typing::type_value(key, &rendered, &default).unwrap_or(default)
+                    typing::type_value(key, &rendered, default).unwrap_or_else(|_| default.clone())
                 }
             };
             view.push((key.to_string(), Some(value)));
@@ -339,13 +357,13 @@ impl BrokerConfig {
     /// Every problem of this configuration at once (for `--check-config`).
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        for (key, _) in global_defaults() {
+        for &(key, _) in global_defaults() {
             if let Err(error) = self.global(key) {
                 problems.push(error.to_string());
             }
         }
         for backend in [Backend::Inifile, Backend::Zeroconf, Backend::Base] {
-            for (key, _) in backend_defaults(backend) {
+            for &(key, _) in backend_defaults(backend) {
                 if let Err(error) = self.backend(backend, key) {
                     problems.push(error.to_string());
                 }

@@ -1,8 +1,9 @@
 //! Config files re-read when they change on disk; a file that cannot be parsed keeps the last good version.
 
 use super::{BrokerConfig, IniDocument};
+use crate::profiles::ProfileSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
 /// What identifies one version of a file on disk.
@@ -30,6 +31,30 @@ pub struct Snapshot {
     pub config: Result<Arc<BrokerConfig>, String>,
     /// The session profiles file, or why it has never loaded.
     pub profiles: Result<Arc<IniDocument>, String>,
+    /// The profiles of `profiles`, built on first use.
+    built: OnceLock<Arc<ProfileSet>>,
+}
+
+impl Snapshot {
+    /// One version of both files.
+    pub fn new(
+        config: Result<Arc<BrokerConfig>, String>,
+        profiles: Result<Arc<IniDocument>, String>,
+    ) -> Snapshot {
+        Snapshot {
+            config,
+            profiles,
+            built: OnceLock::new(),
+        }
+    }
+
+    /// The session profiles, built once for this version of the file.
+    pub fn profile_set(&self) -> Result<&ProfileSet, String> {
+        let document = self.profiles.as_ref().map_err(String::clone)?;
+        Ok(self
+            .built
+            .get_or_init(|| Arc::new(ProfileSet::build(document))))
+    }
 }
 
 #[derive(Debug)]
@@ -112,10 +137,10 @@ impl ConfigStore {
                 stamp: None,
                 value: Err("not loaded yet".to_string()),
             },
-            snapshot: Arc::new(Snapshot {
-                config: Ok(Arc::new(BrokerConfig::default())),
-                profiles: Ok(Arc::new(IniDocument::default())),
-            }),
+            snapshot: Arc::new(Snapshot::new(
+                Ok(Arc::new(BrokerConfig::default())),
+                Ok(Arc::new(IniDocument::default())),
+            )),
         };
         // Force the first read even when the file is missing.
         state.config.stamp = Some(FileStamp {
@@ -135,10 +160,10 @@ impl ConfigStore {
     pub fn from_texts(config: &str, profiles: &str) -> Result<ConfigStore, String> {
         let config = BrokerConfig::parse(config).map_err(|error| error.to_string())?;
         let profiles = IniDocument::parse(profiles).map_err(|error| error.to_string())?;
-        let snapshot = Arc::new(Snapshot {
-            config: Ok(Arc::new(config.clone())),
-            profiles: Ok(Arc::new(profiles.clone())),
-        });
+        let snapshot = Arc::new(Snapshot::new(
+            Ok(Arc::new(config.clone())),
+            Ok(Arc::new(profiles.clone())),
+        ));
         Ok(ConfigStore {
             state: Mutex::new(State {
                 config: Watched {
@@ -179,10 +204,10 @@ impl ConfigStore {
         let config_failed = state.config.value.is_err() != state.snapshot.config.is_err();
         let profiles_failed = state.profiles.value.is_err() != state.snapshot.profiles.is_err();
         if config_changed || profiles_changed || config_failed || profiles_failed {
-            state.snapshot = Arc::new(Snapshot {
-                config: state.config.value.clone(),
-                profiles: state.profiles.value.clone(),
-            });
+            state.snapshot = Arc::new(Snapshot::new(
+                state.config.value.clone(),
+                state.profiles.value.clone(),
+            ));
         }
         state.snapshot.clone()
     }

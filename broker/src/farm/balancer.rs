@@ -1,9 +1,11 @@
 //! The Balancer actor: owns the farm's live state (sessions, load, health, pending placements) and answers selections.
 
-use super::policy::{self, Decision, Health, ServerView, SessionView};
+use super::policy::{self, Decision, FarmState, Health, ServerView, SessionView};
 use super::transport::Via;
 use actix::prelude::*;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A server's agent reported its sessions and load (event).
@@ -28,9 +30,9 @@ pub struct AgentUnreachable {
 
 /// Which server for `user` on a profile with `hosts`? Records a pending placement for new sessions.
 #[derive(Debug, Message)]
-#[rtype(result = "Decision")]
+#[rtype(result = "Selected")]
 pub struct SelectServer {
-    pub hosts: Vec<String>,
+    pub hosts: Arc<[String]>,
     pub user: String,
     /// The user's sessions as a legacy agent listed them for this request.
     pub asked: Vec<SessionView>,
@@ -38,14 +40,30 @@ pub struct SelectServer {
     pub excluded: Vec<String>,
 }
 
+/// The balancer's answer to [`SelectServer`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selected {
+    pub decision: Decision,
+    /// The transport of the chosen server's last report.
+    pub via: Option<Via>,
+}
+
 /// The listing narrowing of a profile for `user` (§7.4 step 6).
 #[derive(Debug, Message)]
 #[rtype(result = "Option<(String, Option<char>)>")]
 pub struct ListingStatus {
-    pub hosts: Vec<String>,
+    pub hosts: Arc<[String]>,
     pub user: String,
     /// The user's sessions as a legacy agent listed them for this request.
     pub asked: Vec<SessionView>,
+}
+
+/// Which of `hosts` report through the legacy agent (SSH, LOCAL) and are not down: their
+/// sessions must be asked per request.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<(String, Via)>")]
+pub struct LegacyHosts {
+    pub hosts: Arc<[String]>,
 }
 
 /// A placement that was not used after all (its server turned out unusable) (event).
@@ -55,25 +73,61 @@ pub struct PlacementAbandoned {
     pub server: String,
 }
 
-/// A snapshot of the whole farm.
+/// Answered once every event sent to the balancer before it has been applied.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Barrier;
+
+/// A snapshot of the whole farm (diagnostics, tests: it copies every session).
 #[derive(Debug, Message)]
 #[rtype(result = "BTreeMap<String, ServerView>")]
 pub struct GetState;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct ServerEntry {
-    health: Option<Health>,
-    sessions: Vec<SessionView>,
-    load_factor: Option<i64>,
-    /// When each unconfirmed placement was made.
-    pending: Vec<Instant>,
-    via: Option<Via>,
+    /// What the decisions read; `pending` counts `placed`.
+    view: ServerView,
+    /// When each unconfirmed placement was made, oldest first.
+    placed: VecDeque<Instant>,
+    /// Whether the supervisor has said anything about this server yet.
+    heard: bool,
 }
 
-/// The Balancer actor.
+impl Default for ServerEntry {
+    fn default() -> ServerEntry {
+        ServerEntry {
+            view: ServerView::unknown(),
+            placed: VecDeque::new(),
+            heard: false,
+        }
+    }
+}
+
+impl ServerEntry {
+    fn forget_placements_before(&mut self, oldest: Instant) {
+        while self.placed.front().is_some_and(|placed| *placed < oldest) {
+            self.placed.pop_front();
+        }
+        self.view.pending = self.placed.len() as u32;
+    }
+}
+
+/// Maps keyed by server and user names: a fast hash (names are short; seeds are random).
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// The Balancer actor. Requests read its state in place: nothing is copied per request but
+/// the answer.
 #[derive(Debug)]
 pub struct Balancer {
-    servers: BTreeMap<String, ServerEntry>,
+    servers: Map<String, ServerEntry>,
+    /// user → the servers whose last report holds sessions of that user.
+    by_user: Map<String, Vec<String>>,
+    /// Every placement (time, server) in the order made, to expire them without a sweep.
+    placements: VecDeque<(Instant, String)>,
+    /// Servers whose last report came through the legacy agent.
+    legacy: BTreeSet<String>,
+    /// How many they are, readable without a message (most farms have none).
+    legacy_count: Arc<AtomicUsize>,
     pending_ttl: Duration,
 }
 
@@ -81,29 +135,101 @@ impl Balancer {
     /// A balancer whose pending placements expire after `pending_ttl` without confirmation.
     pub fn new(pending_ttl: Duration) -> Balancer {
         Balancer {
-            servers: BTreeMap::new(),
+            servers: Map::default(),
+            by_user: Map::default(),
+            placements: VecDeque::new(),
+            legacy: BTreeSet::new(),
+            legacy_count: Arc::new(AtomicUsize::new(0)),
             pending_ttl,
         }
     }
 
-    fn views(&mut self, now: Instant) -> BTreeMap<String, ServerView> {
-        let ttl = self.pending_ttl;
-        self.servers
-            .iter_mut()
-            .map(|(name, entry)| {
-                entry
-                    .pending
-                    .retain(|placed| now.duration_since(*placed) < ttl);
-                let view = ServerView {
-                    health: entry.health.unwrap_or(Health::Down),
-                    sessions: entry.sessions.clone(),
-                    load_factor: entry.load_factor,
-                    pending: entry.pending.len() as u32,
-                    via: entry.via,
-                };
-                (name.clone(), view)
+    /// The number of servers reached through the legacy agent, kept current.
+    pub fn legacy_count(&self) -> Arc<AtomicUsize> {
+        self.legacy_count.clone()
+    }
+
+    /// Expires the unconfirmed placements older than the time to live (amortised: each
+    /// placement is looked at once here).
+    fn expire(&mut self, now: Instant) {
+        let Some(oldest) = now.checked_sub(self.pending_ttl) else {
+            return;
+        };
+        while self
+            .placements
+            .front()
+            .is_some_and(|(placed, _)| *placed < oldest)
+        {
+            let Some((_, server)) = self.placements.pop_front() else {
+                break;
+            };
+            if let Some(entry) = self.servers.get_mut(&server) {
+                entry.forget_placements_before(oldest);
+            }
+        }
+    }
+
+    /// Replaces `server`'s sessions, keeping the per-user index in step.
+    fn replace_sessions(&mut self, server: &str, sessions: Vec<SessionView>) {
+        let entry = self.servers.entry(server.to_string()).or_default();
+        if entry.view.sessions == sessions {
+            return;
+        }
+        let old = std::mem::replace(&mut entry.view.sessions, sessions);
+        for session in &old {
+            if let Some(hosts) = self.by_user.get_mut(&session.user) {
+                hosts.retain(|host| host != server);
+                if hosts.is_empty() {
+                    self.by_user.remove(&session.user);
+                }
+            }
+        }
+        for session in &entry.view.sessions {
+            let hosts = self.by_user.entry(session.user.clone()).or_default();
+            if !hosts.iter().any(|host| host == server) {
+                hosts.push(server.to_string());
+            }
+        }
+    }
+}
+
+impl FarmState for Balancer {
+    fn server(&self, host: &str) -> Option<&ServerView> {
+        self.servers.get(host).map(|entry| &entry.view)
+    }
+
+    fn hosts_with_sessions_of(&self, user: &str) -> Option<&[String]> {
+        Some(self.by_user.get(user).map_or(&[], Vec::as_slice))
+    }
+}
+
+/// The farm state with some hosts taken as down.
+struct Excluding<'a> {
+    state: &'a Balancer,
+    down: Map<&'a str, ServerView>,
+}
+
+impl<'a> Excluding<'a> {
+    fn new(state: &'a Balancer, excluded: &'a [String]) -> Excluding<'a> {
+        let down = excluded
+            .iter()
+            .filter_map(|host| {
+                let mut view = state.server(host)?.clone();
+                view.health = Health::Down;
+                Some((host.as_str(), view))
             })
-            .collect()
+            .collect();
+        Excluding { state, down }
+    }
+}
+
+impl FarmState for Excluding<'_> {
+    fn server(&self, host: &str) -> Option<&ServerView> {
+        self.down.get(host).or_else(|| self.state.server(host))
+    }
+
+    fn hosts_with_sessions_of(&self, user: &str) -> Option<&[String]> {
+        self.state.hosts_with_sessions_of(user)
     }
 }
 
@@ -115,20 +241,24 @@ impl Handler<AgentReported> for Balancer {
     type Result = ();
 
     fn handle(&mut self, report: AgentReported, _: &mut Context<Self>) {
+        // a legacy agent lists no sessions: placements are only forgotten after their time to live
+        let sessions = report.sessions.unwrap_or_default();
         let entry = self.servers.entry(report.server.clone()).or_default();
-        match report.sessions {
-            Some(sessions) => {
-                let confirmed = sessions.len().saturating_sub(entry.sessions.len());
-                let drop = confirmed.min(entry.pending.len());
-                entry.pending.drain(..drop);
-                entry.sessions = sessions;
-            }
-            // a legacy agent: placements are only forgotten after their time to live
-            None => entry.sessions.clear(),
-        }
-        entry.health = Some(report.health);
-        entry.load_factor = report.load_factor;
-        entry.via = Some(report.via);
+        let confirmed = sessions.len().saturating_sub(entry.view.sessions.len());
+        let drop = confirmed.min(entry.placed.len());
+        entry.placed.drain(..drop);
+        entry.view.pending = entry.placed.len() as u32;
+        entry.view.health = report.health;
+        entry.view.load_factor = report.load_factor;
+        entry.view.via = Some(report.via);
+        entry.heard = true;
+        match report.via {
+            Via::Grpc => self.legacy.remove(&report.server),
+            Via::Ssh | Via::Local => self.legacy.insert(report.server.clone()),
+        };
+        self.legacy_count
+            .store(self.legacy.len(), Ordering::Relaxed);
+        self.replace_sessions(&report.server, sessions);
     }
 }
 
@@ -137,11 +267,13 @@ impl Handler<AgentUnreachable> for Balancer {
 
     fn handle(&mut self, event: AgentUnreachable, _: &mut Context<Self>) {
         let entry = self.servers.entry(event.server.clone()).or_default();
-        if entry.health != Some(Health::Down) {
+        if !entry.heard || entry.view.health != Health::Down {
             tracing::warn!(server = %event.server, "agent unreachable: server marked down");
         }
-        entry.health = Some(Health::Down);
-        entry.pending.clear();
+        entry.heard = true;
+        entry.view.health = Health::Down;
+        entry.placed.clear();
+        entry.view.pending = 0;
     }
 }
 
@@ -150,21 +282,26 @@ impl Handler<SelectServer> for Balancer {
 
     fn handle(&mut self, request: SelectServer, _: &mut Context<Self>) -> Self::Result {
         let now = Instant::now();
-        let mut views = self.views(now);
-        for host in &request.excluded {
-            if let Some(view) = views.get_mut(host) {
-                view.health = Health::Down;
-            }
-        }
-        let decision = policy::decide(&request.hosts, &request.user, &views, &request.asked);
+        self.expire(now);
+        let decision = if request.excluded.is_empty() {
+            policy::decide(&request.hosts, &request.user, self, &request.asked)
+        } else {
+            let state = Excluding::new(self, &request.excluded);
+            policy::decide(&request.hosts, &request.user, &state, &request.asked)
+        };
+        let via = match &decision {
+            Decision::Resume { host, .. }
+            | Decision::TakeOver { host, .. }
+            | Decision::New { host } => self.server(host).and_then(|view| view.via),
+            Decision::NoServer => None,
+        };
         if let Decision::New { host } = &decision {
-            self.servers
-                .entry(host.clone())
-                .or_default()
-                .pending
-                .push(now);
+            let entry = self.servers.entry(host.clone()).or_default();
+            entry.placed.push_back(now);
+            entry.view.pending = entry.placed.len() as u32;
+            self.placements.push_back((now, host.clone()));
         }
-        MessageResult(decision)
+        MessageResult(Selected { decision, via })
     }
 }
 
@@ -173,7 +310,8 @@ impl Handler<PlacementAbandoned> for Balancer {
 
     fn handle(&mut self, event: PlacementAbandoned, _: &mut Context<Self>) {
         if let Some(entry) = self.servers.get_mut(&event.server) {
-            entry.pending.pop();
+            entry.placed.pop_back();
+            entry.view.pending = entry.placed.len() as u32;
         }
     }
 }
@@ -182,21 +320,53 @@ impl Handler<ListingStatus> for Balancer {
     type Result = MessageResult<ListingStatus>;
 
     fn handle(&mut self, request: ListingStatus, _: &mut Context<Self>) -> Self::Result {
-        let views = self.views(Instant::now());
         MessageResult(policy::listing_status(
             &request.hosts,
             &request.user,
-            &views,
+            self,
             &request.asked,
         ))
     }
+}
+
+impl Handler<LegacyHosts> for Balancer {
+    type Result = MessageResult<LegacyHosts>;
+
+    fn handle(&mut self, request: LegacyHosts, _: &mut Context<Self>) -> Self::Result {
+        if self.legacy.is_empty() {
+            return MessageResult(Vec::new());
+        }
+        let legacy = request
+            .hosts
+            .iter()
+            .filter(|host| self.legacy.contains(*host))
+            .filter_map(|host| {
+                let view = self.server(host)?;
+                let via = view.via?;
+                (view.health != Health::Down).then(|| (host.clone(), via))
+            })
+            .collect();
+        MessageResult(legacy)
+    }
+}
+
+impl Handler<Barrier> for Balancer {
+    type Result = ();
+
+    fn handle(&mut self, _: Barrier, _: &mut Context<Self>) {}
 }
 
 impl Handler<GetState> for Balancer {
     type Result = MessageResult<GetState>;
 
     fn handle(&mut self, _: GetState, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.views(Instant::now()))
+        self.expire(Instant::now());
+        MessageResult(
+            self.servers
+                .iter()
+                .map(|(name, entry)| (name.clone(), entry.view.clone()))
+                .collect(),
+        )
     }
 }
 
@@ -231,13 +401,14 @@ mod tests {
         for index in 0..20 {
             let decision = balancer
                 .send(SelectServer {
-                    hosts: hosts.clone(),
+                    hosts: hosts.clone().into(),
                     user: format!("user{index}"),
                     asked: Vec::new(),
                     excluded: Vec::new(),
                 })
                 .await
-                .unwrap();
+                .unwrap()
+                .decision;
             let Decision::New { host } = decision else {
                 panic!("{decision:?}")
             };
@@ -261,13 +432,14 @@ mod tests {
         });
         let decision = balancer
             .send(SelectServer {
-                hosts: vec!["n2".into()],
+                hosts: vec!["n2".to_string()].into(),
                 user: "x".into(),
                 asked: Vec::new(),
                 excluded: Vec::new(),
             })
             .await
-            .unwrap();
+            .unwrap()
+            .decision;
         assert_eq!(decision, Decision::NoServer);
     }
 }

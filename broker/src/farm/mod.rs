@@ -15,14 +15,15 @@ pub mod transport;
 mod golden_select;
 
 use crate::config::{BrokerConfig, Value};
-use crate::profiles::Profile;
+use crate::profiles::{BuiltProfile, Profile};
 use crate::reply::Selection;
 use actix::prelude::*;
 use policy::{Decision, SessionView};
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use transport::grpc::{GrpcTarget, TlsSettings};
 use transport::local::LocalAgent;
@@ -166,9 +167,14 @@ pub struct FarmHandle {
     tls: Option<Arc<TlsSettings>>,
     ssh: Option<Arc<SshSettings>>,
     balancer: Addr<balancer::Balancer>,
+    /// How many servers report through the legacy agent (kept by the balancer).
+    legacy_servers: Arc<AtomicUsize>,
     janitor: Addr<janitor::KeyJanitor>,
     arbiter: ArbiterHandle,
     servers: Mutex<HashMap<String, ServerAgents>>,
+    /// Host lists (of built profiles) whose every host is supervised: a request for such a
+    /// profile skips the per-host check. Weak, so a dead list's address is never reused here.
+    supervised: Mutex<Vec<Weak<[String]>>>,
 }
 
 /// Why the farm could not be started.
@@ -219,23 +225,28 @@ impl FarmHandle {
             .spawn(move || {
                 let system = actix::System::new();
                 system.block_on(async move {
-                    let balancer = balancer::Balancer::new(pending_ttl).start();
+                    let balancer = balancer::Balancer::new(pending_ttl);
+                    let legacy_servers = balancer.legacy_count();
+                    let balancer = balancer.start();
                     let janitor = janitor::KeyJanitor::default().start();
-                    let _ = sender.send((balancer, janitor, Arbiter::current()));
+                    let _ = sender.send((balancer, legacy_servers, janitor, Arbiter::current()));
                 });
                 let _ = system.run();
             })
             .map_err(|_| FarmError::System)?;
-        let (balancer, janitor, arbiter) = receiver.recv().map_err(|_| FarmError::System)?;
+        let (balancer, legacy_servers, janitor, arbiter) =
+            receiver.recv().map_err(|_| FarmError::System)?;
         Ok(FarmHandle {
             ssh: config.ssh.clone().map(Arc::new),
             config,
             token,
             tls,
             balancer,
+            legacy_servers,
             janitor,
             arbiter,
             servers: Mutex::new(HashMap::new()),
+            supervised: Mutex::new(Vec::new()),
         })
     }
 
@@ -258,8 +269,34 @@ impl FarmHandle {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Starts a Supervisor for every host of `profile` that has none yet; true if it did.
-    pub fn supervise(&self, profile: &Profile, plan: &AgentPlan) -> bool {
+    /// Whether every host of this host list is known to be supervised.
+    fn all_supervised(&self, hosts: &Arc<[String]>) -> bool {
+        let supervised = self
+            .supervised
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let wanted = Arc::as_ptr(hosts);
+        supervised
+            .iter()
+            .any(|known| std::ptr::addr_eq(known.as_ptr(), wanted))
+    }
+
+    /// Starts a Supervisor for every host of `built` that has none yet; true if it did.
+    pub fn supervise(&self, built: &BuiltProfile, plan: &AgentPlan) -> bool {
+        if self.all_supervised(&built.hosts) {
+            return false;
+        }
+        let started = self.start_supervisors(&built.profile, plan);
+        let mut supervised = self
+            .supervised
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        supervised.retain(|known| known.strong_count() > 0);
+        supervised.push(Arc::downgrade(&built.hosts));
+        started
+    }
+
+    fn start_supervisors(&self, profile: &Profile, plan: &AgentPlan) -> bool {
         let mut started = false;
         for host in profile.hosts() {
             if self.registry().contains_key(&host) {
@@ -336,14 +373,14 @@ impl FarmHandle {
     /// Supervises `profile`'s hosts; for hosts seen for the first time, waits until each has
     /// reported or failed, so that a first request is not answered blind: at most heartbeat +
     /// call timeout, the silence after which a watch stream counts as dead anyway.
-    async fn supervise_and_settle(&self, profile: &Profile, plan: &AgentPlan) {
-        if !self.supervise(profile, plan) {
+    async fn supervise_and_settle(&self, built: &BuiltProfile, plan: &AgentPlan) {
+        if !self.supervise(built, plan) {
             return;
         }
         let supervisors: Vec<_> = {
             let registry = self.registry();
-            profile
-                .hosts()
+            built
+                .hosts
                 .iter()
                 .filter_map(|host| registry.get(host).map(|agents| agents.supervisor.clone()))
                 .collect()
@@ -358,11 +395,13 @@ impl FarmHandle {
                 }
             }
             if settled {
+                // the reports the supervisors sent are applied before this request reads
+                let _ = self.balancer.send(balancer::Barrier).await;
                 return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        tracing::warn!(profile = %profile.id, "answering before every new server's first report");
+        tracing::warn!(profile = %built.profile.id, "answering before every new server's first report");
     }
 
     /// The whole farm's state as the balancer holds it (for tests and diagnostics).
@@ -414,30 +453,24 @@ impl FarmHandle {
     /// reports no session lists, so they are asked per request: every SSH server at once,
     /// the LOCAL agent once; each bounded by the call timeout; failures count as "no
     /// sessions").
-    async fn ask_legacy_agents(
-        &self,
-        hosts: &[String],
-        user: &str,
-        state: &BTreeMap<String, policy::ServerView>,
-    ) -> Vec<SessionView> {
-        if user.is_empty() {
+    async fn ask_legacy_agents(&self, hosts: &Arc<[String]>, user: &str) -> Vec<SessionView> {
+        if user.is_empty() || self.legacy_servers.load(Ordering::Relaxed) == 0 {
             return Vec::new();
         }
+        let legacy = self
+            .balancer
+            .send(balancer::LegacyHosts {
+                hosts: hosts.clone(),
+            })
+            .await
+            .unwrap_or_default();
         let mut transports: Vec<Transport> = Vec::new();
-        for host in hosts {
-            let Some(server) = state.get(host) else {
-                continue;
-            };
-            let via = server.via;
-            let legacy = matches!(via, Some(Via::Ssh | Via::Local));
-            if !legacy || server.health == policy::Health::Down {
-                continue;
-            }
+        for (host, via) in legacy {
             let asked_locally = transports.iter().any(|known| known.via() == Via::Local);
-            if via == Some(Via::Local) && asked_locally {
+            if via == Via::Local && asked_locally {
                 continue;
             }
-            transports.extend(self.transport(host, via));
+            transports.extend(self.transport(&host, Some(via)));
         }
         let asks = transports
             .iter()
@@ -464,16 +497,14 @@ impl FarmHandle {
     /// §7.4 step 6 from live state; `None` when nothing is known yet.
     pub async fn listing_status(
         &self,
-        profile: &Profile,
+        built: &BuiltProfile,
         plan: &AgentPlan,
         user: &str,
     ) -> Option<(String, Option<char>)> {
-        self.supervise_and_settle(profile, plan).await;
-        let hosts = profile.hosts();
-        let state = self.state().await;
-        let asked = self.ask_legacy_agents(&hosts, user, &state).await;
+        self.supervise_and_settle(built, plan).await;
+        let asked = self.ask_legacy_agents(&built.hosts, user).await;
         let request = balancer::ListingStatus {
-            hosts,
+            hosts: built.hosts.clone(),
             user: user.to_string(),
             asked,
         };
@@ -484,41 +515,43 @@ impl FarmHandle {
     /// or the best healthy server; then the autologin key, installed only for `user`.
     pub async fn select(
         &self,
-        profile: &Profile,
+        built: &BuiltProfile,
         plan: &AgentPlan,
         user: &str,
         client_ip: &IpAddr,
         portscan: bool,
         autologin: Option<AutologinRequest>,
     ) -> (Selection, Outcome) {
-        self.supervise_and_settle(profile, plan).await;
-        let hosts = profile.hosts();
-        let state = self.state().await;
-        let asked = self.ask_legacy_agents(&hosts, user, &state).await;
+        self.supervise_and_settle(built, plan).await;
+        let profile = &built.profile;
+        let asked = self.ask_legacy_agents(&built.hosts, user).await;
         let mut excluded: Vec<String> = Vec::new();
-        let (decision, mut selection) = loop {
+        let (decision, via, mut selection) = loop {
             let request = balancer::SelectServer {
-                hosts: hosts.clone(),
+                hosts: built.hosts.clone(),
                 user: user.to_string(),
                 asked: asked.clone(),
                 excluded: excluded.clone(),
             };
-            let decision = self
-                .balancer
-                .send(request)
-                .await
-                .unwrap_or(Decision::NoServer);
+            let balancer::Selected { decision, via } =
+                self.balancer
+                    .send(request)
+                    .await
+                    .unwrap_or(balancer::Selected {
+                        decision: Decision::NoServer,
+                        via: None,
+                    });
             let selection = policy::selection_for(profile, &decision);
             let host = match &decision {
                 Decision::Resume { host, .. }
                 | Decision::TakeOver { host, .. }
                 | Decision::New { host } => host.clone(),
-                Decision::NoServer => break (decision, selection),
+                Decision::NoServer => break (decision, via, selection),
             };
             // §10.2 step 6e: with port scanning on, a server whose X2Go SSH port is closed is
             // skipped (a session there is a zombie) and the choice is made again
             if !portscan || self.ssh_port_open(&host, &selection).await {
-                break (decision, selection);
+                break (decision, via, selection);
             }
             tracing::warn!(%host, port = selection.port, "X2Go server port closed: skipped");
             if let Decision::New { .. } = decision {
@@ -531,7 +564,6 @@ impl FarmHandle {
         let (host, outcome) = match decision {
             Decision::Resume { host, .. } => (host, Outcome::Resumed),
             Decision::TakeOver { host, session } => {
-                let via = state.get(&host).and_then(|server| server.via);
                 if let Some(line) = self.take_over(&host, via, user, &session).await {
                     selection.session_info = Some(line);
                 }
@@ -541,7 +573,6 @@ impl FarmHandle {
             Decision::NoServer => return (selection, Outcome::NoServer),
         };
         if let Some(autologin) = autologin {
-            let via = state.get(&host).and_then(|server| server.via);
             self.install_key(&host, via, user, client_ip, autologin, &mut selection)
                 .await;
         }

@@ -57,6 +57,24 @@ impl ServerView {
     }
 }
 
+/// What the decisions read of the farm's state (the balancer's live state, or a plain map).
+pub trait FarmState {
+    /// The server a profile host name stands for.
+    fn server(&self, host: &str) -> Option<&ServerView>;
+    /// The hosts whose reports hold sessions of `user`; `None` when not indexed (any may).
+    fn hosts_with_sessions_of(&self, user: &str) -> Option<&[String]>;
+}
+
+impl FarmState for BTreeMap<String, ServerView> {
+    fn server(&self, host: &str) -> Option<&ServerView> {
+        self.get(host)
+    }
+
+    fn hosts_with_sessions_of(&self, _: &str) -> Option<&[String]> {
+        None
+    }
+}
+
 /// The answer to "which server for this user on this profile?".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -87,16 +105,18 @@ pub fn profile_host_for(session_server: &str, profile_hosts: &[String]) -> Optio
 /// The user's sessions on the profile's servers, with the profile host each runs on: those
 /// the servers reported, then `asked` (fetched from a legacy agent for this request), each
 /// session once. Sessions on servers that are down are left out (they cannot be reached).
-fn user_sessions<'a>(
+fn user_sessions<'a, F: FarmState + ?Sized>(
     profile_hosts: &[String],
     user: &str,
-    servers: &'a BTreeMap<String, ServerView>,
+    servers: &'a F,
     asked: &'a [SessionView],
 ) -> Vec<(String, &'a SessionView)> {
     let mut found: Vec<(String, &SessionView)> = Vec::new();
+    let indexed = servers.hosts_with_sessions_of(user);
     let reported = profile_hosts
         .iter()
-        .filter_map(|host| servers.get(host))
+        .filter(|host| indexed.is_none_or(|hosts| hosts.contains(host)))
+        .filter_map(|host| servers.server(host))
         .flat_map(|server| server.sessions.iter());
     for session in reported.chain(asked.iter()) {
         if session.user != user
@@ -110,7 +130,7 @@ fn user_sessions<'a>(
             continue;
         };
         let up = servers
-            .get(&host)
+            .server(&host)
             .is_some_and(|server| server.health != Health::Down);
         if up {
             found.push((host, session));
@@ -132,10 +152,10 @@ fn rank(server: &ServerView, use_load_factors: bool) -> f64 {
 
 /// §10.2 with live state: resume a suspended session, else take over a running one, else the
 /// best healthy server (ties by host name), never one that is down.
-pub fn decide(
+pub fn decide<F: FarmState + ?Sized>(
     profile_hosts: &[String],
     user: &str,
-    servers: &BTreeMap<String, ServerView>,
+    servers: &F,
     asked: &[SessionView],
 ) -> Decision {
     if !user.is_empty() {
@@ -157,14 +177,11 @@ pub fn decide(
 }
 
 /// The best server for a new session among the profile's hosts.
-pub fn best_server(
-    profile_hosts: &[String],
-    servers: &BTreeMap<String, ServerView>,
-) -> Option<String> {
+pub fn best_server<F: FarmState + ?Sized>(profile_hosts: &[String], servers: &F) -> Option<String> {
     for wanted in [Health::Up, Health::Degraded] {
         let candidates: Vec<(&String, &ServerView)> = profile_hosts
             .iter()
-            .filter_map(|host| servers.get(host).map(|server| (host, server)))
+            .filter_map(|host| servers.server(host).map(|server| (host, server)))
             .filter(|(_, server)| server.health == wanted)
             .collect();
         if candidates.is_empty() {
@@ -189,7 +206,7 @@ pub fn best_server(
 /// announced as suspended; the caller replaces it with the line the agent confirmed), and the
 /// reference's answers when nothing can be selected.
 pub fn selection_for(profile: &Profile, decision: &Decision) -> Selection {
-    let hosts = profile.hosts();
+    let hosts = profile.host_names();
     let port = profile.ssh_port();
     let (host, session_info) = match decision {
         _ if hosts.is_empty() => return Selection::server("no-server-available", port),
@@ -219,15 +236,15 @@ pub fn selection_for(profile: &Profile, decision: &Decision) -> Selection {
 /// §7.4 step 6 from live state: narrow a listed profile to the host of the user's suspended
 /// (`S`) or running (`R`) session, else to the first configured host. `None` when no agent
 /// of the profile has ever reported (the listing is then left as it is).
-pub fn listing_status(
+pub fn listing_status<F: FarmState + ?Sized>(
     profile_hosts: &[String],
     user: &str,
-    servers: &BTreeMap<String, ServerView>,
+    servers: &F,
     asked: &[SessionView],
 ) -> Option<(String, Option<char>)> {
     let any_reported = profile_hosts.iter().any(|host| {
         servers
-            .get(host)
+            .server(host)
             .is_some_and(|server| server.health != Health::Down)
     });
     if !any_reported {
