@@ -86,6 +86,11 @@ pub struct Storm {
     pub even_share: f64,
     /// Largest distance of a server's count from the even share, in percent of it.
     pub max_deviation_pct: f64,
+    /// The same storm sent straight to a balancer actor (no HTTP): each decision's time from
+    /// its message being sent (all at once) to its answer.
+    pub balancer: Spread,
+    /// How the balancer-only storm spread: fewest and most per server.
+    pub balancer_per_server: (usize, usize),
 }
 
 /// Everything measured on one farm size.
@@ -113,6 +118,82 @@ fn selection_body(user: &str) -> String {
 
 fn server_of(answer: &str) -> Option<&str> {
     answer.lines().find_map(|line| line.strip_prefix("SERVER:"))
+}
+
+/// The login storm against the balancer actor alone, on its own actix System: `servers` Up
+/// servers with `sessions` sessions each, then `users` new-session selections sent at once.
+/// Returns each decision's latency and the fewest/most decisions per server.
+pub fn balancer_storm(
+    servers: usize,
+    sessions: usize,
+    users: usize,
+) -> anyhow::Result<(Spread, (usize, usize))> {
+    use x2gobroker::farm::balancer::{AgentReported, Balancer, SelectServer};
+    use x2gobroker::farm::policy::{Decision, Health, SessionView};
+    use x2gobroker::farm::transport::Via;
+    let thread = std::thread::spawn(move || {
+        actix::System::new().block_on(async move {
+            use actix::Actor as _;
+            let balancer = Balancer::new(Duration::from_secs(30)).start();
+            let hosts: Vec<String> = (0..servers).map(|index| format!("s{index:04}")).collect();
+            for host in &hosts {
+                let sessions = (0..sessions)
+                    .map(|index| SessionView {
+                        session_id: format!("{host}-{index}"),
+                        user: format!("{host}-user{index}"),
+                        server: host.clone(),
+                        status: if index % 2 == 0 { 'S' } else { 'R' },
+                        raw_line: format!("{index}|{host}-{index}|50|{host}|S|x"),
+                    })
+                    .collect();
+                balancer.do_send(AgentReported {
+                    server: host.clone(),
+                    sessions: Some(sessions),
+                    load_factor: None,
+                    health: Health::Up,
+                    via: Via::Grpc,
+                });
+            }
+            let hosts: std::sync::Arc<[String]> = hosts.into();
+            let asks = (0..users).map(|index| {
+                let request = SelectServer {
+                    hosts: hosts.clone(),
+                    user: format!("storm{index}"),
+                    asked: Vec::new(),
+                    excluded: Vec::new(),
+                };
+                let sent = Instant::now();
+                let answer = balancer.send(request);
+                async move { (answer.await, sent.elapsed()) }
+            });
+            futures::future::join_all(asks).await
+        })
+    });
+    let answers = thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("the balancer storm panicked"))?;
+    let mut latencies = Vec::new();
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for (answer, latency) in answers {
+        let Ok(selected) = answer else {
+            bail!("the balancer did not answer");
+        };
+        let Decision::New { host } = selected.decision else {
+            bail!(
+                "storm decision {:?} is not a new session",
+                selected.decision
+            );
+        };
+        *counts.entry(host).or_default() += 1;
+        latencies.push(latency);
+    }
+    let fewest = if counts.len() < servers {
+        0
+    } else {
+        counts.values().copied().min().unwrap_or(0)
+    };
+    let most = counts.values().copied().max().unwrap_or(0);
+    Ok((Spread::of(&latencies), (fewest, most)))
 }
 
 /// Counts per server and how far they are from the even share.
@@ -249,7 +330,11 @@ pub async fn run_one(
         let latencies: Vec<Duration> = burst.answers.iter().map(|(latency, _)| *latency).collect();
         let texts: Vec<String> = burst.answers.iter().map(|(_, text)| text.clone()).collect();
         let (min, max, even, deviation) = storm_spread(&texts, size);
+        let (balancer, balancer_per_server) =
+            balancer_storm(size, options.sessions_per_server, bodies.len())?;
         result.storm = Some(Storm {
+            balancer,
+            balancer_per_server,
             requests: bodies.len(),
             servers: size,
             latency: Spread::of(&latencies),
@@ -435,7 +520,7 @@ pub fn render(results: &[FarmResult], options: &FarmOptions) -> String {
         if let Some(storm) = &result.storm {
             let _ = writeln!(
                 text,
-                "\n**Login storm**: {} simultaneous new-session selections over {} servers: decision p50 {} ms, p99 {} ms, max {} ms; per server {}–{} (even share {:.1}, largest deviation {:.0} %); {} errors{}",
+                "\n**Login storm**: {} simultaneous new-session selections over {} servers: end to end (HTTP, all sent at once on the same 2 cores) p50 {} ms, p99 {} ms, max {} ms; per server {}–{} (even share {:.1}, largest deviation {:.0} %); {} errors{}. The balancer's decisions alone (the same storm as {} messages sent at once to the actor): p50 {} ms, p99 {} ms, max {} ms, per server {}–{}.",
                 storm.requests,
                 storm.servers,
                 format_ms(storm.latency.p50_ms),
@@ -446,7 +531,13 @@ pub fn render(results: &[FarmResult], options: &FarmOptions) -> String {
                 storm.even_share,
                 storm.max_deviation_pct,
                 storm.errors,
-                storm.first_error.as_deref().map(|error| format!(" (first: {error})")).unwrap_or_default()
+                storm.first_error.as_deref().map(|error| format!(" (first: {error})")).unwrap_or_default(),
+                storm.requests,
+                format_ms(storm.balancer.p50_ms),
+                format_ms(storm.balancer.p99_ms),
+                format_ms(storm.balancer.max_ms),
+                storm.balancer_per_server.0,
+                storm.balancer_per_server.1,
             );
         }
     }
@@ -477,6 +568,13 @@ mod tests {
             (50.0, 99.0, 100.0)
         );
         assert_eq!(Spread::of(&[]).count, 0);
+    }
+
+    #[test]
+    fn the_balancer_storm_spreads_evenly() {
+        let (latency, (fewest, most)) = balancer_storm(10, 4, 100).unwrap();
+        assert_eq!((fewest, most), (10, 10));
+        assert!(latency.max_ms > 0.0 && latency.p50_ms <= latency.max_ms);
     }
 
     #[test]

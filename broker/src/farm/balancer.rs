@@ -119,13 +119,14 @@ type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// the answer.
 #[derive(Debug)]
 pub struct Balancer {
-    servers: Map<String, ServerEntry>,
+    /// Keyed by the server name, shared (`Arc<str>`) with the index and the queue below.
+    servers: Map<Arc<str>, ServerEntry>,
     /// user → the servers whose last report holds sessions of that user.
-    by_user: Map<String, Vec<String>>,
+    by_user: Map<String, Vec<Arc<str>>>,
     /// Every placement (time, server) in the order made, to expire them without a sweep.
-    placements: VecDeque<(Instant, String)>,
+    placements: VecDeque<(Instant, Arc<str>)>,
     /// Servers whose last report came through the legacy agent.
-    legacy: BTreeSet<String>,
+    legacy: BTreeSet<Arc<str>>,
     /// How many they are, readable without a message (most farms have none).
     legacy_count: Arc<AtomicUsize>,
     pending_ttl: Duration,
@@ -163,31 +164,48 @@ impl Balancer {
             let Some((_, server)) = self.placements.pop_front() else {
                 break;
             };
-            if let Some(entry) = self.servers.get_mut(&server) {
+            if let Some(entry) = self.servers.get_mut(&*server) {
                 entry.forget_placements_before(oldest);
             }
         }
     }
 
+    /// The entry of `server` and its shared name, created when new.
+    fn entry(&mut self, server: &str) -> (Arc<str>, &mut ServerEntry) {
+        let name = match self.servers.get_key_value(server) {
+            Some((name, _)) => name.clone(),
+            None => {
+                let name: Arc<str> = Arc::from(server);
+                self.servers.insert(name.clone(), ServerEntry::default());
+                name
+            }
+        };
+        let entry = self.servers.entry(name.clone()).or_default();
+        (name, entry)
+    }
+
     /// Replaces `server`'s sessions, keeping the per-user index in step.
     fn replace_sessions(&mut self, server: &str, sessions: Vec<SessionView>) {
-        let entry = self.servers.entry(server.to_string()).or_default();
+        let (name, entry) = self.entry(server);
         if entry.view.sessions == sessions {
             return;
         }
         let old = std::mem::replace(&mut entry.view.sessions, sessions);
         for session in &old {
             if let Some(hosts) = self.by_user.get_mut(&session.user) {
-                hosts.retain(|host| host != server);
+                hosts.retain(|host| **host != *server);
                 if hosts.is_empty() {
                     self.by_user.remove(&session.user);
                 }
             }
         }
+        let Some(entry) = self.servers.get(server) else {
+            return;
+        };
         for session in &entry.view.sessions {
             let hosts = self.by_user.entry(session.user.clone()).or_default();
-            if !hosts.iter().any(|host| host == server) {
-                hosts.push(server.to_string());
+            if !hosts.iter().any(|host| **host == *server) {
+                hosts.push(name.clone());
             }
         }
     }
@@ -198,7 +216,7 @@ impl FarmState for Balancer {
         self.servers.get(host).map(|entry| &entry.view)
     }
 
-    fn hosts_with_sessions_of(&self, user: &str) -> Option<&[String]> {
+    fn hosts_with_sessions_of(&self, user: &str) -> Option<&[Arc<str>]> {
         Some(self.by_user.get(user).map_or(&[], Vec::as_slice))
     }
 }
@@ -228,7 +246,7 @@ impl FarmState for Excluding<'_> {
         self.down.get(host).or_else(|| self.state.server(host))
     }
 
-    fn hosts_with_sessions_of(&self, user: &str) -> Option<&[String]> {
+    fn hosts_with_sessions_of(&self, user: &str) -> Option<&[Arc<str>]> {
         self.state.hosts_with_sessions_of(user)
     }
 }
@@ -243,7 +261,7 @@ impl Handler<AgentReported> for Balancer {
     fn handle(&mut self, report: AgentReported, _: &mut Context<Self>) {
         // a legacy agent lists no sessions: placements are only forgotten after their time to live
         let sessions = report.sessions.unwrap_or_default();
-        let entry = self.servers.entry(report.server.clone()).or_default();
+        let (name, entry) = self.entry(&report.server);
         let confirmed = sessions.len().saturating_sub(entry.view.sessions.len());
         let drop = confirmed.min(entry.placed.len());
         entry.placed.drain(..drop);
@@ -253,8 +271,8 @@ impl Handler<AgentReported> for Balancer {
         entry.view.via = Some(report.via);
         entry.heard = true;
         match report.via {
-            Via::Grpc => self.legacy.remove(&report.server),
-            Via::Ssh | Via::Local => self.legacy.insert(report.server.clone()),
+            Via::Grpc => self.legacy.remove(&*name),
+            Via::Ssh | Via::Local => self.legacy.insert(name),
         };
         self.legacy_count
             .store(self.legacy.len(), Ordering::Relaxed);
@@ -266,7 +284,7 @@ impl Handler<AgentUnreachable> for Balancer {
     type Result = ();
 
     fn handle(&mut self, event: AgentUnreachable, _: &mut Context<Self>) {
-        let entry = self.servers.entry(event.server.clone()).or_default();
+        let (_, entry) = self.entry(&event.server);
         if !entry.heard || entry.view.health != Health::Down {
             tracing::warn!(server = %event.server, "agent unreachable: server marked down");
         }
@@ -296,10 +314,10 @@ impl Handler<SelectServer> for Balancer {
             Decision::NoServer => None,
         };
         if let Decision::New { host } = &decision {
-            let entry = self.servers.entry(host.clone()).or_default();
+            let (name, entry) = self.entry(host);
             entry.placed.push_back(now);
             entry.view.pending = entry.placed.len() as u32;
-            self.placements.push_back((now, host.clone()));
+            self.placements.push_back((now, name));
         }
         MessageResult(Selected { decision, via })
     }
@@ -309,7 +327,7 @@ impl Handler<PlacementAbandoned> for Balancer {
     type Result = ();
 
     fn handle(&mut self, event: PlacementAbandoned, _: &mut Context<Self>) {
-        if let Some(entry) = self.servers.get_mut(&event.server) {
+        if let Some(entry) = self.servers.get_mut(event.server.as_str()) {
             entry.placed.pop_back();
             entry.view.pending = entry.placed.len() as u32;
         }
@@ -339,7 +357,7 @@ impl Handler<LegacyHosts> for Balancer {
         let legacy = request
             .hosts
             .iter()
-            .filter(|host| self.legacy.contains(*host))
+            .filter(|host| self.legacy.contains(host.as_str()))
             .filter_map(|host| {
                 let view = self.server(host)?;
                 let via = view.via?;
@@ -364,7 +382,7 @@ impl Handler<GetState> for Balancer {
         MessageResult(
             self.servers
                 .iter()
-                .map(|(name, entry)| (name.clone(), entry.view.clone()))
+                .map(|(name, entry)| (name.to_string(), entry.view.clone()))
                 .collect(),
         )
     }
@@ -441,5 +459,79 @@ mod tests {
             .unwrap()
             .decision;
         assert_eq!(decision, Decision::NoServer);
+    }
+
+    fn user_session(id: &str, user: &str, server: &str, status: char) -> SessionView {
+        SessionView {
+            session_id: id.into(),
+            user: user.into(),
+            server: server.into(),
+            status,
+            raw_line: format!("1|{id}|50|{server}|{status}|x|{user}"),
+        }
+    }
+
+    fn report(server: &str, sessions: Vec<SessionView>) -> AgentReported {
+        AgentReported {
+            server: server.into(),
+            sessions: Some(sessions),
+            load_factor: None,
+            health: Health::Up,
+            via: Via::Grpc,
+        }
+    }
+
+    async fn select(balancer: &Addr<Balancer>, hosts: &Arc<[String]>, user: &str) -> Decision {
+        balancer
+            .send(SelectServer {
+                hosts: hosts.clone(),
+                user: user.into(),
+                asked: Vec::new(),
+                excluded: Vec::new(),
+            })
+            .await
+            .unwrap()
+            .decision
+    }
+
+    #[actix::test]
+    async fn the_user_index_follows_sessions_between_servers() {
+        let balancer = Balancer::new(Duration::from_secs(60)).start();
+        let hosts: Arc<[String]> = vec!["n1".to_string(), "n2".to_string()].into();
+        balancer.do_send(report("n1", vec![user_session("a-1", "alice", "n1", 'S')]));
+        balancer.do_send(report("n2", vec![]));
+        let Decision::Resume { host, .. } = select(&balancer, &hosts, "alice").await else {
+            panic!("alice's suspended session on n1 is resumed")
+        };
+        assert_eq!(host, "n1");
+        // the session ends on n1 and alice has a running one on n2
+        balancer.do_send(report("n1", vec![]));
+        balancer.do_send(report("n2", vec![user_session("a-2", "alice", "n2", 'R')]));
+        let Decision::TakeOver { host, session } = select(&balancer, &hosts, "alice").await else {
+            panic!("alice's running session on n2 is taken over")
+        };
+        assert_eq!((host.as_str(), session.session_id.as_str()), ("n2", "a-2"));
+        // gone everywhere: a new session, on the server without one
+        balancer.do_send(report("n2", vec![user_session("b-1", "bob", "n2", 'R')]));
+        assert_eq!(
+            select(&balancer, &hosts, "alice").await,
+            Decision::New { host: "n1".into() }
+        );
+    }
+
+    #[actix::test]
+    async fn unconfirmed_placements_expire_after_their_time_to_live() {
+        let balancer = Balancer::new(Duration::from_millis(200)).start();
+        let hosts: Arc<[String]> = vec!["n1".to_string(), "n2".to_string()].into();
+        balancer.do_send(report("n1", vec![]));
+        balancer.do_send(report("n2", vec![]));
+        for index in 0..4 {
+            select(&balancer, &hosts, &format!("user{index}")).await;
+        }
+        let state = balancer.send(GetState).await.unwrap();
+        assert_eq!((state["n1"].pending, state["n2"].pending), (2, 2));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let state = balancer.send(GetState).await.unwrap();
+        assert_eq!((state["n1"].pending, state["n2"].pending), (0, 0));
     }
 }

@@ -5,6 +5,7 @@ use crate::hosts;
 use crate::profiles::Profile;
 use crate::reply::Selection;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// What the broker knows of a server's agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -62,7 +63,7 @@ pub trait FarmState {
     /// The server a profile host name stands for.
     fn server(&self, host: &str) -> Option<&ServerView>;
     /// The hosts whose reports hold sessions of `user`; `None` when not indexed (any may).
-    fn hosts_with_sessions_of(&self, user: &str) -> Option<&[String]>;
+    fn hosts_with_sessions_of(&self, user: &str) -> Option<&[Arc<str>]>;
 }
 
 impl FarmState for BTreeMap<String, ServerView> {
@@ -70,7 +71,7 @@ impl FarmState for BTreeMap<String, ServerView> {
         self.get(host)
     }
 
-    fn hosts_with_sessions_of(&self, _: &str) -> Option<&[String]> {
+    fn hosts_with_sessions_of(&self, _: &str) -> Option<&[Arc<str>]> {
         None
     }
 }
@@ -115,7 +116,7 @@ fn user_sessions<'a, F: FarmState + ?Sized>(
     let indexed = servers.hosts_with_sessions_of(user);
     let reported = profile_hosts
         .iter()
-        .filter(|host| indexed.is_none_or(|hosts| hosts.contains(host)))
+        .filter(|host| indexed.is_none_or(|hosts| hosts.iter().any(|known| **known == ***host)))
         .filter_map(|host| servers.server(host))
         .flat_map(|server| server.sessions.iter());
     for session in reported.chain(asked.iter()) {

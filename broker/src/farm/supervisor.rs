@@ -290,14 +290,17 @@ async fn follow(
     supervisor: &Addr<Supervisor>,
     reports: &mut u64,
 ) -> String {
-    let mut client = match target.client() {
+    // boxed: the connect (TLS handshake) state is large and only needed until connected;
+    // inline it would stay in every server's task for the stream's whole life
+    let mut client = match Box::pin(target.stream_client()).await {
         Ok(client) => client,
         Err(error) => return error.to_string(),
     };
     let request = pb::WatchRequest {
         heartbeat_ms: heartbeat.as_millis() as u32,
     };
-    let mut stream = match grpc::with_timeout(target.timeout, client.watch(request)).await {
+    let mut stream = match grpc::with_timeout(target.timeout, Box::pin(client.watch(request))).await
+    {
         Ok(stream) => stream,
         Err(error) => return error.to_string(),
     };

@@ -1,9 +1,13 @@
 //! gRPC calls to `x2gobroker-agentd`: a bearer-token (and optionally TLS) client, proto sessions converted to the farm's views.
 
 use crate::farm::policy::SessionView;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use x2gobroker_proto::agent::v1 as pb;
 
@@ -57,12 +61,118 @@ impl GrpcTarget {
         }
         token_client(endpoint.connect_lazy(), self.token.as_deref())
     }
+
+    /// A client over a connection of its own, opened now: what one long-lived watch stream
+    /// needs. No tower buffer, no reconnect layer (the supervisor reconnects): a third of a
+    /// [`Channel`]'s memory per server, which counts with a thousand of them.
+    pub async fn stream_client(&self) -> Result<StreamClient, AgentError> {
+        let tcp = tokio::time::timeout(self.timeout, tokio::net::TcpStream::connect(&self.address))
+            .await
+            .map_err(|_| AgentError::Timeout(self.timeout))?
+            .map_err(|error| AgentError::Connect(format!("{}: {error}", self.address)))?;
+        let _ = tcp.set_nodelay(true);
+        let connection = match &self.tls {
+            None => http2_handshake(tcp).await?,
+            Some(tls) => {
+                let connector = tokio_rustls::TlsConnector::from(client_tls_config(tls)?);
+                let name = rustls_pki_types::ServerName::try_from(self.server.clone())
+                    .map_err(|_| AgentError::Endpoint(format!("TLS name {:?}", self.server)))?;
+                let stream = tokio::time::timeout(self.timeout, connector.connect(name, tcp))
+                    .await
+                    .map_err(|_| AgentError::Timeout(self.timeout))?
+                    .map_err(|error| AgentError::Connect(format!("{}: {error}", self.address)))?;
+                http2_handshake(stream).await?
+            }
+        };
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let origin: hyper::Uri = format!("{scheme}://{}", self.address)
+            .parse()
+            .map_err(|_| AgentError::Endpoint(self.address.clone()))?;
+        let interceptor = token_interceptor(self.token.as_deref())?;
+        Ok(pb::agent_client::AgentClient::with_origin(
+            InterceptedService::new(connection, interceptor),
+            origin,
+        ))
+    }
 }
 
+/// The rustls client configuration for `tls` (the agents' CA, the broker's identity, ALPN h2).
+fn client_tls_config(tls: &TlsSettings) -> Result<Arc<rustls::ClientConfig>, AgentError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let bad =
+        |what: &str, error: &dyn std::fmt::Display| AgentError::Tls(format!("{what}: {error}"));
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_slice_iter(&tls.ca_pem) {
+        let certificate = certificate.map_err(|error| bad("agent CA", &error))?;
+        roots
+            .add(certificate)
+            .map_err(|error| bad("agent CA", &error))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| bad("TLS versions", &error))?
+        .with_root_certificates(roots);
+    let mut config = match &tls.client_identity {
+        Some((certificate_pem, key_pem)) => {
+            let chain = CertificateDer::pem_slice_iter(certificate_pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|error| bad("client certificate", &error))?;
+            let key = PrivateKeyDer::from_pem_slice(key_pem)
+                .map_err(|error| bad("client key", &error))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|error| bad("client identity", &error))?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Opens HTTP/2 over `io`; the connection runs on its own task until both ends are done.
+async fn http2_handshake<I>(io: I) -> Result<Http2Connection, AgentError>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (sender, connection) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .handshake(hyper_util::rt::TokioIo::new(io))
+            .await
+            .map_err(|error| AgentError::Connect(error.to_string()))?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "agent connection closed");
+        }
+    });
+    Ok(Http2Connection(sender))
+}
+
+/// One HTTP/2 connection as a tower service (what tonic's generated client drives).
+#[derive(Clone)]
+pub struct Http2Connection(hyper::client::conn::http2::SendRequest<tonic::body::Body>);
+
+impl tower::Service<hyper::Request<tonic::body::Body>> for Http2Connection {
+    type Response = hyper::Response<hyper::body::Incoming>;
+    type Error = hyper::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(context)
+    }
+
+    fn call(&mut self, request: hyper::Request<tonic::body::Body>) -> Self::Future {
+        Box::pin(self.0.send_request(request))
+    }
+}
+
+/// A client of one agent over its own connection (see [`GrpcTarget::stream_client`]).
+pub type StreamClient =
+    pb::agent_client::AgentClient<InterceptedService<Http2Connection, TokenInterceptor>>;
+
 /// A client of one agent, with its token attached to every call.
-pub type AgentClient = pb::agent_client::AgentClient<
-    tonic::service::interceptor::InterceptedService<Channel, TokenInterceptor>,
->;
+pub type AgentClient = pb::agent_client::AgentClient<InterceptedService<Channel, TokenInterceptor>>;
 
 /// Adds `authorization: Bearer <token>` to every call.
 #[derive(Clone)]
@@ -93,9 +203,13 @@ pub enum AgentError {
     Status(#[from] tonic::Status),
     #[error("agent did not answer within {0:?}")]
     Timeout(Duration),
+    #[error("cannot connect to the agent: {0}")]
+    Connect(String),
+    #[error("agent TLS settings: {0}")]
+    Tls(String),
 }
 
-fn token_client(channel: Channel, token: Option<&str>) -> Result<AgentClient, AgentError> {
+fn token_interceptor(token: Option<&str>) -> Result<TokenInterceptor, AgentError> {
     let header = match token {
         Some(token) => Some(
             format!("Bearer {token}")
@@ -104,9 +218,13 @@ fn token_client(channel: Channel, token: Option<&str>) -> Result<AgentClient, Ag
         ),
         None => None,
     };
+    Ok(TokenInterceptor { header })
+}
+
+fn token_client(channel: Channel, token: Option<&str>) -> Result<AgentClient, AgentError> {
     Ok(pb::agent_client::AgentClient::with_interceptor(
         channel,
-        TokenInterceptor { header },
+        token_interceptor(token)?,
     ))
 }
 
