@@ -2,6 +2,8 @@
 
 use super::{BrokerConfig, IniDocument};
 use crate::profiles::ProfileSet;
+use nix::errno::Errno;
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
@@ -110,11 +112,72 @@ impl<T> Watched<T> {
     }
 }
 
+/// Tells with one non-blocking `read` whether anything happened in the directories of the
+/// config files since the last look (inotify events are queued when the write happens, so a
+/// request after a change always sees it). Only used where that is exact: regular files, not
+/// symlinks (a symlink's target may live and change elsewhere); else every request stats.
+#[derive(Debug)]
+struct ChangeWatch {
+    inotify: Inotify,
+}
+
+impl ChangeWatch {
+    /// A watch on the directories of `paths`, or `None` where stat-per-request is needed.
+    fn new(paths: &[&Path]) -> Option<ChangeWatch> {
+        if paths.is_empty() || paths.iter().any(|path| is_symlink(path)) {
+            return None;
+        }
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok()?;
+        let events = AddWatchFlags::IN_MODIFY
+            | AddWatchFlags::IN_ATTRIB
+            | AddWatchFlags::IN_CLOSE_WRITE
+            | AddWatchFlags::IN_CREATE
+            | AddWatchFlags::IN_DELETE
+            | AddWatchFlags::IN_MOVED_FROM
+            | AddWatchFlags::IN_MOVED_TO
+            | AddWatchFlags::IN_DELETE_SELF
+            | AddWatchFlags::IN_MOVE_SELF;
+        for path in paths {
+            let directory = match path.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent,
+                _ => Path::new("."),
+            };
+            inotify.add_watch(directory, events).ok()?;
+        }
+        Some(ChangeWatch { inotify })
+    }
+
+    /// `Some(true)` when something may have changed, `Some(false)` when nothing did, `None`
+    /// when the watch can no longer tell (a directory went away, events were lost).
+    fn changed(&self) -> Option<bool> {
+        match self.inotify.read_events() {
+            Ok(events) => {
+                let lost = AddWatchFlags::IN_IGNORED
+                    | AddWatchFlags::IN_DELETE_SELF
+                    | AddWatchFlags::IN_MOVE_SELF
+                    | AddWatchFlags::IN_Q_OVERFLOW;
+                if events.iter().any(|event| event.mask.intersects(lost)) {
+                    return None;
+                }
+                Some(!events.is_empty())
+            }
+            Err(Errno::EAGAIN) => Some(false),
+            Err(_) => None,
+        }
+    }
+}
+
+fn is_symlink(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|metadata| metadata.file_type().is_symlink())
+}
+
 #[derive(Debug)]
 struct State {
     config: Watched<BrokerConfig>,
     profiles: Watched<IniDocument>,
     snapshot: Arc<Snapshot>,
+    /// Set when changes can be noticed without a stat per request.
+    watch: Option<ChangeWatch>,
 }
 
 /// The broker's view of its two config files, cheap to query on every request.
@@ -126,7 +189,14 @@ pub struct ConfigStore {
 impl ConfigStore {
     /// Watches `config_path` and `profiles_path` (either may be absent: then it is empty).
     pub fn open(config_path: Option<PathBuf>, profiles_path: Option<PathBuf>) -> ConfigStore {
+        let watched: Vec<&Path> = config_path
+            .iter()
+            .chain(profiles_path.iter())
+            .map(PathBuf::as_path)
+            .collect();
+        let watch = ChangeWatch::new(&watched);
         let mut state = State {
+            watch,
             config: Watched {
                 path: config_path,
                 stamp: None,
@@ -149,11 +219,10 @@ impl ConfigStore {
             inode: 0,
         });
         state.profiles.stamp = state.config.stamp;
-        let store = ConfigStore {
+        Self::reload(&mut state);
+        ConfigStore {
             state: Mutex::new(state),
-        };
-        store.current();
-        store
+        }
     }
 
     /// A store over fixed texts (tests, the embedded default).
@@ -177,6 +246,7 @@ impl ConfigStore {
                     value: Ok(Arc::new(profiles)),
                 },
                 snapshot,
+                watch: None,
             }),
         })
     }
@@ -187,6 +257,32 @@ impl ConfigStore {
             .state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (config_path, profiles_path) = (state.config.path.clone(), state.profiles.path.clone());
+        if let Some(watch) = &state.watch {
+            match watch.changed() {
+                Some(false) => return state.snapshot.clone(),
+                Some(true) => {}
+                None => {
+                    tracing::info!(
+                        "config directories no longer watched: checking the files on every request"
+                    );
+                    state.watch = None;
+                }
+            }
+            // a file replaced by a symlink: its target may change unseen from here on
+            if config_path
+                .iter()
+                .chain(profiles_path.iter())
+                .any(|path| is_symlink(path))
+            {
+                state.watch = None;
+            }
+        }
+        Self::reload(&mut state)
+    }
+
+    /// Re-reads the files whose stamp changed; a new snapshot when anything did.
+    fn reload(state: &mut State) -> Arc<Snapshot> {
         let config_changed = state.config.refresh(
             |text| BrokerConfig::parse(text).map_err(|error| error.to_string()),
             "broker configuration",
@@ -255,6 +351,79 @@ mod tests {
             "77",
             "the last good version keeps serving"
         );
+    }
+
+    fn auth_timeout(store: &ConfigStore) -> String {
+        store
+            .current()
+            .config
+            .as_ref()
+            .unwrap()
+            .global_str("auth-timeout")
+            .unwrap()
+    }
+
+    fn watched(store: &ConfigStore) -> bool {
+        store.state.lock().unwrap().watch.is_some()
+    }
+
+    #[test]
+    fn regular_files_are_watched_and_every_kind_of_change_is_seen_at_once() {
+        let directory = tempfile::tempdir().unwrap();
+        let config_path = directory.path().join("x2gobroker.conf");
+        std::fs::write(&config_path, "[global]\nauth-timeout = 1\n").unwrap();
+        let store = ConfigStore::open(Some(config_path.clone()), None);
+        assert!(watched(&store), "inotify watch on the directory");
+        assert_eq!(auth_timeout(&store), "1");
+        assert_eq!(auth_timeout(&store), "1", "nothing changed");
+        // in place
+        std::fs::write(&config_path, "[global]\nauth-timeout = 2\n").unwrap();
+        assert_eq!(auth_timeout(&store), "2");
+        // as editors save: a new file renamed over the old one
+        let temporary = directory.path().join(".x2gobroker.conf.swp");
+        std::fs::write(&temporary, "[global]\nauth-timeout = 3\n").unwrap();
+        std::fs::rename(&temporary, &config_path).unwrap();
+        assert_eq!(auth_timeout(&store), "3");
+        // deleted: an empty file, as in the reference (the defaults)
+        std::fs::remove_file(&config_path).unwrap();
+        assert_eq!(auth_timeout(&store), "36000");
+        std::fs::write(&config_path, "[global]\nauth-timeout = 4\n").unwrap();
+        assert_eq!(auth_timeout(&store), "4");
+        assert!(watched(&store));
+    }
+
+    #[test]
+    fn a_symlinked_file_is_checked_on_every_request() {
+        let directory = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let target = elsewhere.path().join("real.conf");
+        std::fs::write(&target, "[global]\nauth-timeout = 1\n").unwrap();
+        let config_path = directory.path().join("x2gobroker.conf");
+        std::os::unix::fs::symlink(&target, &config_path).unwrap();
+        let store = ConfigStore::open(Some(config_path.clone()), None);
+        assert!(!watched(&store), "the target's directory is not watched");
+        assert_eq!(auth_timeout(&store), "1");
+        // a change of the target, in a directory no watch would see
+        std::fs::write(&target, "[global]\nauth-timeout = 22\n").unwrap();
+        assert_eq!(auth_timeout(&store), "22");
+    }
+
+    #[test]
+    fn a_file_replaced_by_a_symlink_drops_the_watch() {
+        let directory = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let config_path = directory.path().join("x2gobroker.conf");
+        std::fs::write(&config_path, "[global]\nauth-timeout = 1\n").unwrap();
+        let store = ConfigStore::open(Some(config_path.clone()), None);
+        assert!(watched(&store));
+        let target = elsewhere.path().join("real.conf");
+        std::fs::write(&target, "[global]\nauth-timeout = 5\n").unwrap();
+        std::fs::remove_file(&config_path).unwrap();
+        std::os::unix::fs::symlink(&target, &config_path).unwrap();
+        assert_eq!(auth_timeout(&store), "5");
+        assert!(!watched(&store));
+        std::fs::write(&target, "[global]\nauth-timeout = 6\n").unwrap();
+        assert_eq!(auth_timeout(&store), "6");
     }
 
     #[test]
