@@ -1,4 +1,4 @@
-//! Session profiles of the inifile backend (§7): building, key order, the listing transform, zeroconf's profile.
+//! Session profiles of the inifile backend (§7): building (once per loaded file, `ProfileSet`), key order, the listing transform, zeroconf's profile.
 
 use crate::acl::ProfileAcls;
 use crate::config::{typing, IniDocument, Value, ValueError};

@@ -1,4 +1,4 @@
-//! Config files re-read when they change on disk; a file that cannot be parsed keeps the last good version.
+//! Config files re-read when they change on disk (noticed through inotify, else a stat per request); a file that cannot be parsed keeps the last good version.
 
 use super::{BrokerConfig, IniDocument};
 use crate::profiles::ProfileSet;

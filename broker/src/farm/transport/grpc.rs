@@ -1,4 +1,4 @@
-//! gRPC calls to `x2gobroker-agentd`: a bearer-token (and optionally TLS) client, proto sessions converted to the farm's views.
+//! gRPC calls to `x2gobroker-agentd`: a bearer-token (and optionally TLS) client, a watch client on a connection of its own, proto sessions converted to the farm's views.
 
 use crate::farm::policy::SessionView;
 use std::future::Future;
