@@ -527,6 +527,16 @@ mod privileges {
             )
             .env("X2GOBROKER_COOKIE_DIRECTORY", work.path().join("cookies"));
         let daemon = Daemon::start(command, format!("127.0.0.1:{port}").parse().unwrap());
+        // The listening socket exists before the privileges are dropped (a port below 1024
+        // needs root); an answer comes only from the request loop, which starts after the drop.
+        let mut connection = std::net::TcpStream::connect(daemon.address).unwrap();
+        std::io::Write::write_all(&mut connection, b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        std::io::Read::read_to_string(&mut connection, &mut answer).unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"),
+            "{answer}"
+        );
         let status =
             std::fs::read_to_string(format!("/proc/{}/status", daemon.child.id())).unwrap();
         let field = |name: &str| {
