@@ -13,6 +13,28 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The lock every test process that rebuilds or changes the system's X2Go session DB holds
+/// until it exits (the broker's e2e tests, the agent's tests), so that two runs never mix.
+pub const FARM_LOCK_FILE: &str = "/tmp/x2go-farm.lock";
+
+static FARM_FILE_LOCK: std::sync::OnceLock<nix::fcntl::Flock<std::fs::File>> =
+    std::sync::OnceLock::new();
+
+/// Takes [`FARM_LOCK_FILE`] (waiting for another holder) and keeps it until this process exits.
+pub fn hold_farm_lock() {
+    FARM_FILE_LOCK.get_or_init(|| {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(FARM_LOCK_FILE)
+            .expect(FARM_LOCK_FILE);
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, error)| error)
+            .expect("flock /tmp/x2go-farm.lock")
+    });
+}
+
 /// The golden vectors shipped with the broker (copied from the reference recordings).
 pub fn golden_dir() -> PathBuf {
     workspace_root().join("broker/tests/golden")

@@ -35,26 +35,10 @@ pub fn repo_root() -> PathBuf {
         .to_owned()
 }
 
-/// The lock every test binary that rebuilds or changes the system's X2Go session DB holds
-/// until it exits (the broker's e2e tests take the same one), so that two runs never mix.
-const FARM_LOCK_FILE: &str = "/tmp/x2go-farm.lock";
-
-static FARM_FILE_LOCK: std::sync::OnceLock<nix::fcntl::Flock<std::fs::File>> =
-    std::sync::OnceLock::new();
-
 /// Rebuilds the fixture session DB (x2goalice: R+S, x2gobob: 3×R, x2gocarol: none).
 pub fn reset_farm() {
-    FARM_FILE_LOCK.get_or_init(|| {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(FARM_LOCK_FILE)
-            .expect(FARM_LOCK_FILE);
-        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, error)| error)
-            .expect("flock /tmp/x2go-farm.lock")
-    });
+    // the broker's e2e tests use the same session DB: one process at a time
+    x2gobroker_e2e::hold_farm_lock();
     let script = repo_root().join("tests/fixtures/x2go-farm.sh");
     let output = Command::new("bash")
         .arg(&script)

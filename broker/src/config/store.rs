@@ -257,7 +257,6 @@ impl ConfigStore {
             .state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let (config_path, profiles_path) = (state.config.path.clone(), state.profiles.path.clone());
         if let Some(watch) = &state.watch {
             match watch.changed() {
                 Some(false) => return state.snapshot.clone(),
@@ -270,11 +269,8 @@ impl ConfigStore {
                 }
             }
             // a file replaced by a symlink: its target may change unseen from here on
-            if config_path
-                .iter()
-                .chain(profiles_path.iter())
-                .any(|path| is_symlink(path))
-            {
+            let paths = [&state.config.path, &state.profiles.path];
+            if paths.into_iter().flatten().any(|path| is_symlink(path)) {
                 state.watch = None;
             }
         }
@@ -367,27 +363,37 @@ mod tests {
         store.state.lock().unwrap().watch.is_some()
     }
 
+    fn write_timeout(path: &Path, seconds: u32) {
+        std::fs::write(path, format!("[global]\nauth-timeout = {seconds}\n")).unwrap();
+    }
+
+    /// `x2gobroker.conf` in `directory` saying `auth-timeout = seconds`, and a store over it.
+    fn store_in(directory: &Path, seconds: u32) -> (PathBuf, ConfigStore) {
+        let config_path = directory.join("x2gobroker.conf");
+        write_timeout(&config_path, seconds);
+        let store = ConfigStore::open(Some(config_path.clone()), None);
+        (config_path, store)
+    }
+
     #[test]
     fn regular_files_are_watched_and_every_kind_of_change_is_seen_at_once() {
         let directory = tempfile::tempdir().unwrap();
-        let config_path = directory.path().join("x2gobroker.conf");
-        std::fs::write(&config_path, "[global]\nauth-timeout = 1\n").unwrap();
-        let store = ConfigStore::open(Some(config_path.clone()), None);
+        let (config_path, store) = store_in(directory.path(), 1);
         assert!(watched(&store), "inotify watch on the directory");
         assert_eq!(auth_timeout(&store), "1");
         assert_eq!(auth_timeout(&store), "1", "nothing changed");
         // in place
-        std::fs::write(&config_path, "[global]\nauth-timeout = 2\n").unwrap();
+        write_timeout(&config_path, 2);
         assert_eq!(auth_timeout(&store), "2");
         // as editors save: a new file renamed over the old one
         let temporary = directory.path().join(".x2gobroker.conf.swp");
-        std::fs::write(&temporary, "[global]\nauth-timeout = 3\n").unwrap();
+        write_timeout(&temporary, 3);
         std::fs::rename(&temporary, &config_path).unwrap();
         assert_eq!(auth_timeout(&store), "3");
         // deleted: an empty file, as in the reference (the defaults)
         std::fs::remove_file(&config_path).unwrap();
         assert_eq!(auth_timeout(&store), "36000");
-        std::fs::write(&config_path, "[global]\nauth-timeout = 4\n").unwrap();
+        write_timeout(&config_path, 4);
         assert_eq!(auth_timeout(&store), "4");
         assert!(watched(&store));
     }
@@ -397,14 +403,14 @@ mod tests {
         let directory = tempfile::tempdir().unwrap();
         let elsewhere = tempfile::tempdir().unwrap();
         let target = elsewhere.path().join("real.conf");
-        std::fs::write(&target, "[global]\nauth-timeout = 1\n").unwrap();
+        write_timeout(&target, 1);
         let config_path = directory.path().join("x2gobroker.conf");
         std::os::unix::fs::symlink(&target, &config_path).unwrap();
         let store = ConfigStore::open(Some(config_path.clone()), None);
         assert!(!watched(&store), "the target's directory is not watched");
         assert_eq!(auth_timeout(&store), "1");
         // a change of the target, in a directory no watch would see
-        std::fs::write(&target, "[global]\nauth-timeout = 22\n").unwrap();
+        write_timeout(&target, 22);
         assert_eq!(auth_timeout(&store), "22");
     }
 
@@ -412,17 +418,15 @@ mod tests {
     fn a_file_replaced_by_a_symlink_drops_the_watch() {
         let directory = tempfile::tempdir().unwrap();
         let elsewhere = tempfile::tempdir().unwrap();
-        let config_path = directory.path().join("x2gobroker.conf");
-        std::fs::write(&config_path, "[global]\nauth-timeout = 1\n").unwrap();
-        let store = ConfigStore::open(Some(config_path.clone()), None);
+        let (config_path, store) = store_in(directory.path(), 1);
         assert!(watched(&store));
         let target = elsewhere.path().join("real.conf");
-        std::fs::write(&target, "[global]\nauth-timeout = 5\n").unwrap();
+        write_timeout(&target, 5);
         std::fs::remove_file(&config_path).unwrap();
         std::os::unix::fs::symlink(&target, &config_path).unwrap();
         assert_eq!(auth_timeout(&store), "5");
         assert!(!watched(&store));
-        std::fs::write(&target, "[global]\nauth-timeout = 6\n").unwrap();
+        write_timeout(&target, 6);
         assert_eq!(auth_timeout(&store), "6");
     }
 

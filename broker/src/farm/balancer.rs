@@ -391,16 +391,7 @@ impl Handler<GetState> for Balancer {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn session(id: &str, server: &str) -> SessionView {
-        SessionView {
-            session_id: id.into(),
-            user: "u".into(),
-            server: server.into(),
-            status: 'R',
-            raw_line: String::new(),
-        }
-    }
+    use crate::farm::policy::test_session as user_session;
 
     #[actix::test]
     async fn a_login_storm_spreads_and_reports_confirm_placements() {
@@ -434,7 +425,9 @@ mod tests {
         }
         assert!(counts.values().all(|count| *count == 5), "{counts:?}");
         // n1 reports its five new sessions: its pending placements are confirmed, not doubled
-        let sessions: Vec<SessionView> = (0..5).map(|i| session(&format!("s{i}"), "n1")).collect();
+        let sessions: Vec<SessionView> = (0..5)
+            .map(|i| user_session(&format!("s{i}"), "u", "n1", 'R'))
+            .collect();
         balancer.do_send(AgentReported {
             server: "n1".into(),
             sessions: Some(sessions),
@@ -459,16 +452,6 @@ mod tests {
             .unwrap()
             .decision;
         assert_eq!(decision, Decision::NoServer);
-    }
-
-    fn user_session(id: &str, user: &str, server: &str, status: char) -> SessionView {
-        SessionView {
-            session_id: id.into(),
-            user: user.into(),
-            server: server.into(),
-            status,
-            raw_line: format!("1|{id}|50|{server}|{status}|x|{user}"),
-        }
     }
 
     fn report(server: &str, sessions: Vec<SessionView>) -> AgentReported {

@@ -266,19 +266,22 @@ pub fn listing_status<F: FarmState + ?Sized>(
     profile_hosts.first().map(|host| (host.clone(), None))
 }
 
+/// A session for tests: `user`'s session `id` on `server` with `status`.
+#[cfg(test)]
+pub(crate) fn test_session(id: &str, user: &str, server: &str, status: char) -> SessionView {
+    SessionView {
+        session_id: id.into(),
+        user: user.into(),
+        server: server.into(),
+        status,
+        raw_line: format!("1|{id}|50|{server}|{status}|x|{user}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_session as session;
     use super::*;
-
-    fn session(id: &str, user: &str, server: &str, status: char) -> SessionView {
-        SessionView {
-            session_id: id.into(),
-            user: user.into(),
-            server: server.into(),
-            status,
-            raw_line: format!("1|{id}|50|{server}|{status}|x|{user}"),
-        }
-    }
 
     /// name, health, sessions, load factor, pending placements
     type FarmEntry<'a> = (&'a str, Health, Vec<SessionView>, Option<i64>, u32);

@@ -4,33 +4,18 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::OpenOptionsExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use x2gobroker_e2e::{binary, broker_with_config, free_port, workspace_root, Daemon};
+use x2gobroker_e2e::{
+    binary, broker_with_config, free_port, hold_farm_lock, workspace_root, Daemon,
+};
 
 /// Tests that rebuild or change the X2Go session database run one at a time.
 pub static SESSION_DB: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Other processes (another run of this binary, the agent's tests, the bench) that use the
-/// session DB take the same lock: `flock /tmp/x2go-farm.lock`. This binary takes it at its
-/// first rebuild and keeps it until it exits.
-pub const FARM_LOCK_FILE: &str = "/tmp/x2go-farm.lock";
-
-static FARM_FILE_LOCK: std::sync::OnceLock<nix::fcntl::Flock<std::fs::File>> =
-    std::sync::OnceLock::new();
-
 /// Rebuilds the fixture session DB (x2goalice: R on node1, S on node2; x2gobob: R on nodes 1–3;
 /// x2gocarol: none).
 pub fn rebuild_farm() {
-    FARM_FILE_LOCK.get_or_init(|| {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(FARM_LOCK_FILE)
-            .expect(FARM_LOCK_FILE);
-        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, error)| error)
-            .expect("flock /tmp/x2go-farm.lock")
-    });
+    // other processes using the session DB (another run, the agent's tests) wait for us
+    hold_farm_lock();
     let status = Command::new(workspace_root().join("tests/fixtures/x2go-farm.sh"))
         .env("FARM_QUIET", "1")
         .status()

@@ -41,10 +41,15 @@ pub struct GrpcTarget {
 }
 
 impl GrpcTarget {
+    /// `http://` or `https://` and the address.
+    fn origin(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.address)
+    }
+
     /// A lazily connecting client (call it inside a tokio runtime).
     pub fn client(&self) -> Result<AgentClient, AgentError> {
-        let scheme = if self.tls.is_some() { "https" } else { "http" };
-        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{}", self.address))
+        let mut endpoint = Endpoint::from_shared(self.origin())
             .map_err(|_| AgentError::Endpoint(self.address.clone()))?
             .connect_timeout(self.timeout)
             .tcp_nodelay(true);
@@ -84,8 +89,8 @@ impl GrpcTarget {
                 http2_handshake(stream).await?
             }
         };
-        let scheme = if self.tls.is_some() { "https" } else { "http" };
-        let origin: hyper::Uri = format!("{scheme}://{}", self.address)
+        let origin: hyper::Uri = self
+            .origin()
             .parse()
             .map_err(|_| AgentError::Endpoint(self.address.clone()))?;
         let interceptor = token_interceptor(self.token.as_deref())?;
