@@ -129,7 +129,7 @@ pub fn balancer_storm(
     users: usize,
 ) -> anyhow::Result<(Spread, (usize, usize))> {
     use x2gobroker::farm::balancer::{AgentReported, Balancer, SelectServer};
-    use x2gobroker::farm::policy::{Decision, Health, SessionView};
+    use x2gobroker::farm::policy::{Decision, Health, Ranking, SessionView};
     use x2gobroker::farm::transport::Via;
     let thread = std::thread::spawn(move || {
         actix::System::new().block_on(async move {
@@ -161,6 +161,7 @@ pub fn balancer_storm(
                     user: format!("storm{index}"),
                     asked: Vec::new(),
                     excluded: Vec::new(),
+                    ranking: Ranking::Sessions,
                 };
                 let sent = Instant::now();
                 let answer = balancer.send(request);

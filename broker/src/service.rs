@@ -549,12 +549,19 @@ impl Broker {
                     pubkey: request.pubkey.clone(),
                     key_file: crate::farm::authorized_keys_path(config, profile),
                 });
-            let portscan = config.profile_switch(
-                "default-portscan-x2goservers",
-                profile.broker_key("broker-portscan-x2goservers"),
-            )?;
+            let choice = crate::farm::ServerChoice {
+                portscan: config.profile_switch(
+                    "default-portscan-x2goservers",
+                    profile.broker_key("broker-portscan-x2goservers"),
+                )?,
+                ranking: if config.uses_load_checker(backend, profile)? {
+                    crate::farm::policy::Ranking::LoadFactors
+                } else {
+                    crate::farm::policy::Ranking::Sessions
+                },
+            };
             let (selection, outcome) = farm
-                .select(built, &plan, &request.user, client_ip, portscan, autologin)
+                .select(built, &plan, &request.user, client_ip, choice, autologin)
                 .await;
             tracing::info!(user = %request.user, profile = %profile.id, server = %selection.server, ?outcome, "selected from live state");
             return Ok(selection);

@@ -325,6 +325,30 @@ impl BrokerConfig {
         Ok(from_profile || self.global_bool(global_key)?)
     }
 
+    /// Whether a profile spreads new sessions by load factor (§11.3, the reference's
+    /// `use_load_checker`): two hosts or more; at least one non-empty `broker-*` key (B8, kept:
+    /// a profile without any is never load-checked); `broker-use-load-checker`, when set, one of
+    /// `1 true TRUE True`; and the global, backend or profile switch on.
+    pub fn uses_load_checker(
+        &self,
+        backend: Backend,
+        profile: &crate::profiles::Profile,
+    ) -> Result<bool, ConfigError> {
+        let profile_switch = profile.broker_key("broker-use-load-checker");
+        if profile.host_names().len() < 2
+            || profile.broker.is_empty()
+            || profile_switch.is_some_and(|value| !matches!(value, "1" | "true" | "TRUE" | "True"))
+        {
+            return Ok(false);
+        }
+        Ok(profile_switch.is_some()
+            || self.global_bool("default-use-load-checker")?
+            || matches!(
+                self.backend(backend, "use-load-checker")?,
+                Value::Bool(true)
+            ))
+    }
+
     /// `[global]` as the reference materialises it (`get_global_config`): every reference key,
     /// typed, with absent defaults rendered and re-typed (so empty lists become `[""]`) and
     /// `my-cookie` absent as `None`.
@@ -456,6 +480,89 @@ mod tests {
             checked += 1;
         }
         assert_eq!(checked, 2);
+    }
+
+    #[test]
+    fn load_checker_profiles_match_the_reference() {
+        // loadchecker_socket.jsonl: a profile query gives a lone newline for profiles the
+        // reference's load checker never polls
+        let golden = |name: &str| {
+            std::fs::read_to_string(format!(
+                "{}/tests/golden/{name}",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap()
+        };
+        let profiles_of =
+            |file: &str| IniDocument::parse(&golden(&format!("configs/{file}"))).unwrap();
+        let mut checked = Vec::new();
+        for line in golden("loadchecker_socket.jsonl").lines() {
+            let record: serde_json::Value = serde_json::from_str(line).unwrap();
+            let writes = record["socket_writes"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let [write] = writes.as_slice() else { continue };
+            let fields: Vec<&str> = write.as_str().unwrap().split('\r').collect();
+            // whole-profile queries of the inifile backend (zeroconf has no such profiles)
+            let ["inifile", id, "\n"] = fields.as_slice() else {
+                continue;
+            };
+            let config = BrokerConfig::parse(&golden(&format!(
+                "configs/{}",
+                record["config"].as_str().unwrap()
+            )))
+            .unwrap();
+            let document = profiles_of(record["profiles"].as_str().unwrap());
+            let profile = crate::profiles::build_profile(&document, id)
+                .unwrap()
+                .unwrap();
+            let polled = record["reply"].as_str().unwrap() != "\n";
+            assert_eq!(
+                config
+                    .uses_load_checker(Backend::Inifile, &profile)
+                    .unwrap(),
+                polled,
+                "{}",
+                record["id"]
+            );
+            checked.push(id.to_string());
+        }
+        assert_eq!(
+            checked,
+            [
+                "lc-multi",
+                "lc-single",
+                "lc-multi-optout",
+                "lc-multi-anybrokerkey",
+                "lc-multi-nobrokerkey"
+            ]
+        );
+        // the switches: the backend's default (true) off, the global default on
+        let document = profiles_of("profiles_loadchecker.ini");
+        let profile = |id| {
+            crate::profiles::build_profile(&document, id)
+                .unwrap()
+                .unwrap()
+        };
+        let backend_off =
+            BrokerConfig::parse("[broker_inifile]\nuse-load-checker = false\n").unwrap();
+        assert!(!backend_off
+            .uses_load_checker(Backend::Inifile, &profile("lc-multi-anybrokerkey"))
+            .unwrap());
+        assert!(backend_off
+            .uses_load_checker(Backend::Inifile, &profile("lc-multi"))
+            .unwrap());
+        let global_on = BrokerConfig::parse(
+            "[global]\ndefault-use-load-checker = true\n[broker_inifile]\nuse-load-checker = false\n",
+        )
+        .unwrap();
+        assert!(global_on
+            .uses_load_checker(Backend::Inifile, &profile("lc-multi-anybrokerkey"))
+            .unwrap());
+        assert!(!global_on
+            .uses_load_checker(Backend::Inifile, &profile("lc-multi-nobrokerkey"))
+            .unwrap());
     }
 
     #[test]

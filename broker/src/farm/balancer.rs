@@ -1,6 +1,6 @@
 //! The Balancer actor: owns the farm's live state (sessions, load, health, pending placements) and answers selections.
 
-use super::policy::{self, Decision, FarmState, Health, ServerView, SessionView};
+use super::policy::{self, Decision, FarmState, Health, Ranking, ServerView, SessionView};
 use super::transport::Via;
 use actix::prelude::*;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -38,6 +38,8 @@ pub struct SelectServer {
     pub asked: Vec<SessionView>,
     /// Hosts this request found unusable (X2Go's SSH port closed): treated as down.
     pub excluded: Vec<String>,
+    /// How the profile spreads new sessions.
+    pub ranking: Ranking,
 }
 
 /// The balancer's answer to [`SelectServer`].
@@ -260,6 +262,7 @@ impl Handler<AgentReported> for Balancer {
 
     fn handle(&mut self, report: AgentReported, _: &mut Context<Self>) {
         // a legacy agent lists no sessions: placements are only forgotten after their time to live
+        tracing::debug!(server = %report.server, health = ?report.health, load_factor = ?report.load_factor, via = ?report.via, sessions = ?report.sessions.as_ref().map(Vec::len), "agent report");
         let sessions = report.sessions.unwrap_or_default();
         let (name, entry) = self.entry(&report.server);
         let confirmed = sessions.len().saturating_sub(entry.view.sessions.len());
@@ -289,9 +292,9 @@ impl Handler<AgentUnreachable> for Balancer {
             tracing::warn!(server = %event.server, "agent unreachable: server marked down");
         }
         entry.heard = true;
+        // placements stay until confirmed or expired: a server back from a short outage
+        // (a slow poll) still carries the sessions just sent to it
         entry.view.health = Health::Down;
-        entry.placed.clear();
-        entry.view.pending = 0;
     }
 }
 
@@ -302,10 +305,22 @@ impl Handler<SelectServer> for Balancer {
         let now = Instant::now();
         self.expire(now);
         let decision = if request.excluded.is_empty() {
-            policy::decide(&request.hosts, &request.user, self, &request.asked)
+            policy::decide(
+                &request.hosts,
+                &request.user,
+                self,
+                &request.asked,
+                request.ranking,
+            )
         } else {
             let state = Excluding::new(self, &request.excluded);
-            policy::decide(&request.hosts, &request.user, &state, &request.asked)
+            policy::decide(
+                &request.hosts,
+                &request.user,
+                &state,
+                &request.asked,
+                request.ranking,
+            )
         };
         let via = match &decision {
             Decision::Resume { host, .. }
@@ -317,6 +332,7 @@ impl Handler<SelectServer> for Balancer {
             let (name, entry) = self.entry(host);
             entry.placed.push_back(now);
             entry.view.pending = entry.placed.len() as u32;
+            tracing::debug!(server = %host, user = %request.user, pending = entry.view.pending, load_factor = ?entry.view.load_factor, "new session placed");
             self.placements.push_back((now, name));
         }
         MessageResult(Selected { decision, via })
@@ -414,6 +430,7 @@ mod tests {
                     user: format!("user{index}"),
                     asked: Vec::new(),
                     excluded: Vec::new(),
+                    ranking: Ranking::Sessions,
                 })
                 .await
                 .unwrap()
@@ -447,6 +464,7 @@ mod tests {
                 user: "x".into(),
                 asked: Vec::new(),
                 excluded: Vec::new(),
+                ranking: Ranking::Sessions,
             })
             .await
             .unwrap()
@@ -471,6 +489,7 @@ mod tests {
                 user: user.into(),
                 asked: Vec::new(),
                 excluded: Vec::new(),
+                ranking: Ranking::Sessions,
             })
             .await
             .unwrap()
@@ -516,5 +535,38 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let state = balancer.send(GetState).await.unwrap();
         assert_eq!((state["n1"].pending, state["n2"].pending), (0, 0));
+    }
+
+    #[actix::test]
+    async fn placements_survive_a_short_outage_of_a_legacy_server() {
+        let balancer = Balancer::new(Duration::from_secs(60)).start();
+        let hosts: Arc<[String]> = vec!["n1".to_string(), "n2".to_string()].into();
+        let legacy = |server: &str| AgentReported {
+            server: server.into(),
+            sessions: None,
+            load_factor: None,
+            health: Health::Up,
+            via: Via::Ssh,
+        };
+        balancer.do_send(legacy("n1"));
+        balancer.do_send(legacy("n2"));
+        for index in 0..4 {
+            select(&balancer, &hosts, &format!("user{index}")).await;
+        }
+        // n1 misses a poll, then answers again: the two sessions sent there still count
+        balancer.do_send(AgentUnreachable {
+            server: "n1".into(),
+        });
+        assert_eq!(
+            select(&balancer, &hosts, "user4").await,
+            Decision::New { host: "n2".into() }
+        );
+        balancer.do_send(legacy("n1"));
+        let state = balancer.send(GetState).await.unwrap();
+        assert_eq!((state["n1"].pending, state["n2"].pending), (2, 3));
+        assert_eq!(
+            select(&balancer, &hosts, "user5").await,
+            Decision::New { host: "n1".into() }
+        );
     }
 }

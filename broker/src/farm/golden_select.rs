@@ -4,13 +4,14 @@
 //! canned `listsessions` lines are the user's sessions as the agents listed them;
 //! `findbusyservers` percentages and `getservers` counts become that many sessions on the
 //! host they name (§10.4 matching); load-checker integers are load factors; a host whose
-//! load-checker value is not an integer is down. A host the port scan found closed is down
+//! load-checker value is not an integer is down; load factors weigh the ranking when the record's
+//! config and profile use the load checker (§11.3). A host the port scan found closed is down
 //! for the selection (as `FarmHandle::select` excludes it), not for the listing. An agent
 //! exception (`null` answer) means every agent is down.
 
 use super::policy::{self, Health, ServerView, SessionView};
 use super::{agentcmd, transport::Via};
-use crate::config::IniDocument;
+use crate::config::{Backend, BrokerConfig, IniDocument};
 use crate::profiles::{build_profile, Profile};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -144,7 +145,16 @@ fn api_select_session_records() {
         // the listing
         let (servers, asked) = farm_state(&record, &profile, true);
         let hosts = profile.hosts();
-        let decision = policy::decide(&hosts, user, &servers, &asked);
+        let config = BrokerConfig::parse(record["config"].as_str().unwrap_or("")).unwrap();
+        let ranking = if config
+            .uses_load_checker(Backend::Inifile, &profile)
+            .unwrap()
+        {
+            policy::Ranking::LoadFactors
+        } else {
+            policy::Ranking::Sessions
+        };
+        let decision = policy::decide(&hosts, user, &servers, &asked, ranking);
         let selection = policy::selection_for(&profile, &decision);
         let expected = &record["result"];
         let got = (

@@ -152,6 +152,15 @@ pub struct AgentPlan {
     pub host_key_policy: String,
 }
 
+/// How a profile's server is chosen, beyond the live state.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerChoice {
+    /// §10.2 step 6e: skip servers whose X2Go SSH port is closed.
+    pub portscan: bool,
+    /// Load factors weigh the ranking only for profiles that use the load checker (§11.3).
+    pub ranking: policy::Ranking,
+}
+
 /// What the farm keeps per server name.
 struct ServerAgents {
     grpc: Option<GrpcTarget>,
@@ -519,7 +528,7 @@ impl FarmHandle {
         plan: &AgentPlan,
         user: &str,
         client_ip: &IpAddr,
-        portscan: bool,
+        choice: ServerChoice,
         autologin: Option<AutologinRequest>,
     ) -> (Selection, Outcome) {
         self.supervise_and_settle(built, plan).await;
@@ -532,6 +541,7 @@ impl FarmHandle {
                 user: user.to_string(),
                 asked: asked.clone(),
                 excluded: excluded.clone(),
+                ranking: choice.ranking,
             };
             let balancer::Selected { decision, via } =
                 self.balancer
@@ -550,7 +560,7 @@ impl FarmHandle {
             };
             // §10.2 step 6e: with port scanning on, a server whose X2Go SSH port is closed is
             // skipped (a session there is a zombie) and the choice is made again
-            if !portscan || self.ssh_port_open(&host, &selection).await {
+            if !choice.portscan || self.ssh_port_open(&host, &selection).await {
                 break (decision, via, selection);
             }
             tracing::warn!(%host, port = selection.port, "X2Go server port closed: skipped");

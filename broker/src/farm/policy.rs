@@ -140,6 +140,17 @@ fn user_sessions<'a, F: FarmState + ?Sized>(
     found
 }
 
+/// How new sessions are spread over a profile's servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ranking {
+    /// Fewest sessions (placements not yet confirmed included): the reference's
+    /// `findbusyservers` ranking.
+    Sessions,
+    /// Sessions weighted by the servers' load factors (§10.6), for profiles that use the load
+    /// checker (§11.3); session counts when a candidate reported no load factor.
+    LoadFactors,
+}
+
 /// The ranking value of a server (lower is better): the reference's session count, or its
 /// load-factor score `1 / (lf / (sessions + 1))` when every candidate has a load factor.
 fn rank(server: &ServerView, use_load_factors: bool) -> f64 {
@@ -158,6 +169,7 @@ pub fn decide<F: FarmState + ?Sized>(
     user: &str,
     servers: &F,
     asked: &[SessionView],
+    ranking: Ranking,
 ) -> Decision {
     if !user.is_empty() {
         let sessions = user_sessions(profile_hosts, user, servers, asked);
@@ -174,11 +186,16 @@ pub fn decide<F: FarmState + ?Sized>(
             };
         }
     }
-    best_server(profile_hosts, servers).map_or(Decision::NoServer, |host| Decision::New { host })
+    best_server(profile_hosts, servers, ranking)
+        .map_or(Decision::NoServer, |host| Decision::New { host })
 }
 
 /// The best server for a new session among the profile's hosts.
-pub fn best_server<F: FarmState + ?Sized>(profile_hosts: &[String], servers: &F) -> Option<String> {
+pub fn best_server<F: FarmState + ?Sized>(
+    profile_hosts: &[String],
+    servers: &F,
+    ranking: Ranking,
+) -> Option<String> {
     for wanted in [Health::Up, Health::Degraded] {
         let candidates: Vec<(&String, &ServerView)> = profile_hosts
             .iter()
@@ -188,9 +205,10 @@ pub fn best_server<F: FarmState + ?Sized>(profile_hosts: &[String], servers: &F)
         if candidates.is_empty() {
             continue;
         }
-        let use_load_factors = candidates
-            .iter()
-            .all(|(_, server)| server.load_factor.is_some());
+        let use_load_factors = ranking == Ranking::LoadFactors
+            && candidates
+                .iter()
+                .all(|(_, server)| server.load_factor.is_some());
         let best = candidates.iter().min_by(|(host_a, a), (host_b, b)| {
             rank(a, use_load_factors)
                 .partial_cmp(&rank(b, use_load_factors))
@@ -433,7 +451,7 @@ mod tests {
             ),
         ];
         for (name, servers, user, expected) in cases {
-            let got = match decide(&five, user, &servers, &[]) {
+            let got = match decide(&five, user, &servers, &[], Ranking::LoadFactors) {
                 Decision::Resume { host, session } => {
                     format!("resume {host} {}", session.session_id)
                 }
@@ -445,6 +463,32 @@ mod tests {
             };
             assert_eq!(got, expected, "{name}");
         }
+    }
+
+    #[test]
+    fn load_factors_weigh_only_profiles_that_use_the_load_checker() {
+        use Health::*;
+        let three = hosts(&["n1", "n2", "n3"]);
+        // ssh-load-factors: 1000 / 3 sessions, 200 / 1, 150 / 0
+        let servers = farm(&[
+            (
+                "n1",
+                Up,
+                vec![
+                    session("1", "x", "n1", 'R'),
+                    session("2", "x", "n1", 'R'),
+                    session("3", "x", "n1", 'R'),
+                ],
+                Some(1000),
+                0,
+            ),
+            ("n2", Up, vec![session("4", "x", "n2", 'R')], Some(200), 0),
+            ("n3", Up, vec![], Some(150), 1),
+        ]);
+        let pick = |ranking| best_server(&three, &servers, ranking);
+        assert_eq!(pick(Ranking::LoadFactors).as_deref(), Some("n1"));
+        // without the load checker: fewest sessions plus placements, ties by name
+        assert_eq!(pick(Ranking::Sessions).as_deref(), Some("n2"));
     }
 
     #[test]
