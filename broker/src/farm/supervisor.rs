@@ -14,7 +14,6 @@ use super::transport::{Transport, Via};
 use actix::prelude::*;
 use rand::Rng;
 use std::time::{Duration, Instant};
-use x2gobroker_proto::agent::v1 as pb;
 
 /// How a supervisor talks to its agent.
 #[derive(Debug, Clone)]
@@ -290,17 +289,9 @@ async fn follow(
     supervisor: &Addr<Supervisor>,
     reports: &mut u64,
 ) -> String {
-    // boxed: the connect (TLS handshake) state is large and only needed until connected;
-    // inline it would stay in every server's task for the stream's whole life
-    let mut client = match Box::pin(target.stream_client()).await {
-        Ok(client) => client,
-        Err(error) => return error.to_string(),
-    };
-    let request = pb::WatchRequest {
-        heartbeat_ms: heartbeat.as_millis() as u32,
-    };
-    let mut stream = match grpc::with_timeout(target.timeout, Box::pin(client.watch(request))).await
-    {
+    // boxed: the connect (TLS handshake) state is large and only needed until the stream is
+    // open; inline it would stay in every server's task for the stream's whole life
+    let mut stream = match Box::pin(target.watch(heartbeat)).await {
         Ok(stream) => stream,
         Err(error) => return error.to_string(),
     };
@@ -309,7 +300,7 @@ async fn follow(
         let message = match tokio::time::timeout(deadline, stream.message()).await {
             Ok(Ok(Some(message))) => message,
             Ok(Ok(None)) => return "stream closed".to_string(),
-            Ok(Err(status)) => return status.to_string(),
+            Ok(Err(error)) => return error.to_string(),
             Err(_) => return format!("no message within {deadline:?}"),
         };
         *reports += 1;
