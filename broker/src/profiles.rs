@@ -447,15 +447,23 @@ pub fn listing_profile(
     autologin: bool,
     host_status: &HostStatus,
 ) -> Profile {
-    let mut listed = profile.clone();
-    listed
+    // only what the listing shows is copied: no broker or ACL keys, no "not-set" values
+    let keys = profile
         .keys
-        .retain(|(_, value)| !matches!(value, Value::Str(text) if text == "not-set"));
-    if flavour == ListingFlavour::Broker {
-        listed
-            .keys
-            .retain(|(key, _)| !key.starts_with("host=") && !key.starts_with("sshport="));
-    }
+        .iter()
+        .filter(|(key, value)| {
+            !matches!(value, Value::Str(text) if text == "not-set")
+                && (flavour != ListingFlavour::Broker
+                    || !(key.starts_with("host=") || key.starts_with("sshport=")))
+        })
+        .cloned()
+        .collect();
+    let mut listed = Profile {
+        id: profile.id.clone(),
+        keys,
+        broker: Vec::new(),
+        acls: Vec::new(),
+    };
     if listed.get("user").and_then(Value::as_str) == Some(BROKER_USER) {
         listed.set("user", Value::Str(user.to_string()));
     }
