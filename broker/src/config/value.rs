@@ -18,11 +18,28 @@ pub enum Value {
 impl Value {
     /// The value as the plain protocol renders it: lists joined by `,`, booleans `1`/`0`.
     pub fn render_plain(&self) -> String {
+        let mut text = String::new();
+        self.write_plain(&mut text);
+        text
+    }
+
+    /// Appends [`Value::render_plain`] to `out` (no allocation of its own).
+    pub fn write_plain(&self, out: &mut String) {
         match self {
-            Value::Str(text) => text.clone(),
-            Value::Bool(flag) => if *flag { "1" } else { "0" }.to_string(),
-            Value::Int(number) => number.to_string(),
-            Value::List(items) => items.join(","),
+            Value::Str(text) => out.push_str(text),
+            Value::Bool(flag) => out.push(if *flag { '1' } else { '0' }),
+            Value::Int(number) => {
+                use std::fmt::Write as _;
+                let _ = write!(out, "{number}");
+            }
+            Value::List(items) => {
+                for (index, item) in items.iter().enumerate() {
+                    if index > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(item);
+                }
+            }
         }
     }
 

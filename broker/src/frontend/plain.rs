@@ -36,7 +36,7 @@ pub fn render_task(reply: &BrokerReply, body: &mut String) {
                 for (key, value) in &profile.keys {
                     body.push_str(key);
                     body.push('=');
-                    body.push_str(&value.render_plain());
+                    value.write_plain(body);
                     body.push('\n');
                 }
                 body.push('\n');
