@@ -414,6 +414,11 @@ impl BrokerConfig {
 mod tests {
     use super::*;
 
+    fn golden(name: &str) -> String {
+        let path = format!("{}/tests/golden/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{path}: {error}"))
+    }
+
     #[test]
     fn resolves_auth_mech_like_the_reference() {
         // api_profiles.jsonl "get_authentication_mechanism"
@@ -449,13 +454,6 @@ mod tests {
 
     #[test]
     fn global_config_matches_the_reference() {
-        let golden = |name: &str| {
-            std::fs::read_to_string(format!(
-                "{}/tests/golden/{name}",
-                env!("CARGO_MANIFEST_DIR")
-            ))
-            .unwrap()
-        };
         let mut checked = 0;
         for line in golden("api_profiles.jsonl").lines() {
             let record: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -486,13 +484,6 @@ mod tests {
     fn load_checker_profiles_match_the_reference() {
         // loadchecker_socket.jsonl: a profile query gives a lone newline for profiles the
         // reference's load checker never polls
-        let golden = |name: &str| {
-            std::fs::read_to_string(format!(
-                "{}/tests/golden/{name}",
-                env!("CARGO_MANIFEST_DIR")
-            ))
-            .unwrap()
-        };
         let profiles_of =
             |file: &str| IniDocument::parse(&golden(&format!("configs/{file}"))).unwrap();
         let mut checked = Vec::new();

@@ -326,6 +326,27 @@ mod tests {
         names.iter().map(|name| name.to_string()).collect()
     }
 
+    /// `ssh-load-factors`: load factor / sessions 1000 / 3, 200 / 1, 150 / 0, and `pending`
+    /// placements on n3.
+    fn ssh_load_factors_farm(pending: u32) -> BTreeMap<String, ServerView> {
+        use Health::*;
+        farm(&[
+            (
+                "n1",
+                Up,
+                vec![
+                    session("1", "x", "n1", 'R'),
+                    session("2", "x", "n1", 'R'),
+                    session("3", "x", "n1", 'R'),
+                ],
+                Some(1000),
+                0,
+            ),
+            ("n2", Up, vec![session("4", "x", "n2", 'R')], Some(200), 0),
+            ("n3", Up, vec![], Some(150), pending),
+        ])
+    }
+
     #[test]
     fn decision_table() {
         use Health::*;
@@ -401,21 +422,7 @@ mod tests {
             ),
             (
                 "load factors weigh sessions (ssh-load-factors: 1000/3, 200/1, 150/0 -> n1)",
-                farm(&[
-                    (
-                        "n1",
-                        Up,
-                        vec![
-                            session("1", "x", "n1", 'R'),
-                            session("2", "x", "n1", 'R'),
-                            session("3", "x", "n1", 'R'),
-                        ],
-                        Some(1000),
-                        0,
-                    ),
-                    ("n2", Up, vec![session("4", "x", "n2", 'R')], Some(200), 0),
-                    ("n3", Up, vec![], Some(150), 0),
-                ]),
+                ssh_load_factors_farm(0),
                 "carol",
                 "new n1",
             ),
@@ -467,24 +474,9 @@ mod tests {
 
     #[test]
     fn load_factors_weigh_only_profiles_that_use_the_load_checker() {
-        use Health::*;
         let three = hosts(&["n1", "n2", "n3"]);
-        // ssh-load-factors: 1000 / 3 sessions, 200 / 1, 150 / 0
-        let servers = farm(&[
-            (
-                "n1",
-                Up,
-                vec![
-                    session("1", "x", "n1", 'R'),
-                    session("2", "x", "n1", 'R'),
-                    session("3", "x", "n1", 'R'),
-                ],
-                Some(1000),
-                0,
-            ),
-            ("n2", Up, vec![session("4", "x", "n2", 'R')], Some(200), 0),
-            ("n3", Up, vec![], Some(150), 1),
-        ]);
+        // n3 has one placement pending
+        let servers = ssh_load_factors_farm(1);
         let pick = |ranking| best_server(&three, &servers, ranking);
         assert_eq!(pick(Ranking::LoadFactors).as_deref(), Some("n1"));
         // without the load checker: fewest sessions plus placements, ties by name
