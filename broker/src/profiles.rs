@@ -139,11 +139,7 @@ impl Profile {
 
     /// The host list (names only), borrowed.
     pub fn host_names(&self) -> &[String] {
-        match self.get("host") {
-            Some(Value::List(items)) => items,
-            Some(Value::Str(text)) if !text.is_empty() => std::slice::from_ref(text),
-            _ => &[],
-        }
+        host_list(self.get("host"))
     }
 
     /// The profile's `sshport` as a number (22 when it is not one).
@@ -156,18 +152,12 @@ impl Profile {
 
     /// The physical address of a host name (`host=<name>` mapping), if configured.
     pub fn host_address(&self, name: &str) -> Option<String> {
-        match self.get(&format!("host={name}")) {
-            Some(Value::Str(address)) => Some(address.clone()),
-            _ => None,
-        }
+        mapped_address(self.get(&format!("host={name}")))
     }
 
     /// The SSH port of a host name (`sshport=<name>` mapping), if configured.
     pub fn host_port(&self, name: &str) -> Option<i64> {
-        match self.get(&format!("sshport={name}")) {
-            Some(Value::Int(port)) => Some(*port),
-            _ => None,
-        }
+        mapped_port(self.get(&format!("sshport={name}")))
     }
 
     /// A shadow profile has `command` exactly `SHADOW` (case-sensitive).
@@ -180,6 +170,31 @@ impl Profile {
             Some(entry) => entry.1 = value,
             None => self.keys.push((key.to_string(), value)),
         }
+    }
+}
+
+/// The names of a `host` value.
+fn host_list(value: Option<&Value>) -> &[String] {
+    match value {
+        Some(Value::List(items)) => items,
+        Some(Value::Str(text)) if !text.is_empty() => std::slice::from_ref(text),
+        _ => &[],
+    }
+}
+
+/// The address of a `host=<name>` value.
+fn mapped_address(value: Option<&Value>) -> Option<String> {
+    match value {
+        Some(Value::Str(address)) => Some(address.clone()),
+        _ => None,
+    }
+}
+
+/// The port of a `sshport=<name>` value.
+fn mapped_port(value: Option<&Value>) -> Option<i64> {
+    match value {
+        Some(Value::Int(port)) => Some(*port),
+        _ => None,
     }
 }
 
@@ -439,30 +454,112 @@ pub enum HostStatus {
     Unreachable,
 }
 
+/// A profile as a listing shows it (§7.4): the built profile's keys without the hidden ones,
+/// with the per-request values (user, autologin, desktop command, host narrowing, status) laid
+/// over them. Nothing of the built profile is copied: a listing request allocates only its
+/// overrides.
+#[derive(Debug, Clone)]
+pub struct ListedProfile {
+    built: Arc<BuiltProfile>,
+    flavour: ListingFlavour,
+    /// Values that replace a shown key in place, or follow the shown keys (in this order)
+    /// when the profile shows no such key.
+    overrides: Vec<(&'static str, Value)>,
+}
+
+impl PartialEq for ListedProfile {
+    fn eq(&self, other: &ListedProfile) -> bool {
+        self.id() == other.id() && self.keys().eq(other.keys())
+    }
+}
+
+impl Eq for ListedProfile {}
+
+impl ListedProfile {
+    /// The profile id.
+    pub fn id(&self) -> &str {
+        &self.built.profile.id
+    }
+
+    /// Whether the listing shows this key of the built profile.
+    fn shows(&self, key: &str, value: &Value) -> bool {
+        !matches!(value, Value::Str(text) if text == "not-set")
+            && (self.flavour != ListingFlavour::Broker
+                || !(key.starts_with("host=") || key.starts_with("sshport=")))
+    }
+
+    fn shown(&self) -> impl Iterator<Item = &(String, Value)> {
+        self.built
+            .profile
+            .keys
+            .iter()
+            .filter(|(key, value)| self.shows(key, value))
+    }
+
+    fn override_of(&self, key: &str) -> Option<&Value> {
+        self.overrides
+            .iter()
+            .find(|(name, _)| *name == key)
+            .map(|(_, value)| value)
+    }
+
+    /// The keys and values in listing order.
+    pub fn keys(&self) -> impl Iterator<Item = (&str, &Value)> {
+        let shown = self
+            .shown()
+            .map(|(key, value)| (key.as_str(), self.override_of(key).unwrap_or(value)));
+        let added = self
+            .overrides
+            .iter()
+            .filter(|(key, _)| !self.shown().any(|(name, _)| name == key))
+            .map(|(key, value)| (*key, value));
+        shown.chain(added)
+    }
+
+    /// The value of a key as listed.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.keys()
+            .find(|(name, _)| *name == key)
+            .map(|(_, value)| value)
+    }
+
+    /// The listed host names.
+    pub fn hosts(&self) -> Vec<String> {
+        host_list(self.get("host")).to_vec()
+    }
+
+    /// The physical address of a host name (`host=<name>`), when the listing shows one.
+    pub fn host_address(&self, name: &str) -> Option<String> {
+        mapped_address(self.get(&format!("host={name}")))
+    }
+
+    /// The SSH port of a host name (`sshport=<name>`), when the listing shows one.
+    pub fn host_port(&self, name: &str) -> Option<i64> {
+        mapped_port(self.get(&format!("sshport={name}")))
+    }
+
+    /// Sets a listed value (in place, or after the shown keys).
+    pub fn set(&mut self, key: &'static str, value: Value) {
+        match self.overrides.iter_mut().find(|(name, _)| *name == key) {
+            Some(entry) => entry.1 = value,
+            None => self.overrides.push((key, value)),
+        }
+    }
+}
+
 /// The listing transform (§7.4) applied to a built profile, for broker user `user`.
 pub fn listing_profile(
-    profile: &Profile,
+    built: &Arc<BuiltProfile>,
     user: &str,
     flavour: ListingFlavour,
     autologin: bool,
     host_status: &HostStatus,
-) -> Profile {
-    // only what the listing shows is copied: no broker or ACL keys, no "not-set" values
-    let keys = profile
-        .keys
-        .iter()
-        .filter(|(key, value)| {
-            !matches!(value, Value::Str(text) if text == "not-set")
-                && (flavour != ListingFlavour::Broker
-                    || !(key.starts_with("host=") || key.starts_with("sshport=")))
-        })
-        .cloned()
-        .collect();
-    let mut listed = Profile {
-        id: profile.id.clone(),
-        keys,
-        broker: Vec::new(),
-        acls: Vec::new(),
+) -> ListedProfile {
+    let profile = &built.profile;
+    let mut listed = ListedProfile {
+        built: built.clone(),
+        flavour,
+        overrides: Vec::new(),
     };
     if listed.get("user").and_then(Value::as_str) == Some(BROKER_USER) {
         listed.set("user", Value::Str(user.to_string()));
@@ -478,10 +575,9 @@ pub fn listing_profile(
             listed.set("command", Value::Str(upper));
         }
     }
-    let hosts = listed.hosts();
     if profile.is_shadow() {
-        if let Some(first) = hosts.first() {
-            listed.set("host", Value::List(vec![first.clone()]));
+        if let Some(first) = listed.hosts().into_iter().next() {
+            listed.set("host", Value::List(vec![first]));
         }
     } else if let HostStatus::Narrowed { host, status } = host_status {
         listed.set("host", Value::List(vec![host.clone()]));

@@ -1,6 +1,6 @@
 //! What the broker answers, before any wire format: the auth outcome and the task's result.
 
-use crate::profiles::Profile;
+use crate::profiles::ListedProfile;
 
 /// A selected server (§10.2 result).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +37,7 @@ pub enum TaskOutcome {
     /// `testcon`.
     Testcon,
     /// `listsessions` / `listprofiles`: the user's transformed profiles, sorted by id.
-    Listing(Vec<Profile>),
+    Listing(Vec<ListedProfile>),
     /// `selectsession`: `None` when no profile id was given.
     Selection(Option<Selection>),
 }

@@ -8,7 +8,9 @@ use crate::config::store::{ConfigStore, Snapshot};
 use crate::config::{Backend, BrokerConfig, ConfigError, Value};
 use crate::farm::FarmHandle;
 use crate::nss;
-use crate::profiles::{self, BuiltProfile, HostStatus, ListingFlavour, Profile, ProfileSet};
+use crate::profiles::{
+    self, BuiltProfile, HostStatus, ListedProfile, ListingFlavour, Profile, ProfileSet,
+};
 use crate::reply::{BrokerReply, Selection, TaskOutcome};
 use crate::select::{self, RealWorld};
 use std::net::IpAddr;
@@ -418,7 +420,7 @@ impl Broker {
         user: &str,
         client_ip: &IpAddr,
         flavour: ListingFlavour,
-    ) -> Result<Vec<Profile>, BrokerError> {
+    ) -> Result<Vec<ListedProfile>, BrokerError> {
         if backend == Backend::Zeroconf || self.farm.is_none() {
             return self.list_profiles(snapshot, config, backend, user, client_ip, flavour);
         }
@@ -435,7 +437,7 @@ impl Broker {
                 }
             }
             listed.push(profiles::listing_profile(
-                &built.profile,
+                &built,
                 user,
                 flavour,
                 autologin,
@@ -485,7 +487,7 @@ impl Broker {
         user: &str,
         client_ip: &IpAddr,
         flavour: ListingFlavour,
-    ) -> Result<Vec<Profile>, BrokerError> {
+    ) -> Result<Vec<ListedProfile>, BrokerError> {
         if backend == Backend::Zeroconf {
             if flavour == ListingFlavour::Uccs {
                 return Ok(Vec::new());
@@ -493,7 +495,7 @@ impl Broker {
             let shell = config.backend(backend, "desktop-shell")?.render_plain();
             let profile = profiles::zeroconf_profile(&uuid::Uuid::new_v4().to_string(), &shell);
             return Ok(vec![profiles::listing_profile(
-                &profile,
+                &Arc::new(BuiltProfile::new(profile)),
                 user,
                 flavour,
                 false,
@@ -504,13 +506,7 @@ impl Broker {
             .visible_profiles(snapshot, config, backend, user, client_ip)?
             .into_iter()
             .map(|(built, autologin)| {
-                profiles::listing_profile(
-                    &built.profile,
-                    user,
-                    flavour,
-                    autologin,
-                    &HostStatus::Unknown,
-                )
+                profiles::listing_profile(&built, user, flavour, autologin, &HostStatus::Unknown)
             })
             .collect())
     }

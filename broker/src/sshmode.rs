@@ -108,10 +108,8 @@ pub async fn run(
     };
     if let TaskOutcome::Listing(profiles) = &mut reply.outcome {
         for profile in profiles.iter_mut() {
-            for (key, value) in profile.keys.iter_mut() {
-                if key == "user" && matches!(value, Value::Str(text) if text.is_empty()) {
-                    *value = Value::Str(login.clone());
-                }
+            if matches!(profile.get("user"), Some(Value::Str(text)) if text.is_empty()) {
+                profile.set("user", Value::Str(login.clone()));
             }
         }
     }

@@ -20,11 +20,10 @@ pub fn render(reply: &BrokerReply) -> String {
             let mut listed = Map::new();
             for profile in profiles {
                 let keys: Map<String, Value> = profile
-                    .keys
-                    .iter()
-                    .map(|(key, value)| (key.clone(), value_to_json(value)))
+                    .keys()
+                    .map(|(key, value)| (key.to_string(), value_to_json(value)))
                     .collect();
-                listed.insert(profile.id.clone(), Value::Object(keys));
+                listed.insert(profile.id().to_string(), Value::Object(keys));
             }
             object.insert("profiles".into(), Value::Object(listed));
         }

@@ -31,9 +31,9 @@ pub fn render_task(reply: &BrokerReply, body: &mut String) {
             body.push_str("START_USER_SESSIONS\n\n");
             for profile in profiles {
                 body.push('[');
-                body.push_str(&profile.id);
+                body.push_str(profile.id());
                 body.push_str("]\n");
-                for (key, value) in &profile.keys {
+                for (key, value) in profile.keys() {
                     body.push_str(key);
                     body.push('=');
                     value.write_plain(body);

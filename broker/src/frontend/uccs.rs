@@ -2,7 +2,7 @@
 
 use super::pyjson;
 use crate::config::Value;
-use crate::profiles::{Profile, DESKTOP_COMMANDS};
+use crate::profiles::{ListedProfile, DESKTOP_COMMANDS};
 use serde_json::{json, Map, Value as Json};
 
 /// Why a UCCS listing cannot be rendered (the reference answers 500).
@@ -19,7 +19,7 @@ pub fn render(
     backend_in_url: &str,
     api_version: u32,
     user: &str,
-    profiles: &[Profile],
+    profiles: &[ListedProfile],
     pick_host: &mut dyn FnMut(&[String]) -> Option<String>,
 ) -> Result<String, UccsError> {
     let mut servers = Vec::new();
@@ -29,7 +29,8 @@ pub fn render(
         let hosts = profile.hosts();
         let directrdp = matches!(profile.get("directrdp"), Some(Value::Bool(true)));
         let entry = if directrdp {
-            let name = text("name").ok_or_else(|| UccsError::RdpWithoutName(profile.id.clone()))?;
+            let name =
+                text("name").ok_or_else(|| UccsError::RdpWithoutName(profile.id().to_string()))?;
             let first_host = hosts.first().cloned().unwrap_or_default();
             json!({
                 "DomainRequired": true,
@@ -41,7 +42,7 @@ pub fn render(
                 "WindowsDomain": "LOCAL",
             })
         } else {
-            let name = text("name").unwrap_or_else(|| profile.id.clone());
+            let name = text("name").unwrap_or_else(|| profile.id().to_string());
             let host = pick_host(&hosts).unwrap_or_default();
             let port = profile
                 .host_port(&host)
