@@ -39,7 +39,7 @@ pub struct FarmConfig {
     pub token_file: Option<PathBuf>,
     /// TLS towards the agents: CA file, and the broker's client certificate and key.
     pub tls_files: Option<(PathBuf, Option<(PathBuf, PathBuf)>)>,
-    /// Heartbeat asked of the agents' watch streams (and the SSH poll interval).
+    /// Heartbeat asked of the agents' watch streams.
     pub heartbeat: Duration,
     /// Timeout of one agent call (and lateness allowed beyond the heartbeat).
     pub call_timeout: Duration,
@@ -55,6 +55,10 @@ pub struct FarmConfig {
     pub ssh_fallback: bool,
     /// How long the SSH fallback is used before gRPC is tried again.
     pub grpc_retry: Duration,
+    /// How often the legacy agent (SSH, LOCAL) is pinged (`[farm] legacy-poll-ms`).
+    pub legacy_poll: Duration,
+    /// How often the legacy agent's `checkload` runs (`[global] load-checker-intervals`).
+    pub load_interval: Duration,
     /// The agent's path (on the servers for SSH, on the broker host for LOCAL).
     pub agent_command: String,
 }
@@ -128,6 +132,11 @@ impl FarmConfig {
             ssh,
             ssh_fallback,
             grpc_retry: Duration::from_millis(farm_number(config, "grpc-retry-ms", 30000)),
+            legacy_poll: Duration::from_millis(farm_number(config, "legacy-poll-ms", 10000)),
+            load_interval: Duration::from_secs(match config.global("load-checker-intervals") {
+                Ok(Value::Int(seconds)) if seconds > 0 => seconds as u64,
+                _ => 300,
+            }),
             agent_command,
         })
     }
@@ -362,6 +371,8 @@ impl FarmHandle {
                     timeout: self.config.call_timeout,
                     max_backoff: Duration::from_secs(10),
                     grpc_retry: self.config.grpc_retry,
+                    legacy_poll: self.config.legacy_poll,
+                    load_interval: self.config.load_interval,
                 },
                 self.balancer.clone(),
             );

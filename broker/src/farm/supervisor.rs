@@ -3,7 +3,7 @@
 //! Transport order: the agent's gRPC watch stream (`x2gobroker-agentd`, heartbeat = poll
 //! interval); when the server has no gRPC agent (the first attempt delivers nothing) and a
 //! legacy transport is configured (SSH, or the LOCAL agent binary), the legacy agent is polled
-//! (`ping` + `checkload` every heartbeat), and gRPC is tried again after a while. A transport failure marks the server down and is
+//! (`ping` every legacy poll, `checkload` every load-checker interval), and gRPC is tried again after a while. A transport failure marks the server down and is
 //! retried with exponential back-off and jitter; a server that was down is trusted again only
 //! after two reports in a row (half-open: the first makes it Degraded).
 
@@ -26,6 +26,10 @@ pub struct SupervisorSettings {
     pub max_backoff: Duration,
     /// How long the legacy fallback is used before gRPC is tried again.
     pub grpc_retry: Duration,
+    /// The legacy agent's `ping` interval (each poll runs the Perl agent on the server).
+    pub legacy_poll: Duration,
+    /// How often the legacy agent's `checkload` runs (the reference's load-checker interval).
+    pub load_interval: Duration,
 }
 
 /// A snapshot of one supervisor.
@@ -62,6 +66,8 @@ struct Observed {
     /// The server's sessions (all users), when the transport can list them.
     sessions: Option<Vec<SessionView>>,
     load_factor: Option<i64>,
+    /// Whether the load was measured (a legacy poll without `checkload` keeps the last one).
+    load_checked: bool,
 }
 
 /// Private event: a watch stream ended or a poll failed.
@@ -90,6 +96,9 @@ pub struct Supervisor {
     last_error: Option<String>,
     /// Since when the legacy fallback is in use.
     legacy_since: Option<Instant>,
+    /// The last load factor reported, and when the legacy agent last measured it.
+    load_factor: Option<i64>,
+    load_checked_at: Option<Instant>,
 }
 
 impl Supervisor {
@@ -113,6 +122,8 @@ impl Supervisor {
             reports: 0,
             last_error: None,
             legacy_since: None,
+            load_factor: None,
+            load_checked_at: None,
         }
     }
 
@@ -175,13 +186,17 @@ impl Handler<PollTick> for Supervisor {
             return;
         };
         let address = context.address();
+        let check_load = self
+            .load_checked_at
+            .is_none_or(|checked| checked.elapsed() >= self.settings.load_interval);
         let poll = async move {
             let via = agent.via();
-            match agent.legacy_poll().await {
+            match agent.legacy_poll(check_load).await {
                 Ok(load_factor) => address.do_send(Observed {
                     via,
                     sessions: None,
                     load_factor,
+                    load_checked: check_load,
                 }),
                 Err(error) => address.do_send(Failed {
                     via,
@@ -210,15 +225,19 @@ impl Handler<Observed> for Supervisor {
         self.failures = 0;
         self.ever_reported = true;
         self.reports += 1;
+        if report.load_checked {
+            self.load_factor = report.load_factor;
+            self.load_checked_at = Some(Instant::now());
+        }
         self.balancer.do_send(AgentReported {
             server: self.server.clone(),
             sessions: report.sessions,
-            load_factor: report.load_factor,
+            load_factor: self.load_factor,
             health,
             via: report.via,
         });
         if report.via != Via::Grpc {
-            let interval = self.settings.heartbeat;
+            let interval = self.settings.legacy_poll;
             self.next_legacy_step(context, interval);
         }
     }
@@ -308,6 +327,7 @@ async fn follow(
             via: Via::Grpc,
             sessions: Some(message.sessions.iter().map(grpc::session_view).collect()),
             load_factor: message.load.as_ref().and_then(|load| load.load_factor),
+            load_checked: true,
         });
     }
 }
@@ -326,8 +346,9 @@ mod tests {
         std::fs::write(
             &script,
             format!(
-                "#!/bin/sh\n[ -e {} ] && exit 1\necho OK\n\
+                "#!/bin/sh\necho \"$2\" >> {}\n[ -e {} ] && exit 1\necho OK\n\
                  [ \"$2\" = checkload ] && printf 'loadavgXX:100\\nmemAvail:2000\\nmyMemAvail:2000\\nnumCPU:2\\ntypeCPU:1000\\n'\nexit 0\n",
+                directory.join("calls").display(),
                 broken.display()
             ),
         )
@@ -375,6 +396,8 @@ mod tests {
             timeout: Duration::from_millis(500),
             max_backoff: Duration::from_millis(200),
             grpc_retry: Duration::from_secs(30),
+            legacy_poll: Duration::from_millis(300),
+            load_interval: Duration::from_secs(300),
         };
         let legacy = Transport::Local(Arc::new(LocalAgent {
             agent_command: command,
@@ -412,5 +435,11 @@ mod tests {
             state.reports >= 3 && state.last_error.is_some(),
             "{state:?}"
         );
+        // every poll pings; checkload ran once (load_interval 300 s) and its factor stays
+        let calls = std::fs::read_to_string(directory.path().join("calls")).unwrap();
+        let count = |task| calls.lines().filter(|line| *line == task).count();
+        assert!(count("ping") >= 3, "{calls}");
+        assert_eq!(count("checkload"), 1, "{calls}");
+        assert_eq!(health_of(&balancer).await, Some((Health::Up, Some(4000))));
     }
 }

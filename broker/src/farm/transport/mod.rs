@@ -146,9 +146,13 @@ impl Transport {
         }
     }
 
-    /// The legacy poll: `ping`, then `checkload` (its load factor, when the figures are sane).
-    pub async fn legacy_poll(&self) -> Result<Option<i64>, TransportError> {
+    /// The legacy poll: `ping`, then, when `check_load`, `checkload` (its load factor, when
+    /// the figures are sane).
+    pub async fn legacy_poll(&self, check_load: bool) -> Result<Option<i64>, TransportError> {
         self.legacy(agentcmd::ANY_USER, Task::Ping, None).await?;
+        if !check_load {
+            return Ok(None);
+        }
         let load = self
             .legacy(agentcmd::ANY_USER, Task::CheckLoad, None)
             .await?;
