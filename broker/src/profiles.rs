@@ -518,9 +518,11 @@ impl ListedProfile {
 
     /// The value of a key as listed.
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.keys()
-            .find(|(name, _)| *name == key)
-            .map(|(_, value)| value)
+        self.override_of(key).or_else(|| {
+            self.shown()
+                .find(|(name, _)| name == key)
+                .map(|(_, value)| value)
+        })
     }
 
     /// The listed host names.
@@ -576,7 +578,7 @@ pub fn listing_profile(
         }
     }
     if profile.is_shadow() {
-        if let Some(first) = listed.hosts().into_iter().next() {
+        if let Some(first) = host_list(listed.get("host")).first().cloned() {
             listed.set("host", Value::List(vec![first]));
         }
     } else if let HostStatus::Narrowed { host, status } = host_status {

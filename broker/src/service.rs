@@ -550,11 +550,9 @@ impl Broker {
                     "default-portscan-x2goservers",
                     profile.broker_key("broker-portscan-x2goservers"),
                 )?,
-                ranking: if config.uses_load_checker(backend, profile)? {
-                    crate::farm::policy::Ranking::LoadFactors
-                } else {
-                    crate::farm::policy::Ranking::Sessions
-                },
+                ranking: crate::farm::policy::Ranking::with_load_checker(
+                    config.uses_load_checker(backend, profile)?,
+                ),
             };
             let (selection, outcome) = farm
                 .select(built, &plan, &request.user, client_ip, choice, autologin)

@@ -146,14 +146,11 @@ fn api_select_session_records() {
         let (servers, asked) = farm_state(&record, &profile, true);
         let hosts = profile.hosts();
         let config = BrokerConfig::parse(record["config"].as_str().unwrap_or("")).unwrap();
-        let ranking = if config
-            .uses_load_checker(Backend::Inifile, &profile)
-            .unwrap()
-        {
-            policy::Ranking::LoadFactors
-        } else {
-            policy::Ranking::Sessions
-        };
+        let ranking = policy::Ranking::with_load_checker(
+            config
+                .uses_load_checker(Backend::Inifile, &profile)
+                .unwrap(),
+        );
         let decision = policy::decide(&hosts, user, &servers, &asked, ranking);
         let selection = policy::selection_for(&profile, &decision);
         let expected = &record["result"];

@@ -151,6 +151,17 @@ pub enum Ranking {
     LoadFactors,
 }
 
+impl Ranking {
+    /// The ranking of a profile that does or does not use the load checker.
+    pub fn with_load_checker(uses_load_checker: bool) -> Ranking {
+        if uses_load_checker {
+            Ranking::LoadFactors
+        } else {
+            Ranking::Sessions
+        }
+    }
+}
+
 /// The ranking value of a server (lower is better): the reference's session count, or its
 /// load-factor score `1 / (lf / (sessions + 1))` when every candidate has a load factor.
 fn rank(server: &ServerView, use_load_factors: bool) -> f64 {

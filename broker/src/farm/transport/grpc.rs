@@ -202,7 +202,7 @@ fn watch_request(
         .header("content-type", "application/grpc")
         .header("te", "trailers");
     if let Some(token) = token {
-        request = request.header("authorization", format!("Bearer {token}"));
+        request = request.header("authorization", bearer(token));
     }
     request
         .body(Full::new(Bytes::from(body)))
@@ -362,10 +362,15 @@ pub enum AgentError {
     Stream(String),
 }
 
+/// The `authorization` value for the agents' bearer token.
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
 fn token_interceptor(token: Option<&str>) -> Result<TokenInterceptor, AgentError> {
     let header = match token {
         Some(token) => Some(
-            format!("Bearer {token}")
+            bearer(token)
                 .parse()
                 .map_err(|_| AgentError::Endpoint("token is not ASCII".to_string()))?,
         ),
