@@ -291,7 +291,13 @@ fn run_http(cli: Cli, config_path: PathBuf, profiles_path: PathBuf, settings: Se
         };
         tracing::info!(%address, tls = tls.is_some(), "x2gobroker listening");
         tokio::spawn(collect_expired_cookies(broker.clone()));
-        serve(listener, tls, broker, shutdown_signal()).await;
+        // shutdown in order: stop accepting and drain the requests (serve), then the farm
+        // (waiting keys removed, supervisors stopped, actor system stopped)
+        serve(listener, tls, broker.clone(), shutdown_signal()).await;
+        if let Some(farm) = &broker.farm {
+            farm.shutdown().await;
+        }
+        tracing::info!("x2gobroker stopped");
         0
     })
 }

@@ -55,6 +55,27 @@ pub async fn port_is_open(host: &str, port: i64, timeout: Duration) -> bool {
     matches!(tokio::time::timeout(timeout, attempt).await, Ok(Some(())))
 }
 
+/// The port probe of §10.2 step 6e, for the agent-less selection and the live farm alike:
+/// `name:port`, then (when it differs) `address:port`, each within [`PORT_PROBE_TIMEOUT`].
+pub async fn x2go_port_open(name: &str, address: &str, port: i64) -> bool {
+    port_is_open(name, port, PORT_PROBE_TIMEOUT).await
+        || (address != name && port_is_open(address, port, PORT_PROBE_TIMEOUT).await)
+}
+
+/// §10.2 steps 2 and 7, for the agent-less selection and the live farm alike: the answer
+/// when nothing can be selected — `no-server-available` for a profile without hosts,
+/// `no-X2Go-Server-available` for several, and a single-host profile's own host back.
+pub fn nothing_selected(profile: &Profile, port: i64) -> Selection {
+    match profile.host_names() {
+        [] => Selection::server("no-server-available", port),
+        [only] => Selection::server(
+            profile.host_address(only).unwrap_or_else(|| only.clone()),
+            profile.host_port(only).unwrap_or(port),
+        ),
+        _ => Selection::server("no-X2Go-Server-available", port),
+    }
+}
+
 /// Selects a server for `profile` without agent information (§10.2 steps 2–7).
 /// `portscan` turns on the TCP probe of each candidate.
 pub async fn select_without_agent(
@@ -65,7 +86,7 @@ pub async fn select_without_agent(
     let original_hosts = profile.hosts();
     let mut port = profile.ssh_port();
     if original_hosts.is_empty() {
-        return Selection::server("no-server-available", port);
+        return nothing_selected(profile, port);
     }
     let mut hosts = original_hosts.clone();
     let mut name = hosts[0].clone();
@@ -86,10 +107,7 @@ pub async fn select_without_agent(
         if let Some(mapped_port) = profile.host_port(&name) {
             port = mapped_port;
         }
-        if !portscan
-            || port_is_open(&name, port, PORT_PROBE_TIMEOUT).await
-            || (address != name && port_is_open(&address, port, PORT_PROBE_TIMEOUT).await)
-        {
+        if !portscan || x2go_port_open(&name, &address, port).await {
             return Selection::server(address, port);
         }
         hosts.retain(|host| *host != name);
@@ -98,14 +116,7 @@ pub async fn select_without_agent(
             None => break,
         }
     }
-    if original_hosts.len() > 1 {
-        return Selection::server("no-X2Go-Server-available", port);
-    }
-    let first = &original_hosts[0];
-    Selection::server(
-        profile.host_address(first).unwrap_or_else(|| first.clone()),
-        port,
-    )
+    nothing_selected(profile, port)
 }
 
 #[cfg(test)]

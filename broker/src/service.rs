@@ -433,7 +433,10 @@ impl Broker {
                 (&self.farm, self.farm_plan(config, backend, &built.profile)?)
             {
                 if let Some((host, status)) = farm.listing_status(&built, &plan, user).await {
-                    host_status = HostStatus::Narrowed { host, status };
+                    host_status = HostStatus::Narrowed {
+                        host,
+                        status: status.map(crate::farm::model::SessionStatus::letter),
+                    };
                 }
             }
             listed.push(profiles::listing_profile(

@@ -8,7 +8,7 @@
 //! `/bin/sh` (its `SSH_ORIGINAL_COMMAND` handling). Anything else is refused before a connection
 //! is made. LOCAL mode gets an argv (no shell at all).
 
-use super::policy::SessionView;
+use super::model::{SessionStatus, SessionView};
 use std::collections::BTreeMap;
 use thiserror::Error;
 
@@ -305,9 +305,21 @@ pub fn session_from_line(line: &str) -> Option<SessionView> {
         session_id: fields[1].to_string(),
         user: fields[11].to_string(),
         server: fields[3].to_string(),
-        status: fields[4].chars().next().unwrap_or('?'),
+        status: SessionStatus::from_letter(fields[4].chars().next().unwrap_or('?')),
         raw_line: line.to_string(),
     })
+}
+
+/// A `x2golistsessions` line with its status field (the fifth) set to `status`: how a
+/// taken-over session is announced (the reference rewrites `|R|` to `|S|`).
+pub fn line_with_status(line: &str, status: SessionStatus) -> String {
+    let mut fields: Vec<&str> = line.split('|').collect();
+    let letter = status.letter().to_string();
+    match fields.get_mut(4) {
+        Some(field) if !field.is_empty() => *field = &letter,
+        _ => return line.to_string(),
+    }
+    fields.join("|")
 }
 
 /// What OpenSSH does with an unknown or changed host key.
@@ -550,11 +562,29 @@ mod tests {
                 session.status,
                 session.user.as_str()
             ),
-            ("maja-51-1700000001_stDKDE_dp24", "ts02", 'S', "maja")
+            (
+                "maja-51-1700000001_stDKDE_dp24",
+                "ts02",
+                SessionStatus::Suspended,
+                "maja"
+            )
         );
         // PostgreSQL: 14 fields
         let short = line.rsplitn(3, '|').nth(2).unwrap();
         assert_eq!(session_from_line(short).unwrap().user, "maja");
         assert_eq!(session_from_line("garbage"), None);
+    }
+
+    #[test]
+    fn a_taken_over_line_is_announced_suspended_in_its_status_field_only() {
+        let cases = [
+            ("1|s-1|50|ts01|R|2026|x|R|", "1|s-1|50|ts01|S|2026|x|R|"),
+            ("1|s-1|50|R|R|2026", "1|s-1|50|R|S|2026"),
+            ("1|s-1|50|ts01|S|2026", "1|s-1|50|ts01|S|2026"),
+            ("garbage", "garbage"),
+        ];
+        for (line, expected) in cases {
+            assert_eq!(line_with_status(line, SessionStatus::Suspended), expected);
+        }
     }
 }

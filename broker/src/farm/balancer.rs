@@ -1,12 +1,13 @@
 //! The Balancer actor: owns the farm's live state (sessions, load, health, pending placements) and answers selections.
 
-use super::policy::{self, Decision, FarmState, Health, Ranking, ServerView, SessionView};
-use super::transport::Via;
+use super::model::{Health, SessionStatus, SessionView, Via};
+use super::policy::{self, Decision, FarmState, Ranking, ServerView};
 use actix::prelude::*;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// A server's agent reported its sessions and load (event).
 #[derive(Debug, Message)]
@@ -52,7 +53,7 @@ pub struct Selected {
 
 /// The listing narrowing of a profile for `user` (§7.4 step 6).
 #[derive(Debug, Message)]
-#[rtype(result = "Option<(String, Option<char>)>")]
+#[rtype(result = "Option<(String, Option<SessionStatus>)>")]
 pub struct ListingStatus {
     pub hosts: Arc<[String]>,
     pub user: String,
@@ -73,6 +74,25 @@ pub struct LegacyHosts {
 #[rtype(result = "()")]
 pub struct PlacementAbandoned {
     pub server: String,
+}
+
+/// Answered once every one of `hosts` has been heard of (a report or a failure): a request
+/// for servers seen for the first time waits for it (the caller bounds the wait).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct WaitHeard {
+    pub hosts: Arc<[String]>,
+}
+
+/// Answered with the session once a report of `server` shows `user`'s session `session_id`
+/// suspended (a take-over's confirmation; the caller bounds the wait). Only servers whose
+/// reports carry session lists (gRPC) can answer.
+#[derive(Debug, Message)]
+#[rtype(result = "Option<SessionView>")]
+pub struct WaitSuspended {
+    pub server: String,
+    pub user: String,
+    pub session_id: String,
 }
 
 /// Answered once every event sent to the balancer before it has been applied.
@@ -132,6 +152,13 @@ pub struct Balancer {
     /// How many they are, readable without a message (most farms have none).
     legacy_count: Arc<AtomicUsize>,
     pending_ttl: Duration,
+    /// Requests waiting until their hosts have been heard of.
+    heard_waiters: Vec<(Arc<[String]>, tokio::sync::oneshot::Sender<()>)>,
+    /// Take-overs waiting for their session to show up suspended.
+    suspend_waiters: Vec<(
+        WaitSuspended,
+        tokio::sync::oneshot::Sender<Option<SessionView>>,
+    )>,
 }
 
 impl Balancer {
@@ -144,7 +171,53 @@ impl Balancer {
             legacy: BTreeSet::new(),
             legacy_count: Arc::new(AtomicUsize::new(0)),
             pending_ttl,
+            heard_waiters: Vec::new(),
+            suspend_waiters: Vec::new(),
         }
+    }
+
+    fn all_heard(&self, hosts: &[String]) -> bool {
+        hosts.iter().all(|host| {
+            self.servers
+                .get(host.as_str())
+                .is_some_and(|entry| entry.heard)
+        })
+    }
+
+    /// Answers the waiters whose condition the last event fulfilled (and forgets those
+    /// whose requester gave up).
+    fn answer_waiters(&mut self, server: &str) {
+        let waiters = std::mem::take(&mut self.heard_waiters);
+        for (hosts, sender) in waiters {
+            if sender.is_closed() {
+                continue;
+            }
+            if self.all_heard(&hosts) {
+                let _ = sender.send(());
+            } else {
+                self.heard_waiters.push((hosts, sender));
+            }
+        }
+        let waiters = std::mem::take(&mut self.suspend_waiters);
+        for (wait, sender) in waiters {
+            if sender.is_closed() {
+                continue;
+            }
+            let confirmed = (wait.server == server)
+                .then(|| self.suspended_session(&wait))
+                .flatten();
+            match confirmed {
+                Some(session) => {
+                    let _ = sender.send(Some(session));
+                }
+                None => self.suspend_waiters.push((wait, sender)),
+            }
+        }
+    }
+
+    fn suspended_session(&self, wait: &WaitSuspended) -> Option<SessionView> {
+        let entry = self.servers.get(wait.server.as_str())?;
+        policy::takeover_confirmed(&entry.view.sessions, &wait.user, &wait.session_id).cloned()
     }
 
     /// The number of servers reached through the legacy agent, kept current.
@@ -265,9 +338,9 @@ impl Handler<AgentReported> for Balancer {
         tracing::debug!(server = %report.server, health = ?report.health, load_factor = ?report.load_factor, via = ?report.via, sessions = ?report.sessions.as_ref().map(Vec::len), "agent report");
         let sessions = report.sessions.unwrap_or_default();
         let (name, entry) = self.entry(&report.server);
-        let confirmed = sessions.len().saturating_sub(entry.view.sessions.len());
-        let drop = confirmed.min(entry.placed.len());
-        entry.placed.drain(..drop);
+        let confirmed =
+            policy::confirmed_placements(&entry.view.sessions, &sessions, entry.placed.len());
+        entry.placed.drain(..confirmed);
         entry.view.pending = entry.placed.len() as u32;
         entry.view.health = report.health;
         entry.view.load_factor = report.load_factor;
@@ -280,6 +353,7 @@ impl Handler<AgentReported> for Balancer {
         self.legacy_count
             .store(self.legacy.len(), Ordering::Relaxed);
         self.replace_sessions(&report.server, sessions);
+        self.answer_waiters(&report.server);
     }
 }
 
@@ -295,6 +369,35 @@ impl Handler<AgentUnreachable> for Balancer {
         // placements stay until confirmed or expired: a server back from a short outage
         // (a slow poll) still carries the sessions just sent to it
         entry.view.health = Health::Down;
+        self.answer_waiters(&event.server);
+    }
+}
+
+impl Handler<WaitHeard> for Balancer {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, request: WaitHeard, _: &mut Context<Self>) -> Self::Result {
+        if self.all_heard(&request.hosts) {
+            return Box::pin(async {});
+        }
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        self.heard_waiters.push((request.hosts, sender));
+        Box::pin(async move {
+            let _ = receiver.await;
+        })
+    }
+}
+
+impl Handler<WaitSuspended> for Balancer {
+    type Result = ResponseFuture<Option<SessionView>>;
+
+    fn handle(&mut self, request: WaitSuspended, _: &mut Context<Self>) -> Self::Result {
+        if let Some(session) = self.suspended_session(&request) {
+            return Box::pin(async move { Some(session) });
+        }
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        self.suspend_waiters.push((request, sender));
+        Box::pin(async move { receiver.await.ok().flatten() })
     }
 }
 
@@ -521,20 +624,114 @@ mod tests {
         );
     }
 
-    #[actix::test]
-    async fn unconfirmed_placements_expire_after_their_time_to_live() {
-        let balancer = Balancer::new(Duration::from_millis(200)).start();
-        let hosts: Arc<[String]> = vec!["n1".to_string(), "n2".to_string()].into();
-        balancer.do_send(report("n1", vec![]));
-        balancer.do_send(report("n2", vec![]));
-        for index in 0..4 {
-            select(&balancer, &hosts, &format!("user{index}")).await;
-        }
-        let state = balancer.send(GetState).await.unwrap();
-        assert_eq!((state["n1"].pending, state["n2"].pending), (2, 2));
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let state = balancer.send(GetState).await.unwrap();
-        assert_eq!((state["n1"].pending, state["n2"].pending), (0, 0));
+    /// An actix system on a paused tokio clock: sleeps and timeouts advance it at once.
+    pub(crate) fn paused_system() -> actix::SystemRunner {
+        actix::System::with_tokio_rt(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .start_paused(true)
+                .build()
+                .expect("a paused tokio runtime")
+        })
+    }
+
+    #[test]
+    fn unconfirmed_placements_expire_after_their_time_to_live() {
+        paused_system().block_on(async {
+            let balancer = Balancer::new(Duration::from_secs(30)).start();
+            let hosts: Arc<[String]> = vec!["n1".to_string(), "n2".to_string()].into();
+            balancer.do_send(report("n1", vec![]));
+            balancer.do_send(report("n2", vec![]));
+            for index in 0..4 {
+                select(&balancer, &hosts, &format!("user{index}")).await;
+            }
+            let state = balancer.send(GetState).await.unwrap();
+            assert_eq!((state["n1"].pending, state["n2"].pending), (2, 2));
+            tokio::time::sleep(Duration::from_secs(29)).await;
+            select(&balancer, &hosts, "user4").await;
+            let state = balancer.send(GetState).await.unwrap();
+            assert_eq!((state["n1"].pending, state["n2"].pending), (3, 2));
+            // the first four expire at 30 s, the fifth (placed at 29 s) at 59 s
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let state = balancer.send(GetState).await.unwrap();
+            assert_eq!((state["n1"].pending, state["n2"].pending), (1, 0));
+            tokio::time::sleep(Duration::from_secs(29)).await;
+            let state = balancer.send(GetState).await.unwrap();
+            assert_eq!((state["n1"].pending, state["n2"].pending), (0, 0));
+        });
+    }
+
+    #[test]
+    fn waiters_are_answered_by_the_events_they_wait_for() {
+        paused_system().block_on(async {
+            let balancer = Balancer::new(Duration::from_secs(30)).start();
+            let hosts: Arc<[String]> = vec!["n1".to_string(), "n2".to_string()].into();
+            let heard = balancer.send(WaitHeard {
+                hosts: hosts.clone(),
+            });
+            let suspended = balancer.send(WaitSuspended {
+                server: "n1".into(),
+                user: "alice".into(),
+                session_id: "a-1".into(),
+            });
+            let balancer_for_events = balancer.clone();
+            let events = async move {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                balancer_for_events
+                    .do_send(report("n1", vec![user_session("a-1", "alice", "n1", 'R')]));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                balancer_for_events.do_send(AgentUnreachable {
+                    server: "n2".into(),
+                });
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                // bob's session of the same id on n1 does not confirm alice's take-over
+                balancer_for_events.do_send(report(
+                    "n1",
+                    vec![
+                        user_session("a-1", "alice", "n1", 'R'),
+                        user_session("a-1", "bob", "n1", 'S'),
+                    ],
+                ));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                balancer_for_events
+                    .do_send(report("n1", vec![user_session("a-1", "alice", "n1", 'S')]));
+            };
+            let started = Instant::now();
+            let (heard, suspended, ()) = tokio::join!(
+                async {
+                    heard.await.unwrap();
+                    started.elapsed()
+                },
+                async {
+                    let session = suspended.await.unwrap();
+                    (session, started.elapsed())
+                },
+                events
+            );
+            // n2's failure is the second event (at 2 s): both hosts are heard of then
+            assert_eq!(heard, Duration::from_secs(2));
+            let (session, when) = suspended;
+            assert_eq!(
+                session.map(|s| (s.user, s.status)),
+                Some(("alice".to_string(), SessionStatus::Suspended))
+            );
+            assert_eq!(when, Duration::from_secs(4));
+            // once heard, a wait is answered at once
+            let again = Instant::now();
+            balancer.send(WaitHeard { hosts }).await.unwrap();
+            assert_eq!(again.elapsed(), Duration::ZERO);
+            // a waiter whose requester gave up is forgotten at the next event
+            let abandoned = balancer.send(WaitSuspended {
+                server: "n1".into(),
+                user: "carol".into(),
+                session_id: "c-1".into(),
+            });
+            assert!(tokio::time::timeout(Duration::from_secs(3), abandoned)
+                .await
+                .is_err());
+            balancer.do_send(report("n1", vec![]));
+            balancer.send(Barrier).await.unwrap();
+        });
     }
 
     #[actix::test]

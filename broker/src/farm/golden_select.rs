@@ -10,7 +10,7 @@
 //! exception (`null` answer) means every agent is down.
 
 use super::policy::{self, Health, ServerView, SessionView};
-use super::{agentcmd, transport::Via};
+use super::{agentcmd, model::Via};
 use crate::config::{Backend, BrokerConfig, IniDocument};
 use crate::profiles::{build_profile, Profile};
 use serde_json::Value;
@@ -31,7 +31,7 @@ fn dummy_sessions(host: &str, count: i64) -> Vec<SessionView> {
             session_id: format!("other-{host}-{index}"),
             user: "someone-else".into(),
             server: host.into(),
-            status: 'R',
+            status: super::model::SessionStatus::Running,
             raw_line: String::new(),
         })
         .collect()
@@ -183,7 +183,11 @@ fn api_select_session_records() {
                 let wanted_status = listed["status"].as_str().and_then(|s| s.chars().next());
                 match status {
                     Some((host, status)) => {
-                        assert_eq!((vec![host], status), (wanted_hosts, wanted_status), "{id}")
+                        assert_eq!(
+                            (vec![host], status.map(super::model::SessionStatus::letter)),
+                            (wanted_hosts, wanted_status),
+                            "{id}"
+                        )
                     }
                     // no agent answered: the listing keeps its hosts
                     None => assert_eq!(hosts, wanted_hosts, "{id}"),

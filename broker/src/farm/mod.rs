@@ -6,7 +6,9 @@
 pub mod agentcmd;
 pub mod autologin;
 pub mod balancer;
+pub mod health;
 pub mod janitor;
+pub mod model;
 pub mod policy;
 pub mod supervisor;
 pub mod transport;
@@ -18,17 +20,19 @@ use crate::config::{BrokerConfig, Value};
 use crate::profiles::{BuiltProfile, Profile};
 use crate::reply::Selection;
 use actix::prelude::*;
-use policy::{Decision, SessionView};
+use model::{SessionStatus, SessionView, Via};
+use policy::Decision;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 use transport::grpc::{GrpcTarget, TlsSettings};
 use transport::local::LocalAgent;
 use transport::ssh::{SshAgent, SshSettings, SshTarget};
-use transport::{Transport, Via};
+use transport::Transport;
 
 /// The `[farm]` section of x2gobroker.conf.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,11 +174,21 @@ pub struct ServerChoice {
     pub ranking: policy::Ranking,
 }
 
-/// What the farm keeps per server name.
-struct ServerAgents {
-    grpc: Option<GrpcTarget>,
-    /// The legacy agent: over SSH, or LOCAL.
-    legacy: Option<Transport>,
+/// How one server is reached, as the profile that first named it configured it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ServerPlan {
+    mode: AgentMode,
+    host_key_policy: String,
+    address: String,
+    ssh_port: u16,
+}
+
+/// What the farm keeps per server name: how it is reached and its supervisor, which owns
+/// the server's transports.
+struct ServerEntry {
+    plan: ServerPlan,
+    /// The profile that named the server first.
+    profile_id: String,
     supervisor: Addr<supervisor::Supervisor>,
 }
 
@@ -189,10 +203,13 @@ pub struct FarmHandle {
     legacy_servers: Arc<AtomicUsize>,
     janitor: Addr<janitor::KeyJanitor>,
     arbiter: ArbiterHandle,
-    servers: Mutex<HashMap<String, ServerAgents>>,
-    /// Host lists (of built profiles) whose every host is supervised: a request for such a
-    /// profile skips the per-host check. Weak, so a dead list's address is never reused here.
-    supervised: Mutex<Vec<Weak<[String]>>>,
+    system: actix::System,
+    /// The one registry of servers: checked and filled under one lock.
+    servers: Mutex<HashMap<String, ServerEntry>>,
+    /// Host lists (of built profiles) whose every host is supervised and has been heard of:
+    /// a request for such a profile goes straight to the balancer. Weak, so a dead list's
+    /// address is never reused here.
+    settled: Mutex<Vec<Weak<[String]>>>,
 }
 
 /// Why the farm could not be started.
@@ -215,6 +232,12 @@ pub enum Outcome {
 
 fn read(path: &PathBuf) -> Result<Vec<u8>, FarmError> {
     std::fs::read(path).map_err(|error| FarmError::File(path.display().to_string(), error))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl FarmHandle {
@@ -247,12 +270,18 @@ impl FarmHandle {
                     let legacy_servers = balancer.legacy_count();
                     let balancer = balancer.start();
                     let janitor = janitor::KeyJanitor::default().start();
-                    let _ = sender.send((balancer, legacy_servers, janitor, Arbiter::current()));
+                    let _ = sender.send((
+                        balancer,
+                        legacy_servers,
+                        janitor,
+                        Arbiter::current(),
+                        actix::System::current(),
+                    ));
                 });
                 let _ = system.run();
             })
             .map_err(|_| FarmError::System)?;
-        let (balancer, legacy_servers, janitor, arbiter) =
+        let (balancer, legacy_servers, janitor, arbiter, system) =
             receiver.recv().map_err(|_| FarmError::System)?;
         Ok(FarmHandle {
             ssh: config.ssh.clone().map(Arc::new),
@@ -263,8 +292,9 @@ impl FarmHandle {
             legacy_servers,
             janitor,
             arbiter,
+            system,
             servers: Mutex::new(HashMap::new()),
-            supervised: Mutex::new(Vec::new()),
+            settled: Mutex::new(Vec::new()),
         })
     }
 
@@ -281,108 +311,110 @@ impl FarmHandle {
         }
     }
 
-    fn registry(&self) -> std::sync::MutexGuard<'_, HashMap<String, ServerAgents>> {
-        self.servers
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Whether every host of this host list is known to be supervised.
-    fn all_supervised(&self, hosts: &Arc<[String]>) -> bool {
-        let supervised = self
-            .supervised
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+    /// Whether this host list is known to be supervised and heard of.
+    fn is_settled(&self, hosts: &Arc<[String]>) -> bool {
         let wanted = Arc::as_ptr(hosts);
-        supervised
+        lock(&self.settled)
             .iter()
             .any(|known| std::ptr::addr_eq(known.as_ptr(), wanted))
     }
 
     /// Starts a Supervisor for every host of `built` that has none yet; true if it did.
     pub fn supervise(&self, built: &BuiltProfile, plan: &AgentPlan) -> bool {
-        if self.all_supervised(&built.hosts) {
-            return false;
-        }
-        let started = self.start_supervisors(&built.profile, plan);
-        let mut supervised = self
-            .supervised
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        supervised.retain(|known| known.strong_count() > 0);
-        supervised.push(Arc::downgrade(&built.hosts));
-        started
+        self.start_supervisors(&built.profile, plan)
     }
 
+    /// How `profile` reaches `host`.
+    fn server_plan(profile: &Profile, host: &str, plan: &AgentPlan) -> ServerPlan {
+        let port = profile
+            .host_port(host)
+            .unwrap_or_else(|| profile.ssh_port());
+        ServerPlan {
+            mode: plan.mode,
+            host_key_policy: plan.host_key_policy.clone(),
+            address: profile
+                .host_address(host)
+                .unwrap_or_else(|| host.to_string()),
+            ssh_port: u16::try_from(port).unwrap_or(22),
+        }
+    }
+
+    /// The supervisor of one server, with the transports its plan gives it.
+    fn new_supervisor(&self, host: &str, plan: &ServerPlan) -> Addr<supervisor::Supervisor> {
+        let address = &plan.address;
+        let grpc = match (plan.mode, self.config.agent_port) {
+            (AgentMode::Grpc, Some(port)) => Some(GrpcTarget {
+                server: host.to_string(),
+                address: if address.contains(':') && !address.starts_with('[') {
+                    format!("[{address}]:{port}")
+                } else {
+                    format!("{address}:{port}")
+                },
+                token: self.token.clone(),
+                tls: self.tls.clone(),
+                timeout: self.config.call_timeout,
+            }),
+            _ => None,
+        };
+        let wants_ssh = plan.mode == AgentMode::Ssh
+            || (plan.mode == AgentMode::Grpc && self.config.ssh_fallback);
+        let legacy = match (&self.ssh, wants_ssh) {
+            _ if plan.mode == AgentMode::Local => Some(Transport::Local(Arc::new(LocalAgent {
+                agent_command: self.config.agent_command.clone(),
+                timeout: self.config.call_timeout,
+            }))),
+            (Some(settings), true) => Some(Transport::Ssh(Arc::new(SshAgent::new(
+                settings.clone(),
+                SshTarget {
+                    address: address.trim_matches(['[', ']']).to_string(),
+                    port: plan.ssh_port,
+                    host_key_check: agentcmd::host_key_check(Some(&plan.host_key_policy)),
+                    timeout: self.config.call_timeout,
+                },
+            )))),
+            _ => None,
+        };
+        tracing::info!(server = %host, grpc = ?grpc.as_ref().map(|target| &target.address), legacy = ?legacy.as_ref().map(Transport::via), "supervising");
+        let actor = supervisor::Supervisor::new(
+            host.to_string(),
+            grpc,
+            legacy,
+            supervisor::SupervisorSettings {
+                heartbeat: self.config.heartbeat,
+                timeout: self.config.call_timeout,
+                max_backoff: Duration::from_secs(10),
+                grpc_retry: self.config.grpc_retry,
+                legacy_poll: self.config.legacy_poll,
+                load_interval: self.config.load_interval,
+            },
+            self.balancer.clone(),
+        );
+        supervisor::Supervisor::start_in_arbiter(&self.arbiter, move |_| actor)
+    }
+
+    /// Checks for and starts each host's supervisor in one step under the registry lock (two
+    /// concurrent first requests never start two); a profile that configures a known server
+    /// differently is logged (the first profile's plan stays).
     fn start_supervisors(&self, profile: &Profile, plan: &AgentPlan) -> bool {
         let mut started = false;
-        for host in profile.hosts() {
-            if self.registry().contains_key(&host) {
+        let mut registry = lock(&self.servers);
+        for host in profile.host_names() {
+            let wanted = Self::server_plan(profile, host, plan);
+            if let Some(known) = registry.get(host.as_str()) {
+                if known.plan != wanted && known.profile_id != profile.id {
+                    tracing::warn!(server = %host, profile = %profile.id, first_profile = %known.profile_id,
+                        wanted = ?wanted, kept = ?known.plan,
+                        "profiles disagree about how to reach a server: the first profile's settings are kept");
+                }
                 continue;
             }
             started = true;
-            let address = profile.host_address(&host).unwrap_or_else(|| host.clone());
-            let grpc = match (plan.mode, self.config.agent_port) {
-                (AgentMode::Grpc, Some(port)) => Some(GrpcTarget {
-                    server: host.clone(),
-                    address: if address.contains(':') && !address.starts_with('[') {
-                        format!("[{address}]:{port}")
-                    } else {
-                        format!("{address}:{port}")
-                    },
-                    token: self.token.clone(),
-                    tls: self.tls.clone(),
-                    timeout: self.config.call_timeout,
-                }),
-                _ => None,
-            };
-            let wants_ssh = plan.mode == AgentMode::Ssh
-                || (plan.mode == AgentMode::Grpc && self.config.ssh_fallback);
-            let legacy = match (&self.ssh, wants_ssh) {
-                _ if plan.mode == AgentMode::Local => {
-                    Some(Transport::Local(Arc::new(LocalAgent {
-                        agent_command: self.config.agent_command.clone(),
-                        timeout: self.config.call_timeout,
-                    })))
-                }
-                (Some(settings), true) => {
-                    let port = profile
-                        .host_port(&host)
-                        .unwrap_or_else(|| profile.ssh_port());
-                    Some(Transport::Ssh(Arc::new(SshAgent::new(
-                        settings.clone(),
-                        SshTarget {
-                            address: address.trim_matches(['[', ']']).to_string(),
-                            port: u16::try_from(port).unwrap_or(22),
-                            host_key_check: agentcmd::host_key_check(Some(&plan.host_key_policy)),
-                            timeout: self.config.call_timeout,
-                        },
-                    ))))
-                }
-                _ => None,
-            };
-            tracing::info!(server = %host, grpc = ?grpc.as_ref().map(|target| &target.address), legacy = ?legacy.as_ref().map(Transport::via), "supervising");
-            let actor = supervisor::Supervisor::new(
+            let supervisor = self.new_supervisor(host, &wanted);
+            registry.insert(
                 host.clone(),
-                grpc.clone(),
-                legacy.clone(),
-                supervisor::SupervisorSettings {
-                    heartbeat: self.config.heartbeat,
-                    timeout: self.config.call_timeout,
-                    max_backoff: Duration::from_secs(10),
-                    grpc_retry: self.config.grpc_retry,
-                    legacy_poll: self.config.legacy_poll,
-                    load_interval: self.config.load_interval,
-                },
-                self.balancer.clone(),
-            );
-            let supervisor =
-                supervisor::Supervisor::start_in_arbiter(&self.arbiter, move |_| actor);
-            self.registry().insert(
-                host,
-                ServerAgents {
-                    grpc,
-                    legacy,
+                ServerEntry {
+                    plan: wanted,
+                    profile_id: profile.id.clone(),
                     supervisor,
                 },
             );
@@ -390,38 +422,29 @@ impl FarmHandle {
         started
     }
 
-    /// Supervises `profile`'s hosts; for hosts seen for the first time, waits until each has
-    /// reported or failed, so that a first request is not answered blind: at most heartbeat +
-    /// call timeout, the silence after which a watch stream counts as dead anyway.
+    /// Supervises `profile`'s hosts and, until the balancer has heard of each (a report or a
+    /// failure), waits for that, so that no request is answered blind: at most heartbeat +
+    /// call timeout, the silence after which a watch stream counts as dead anyway. Once
+    /// heard, the host list is settled and costs no message.
     async fn supervise_and_settle(&self, built: &BuiltProfile, plan: &AgentPlan) {
-        if !self.supervise(built, plan) {
+        if self.is_settled(&built.hosts) {
             return;
         }
-        let supervisors: Vec<_> = {
-            let registry = self.registry();
-            built
-                .hosts
-                .iter()
-                .filter_map(|host| registry.get(host).map(|agents| agents.supervisor.clone()))
-                .collect()
-        };
-        let deadline = Instant::now() + self.config.heartbeat + self.config.call_timeout;
-        while Instant::now() < deadline {
-            let mut settled = true;
-            for supervisor in &supervisors {
-                match supervisor.send(supervisor::GetState).await {
-                    Ok(state) if state.reports > 0 || state.failures > 0 => {}
-                    _ => settled = false,
-                }
+        self.supervise(built, plan);
+        let limit = self.config.heartbeat + self.config.call_timeout;
+        let wait = self.balancer.send(balancer::WaitHeard {
+            hosts: built.hosts.clone(),
+        });
+        match tokio::time::timeout(limit, wait).await {
+            Ok(Ok(())) => {
+                let mut settled = lock(&self.settled);
+                settled.retain(|known| known.strong_count() > 0);
+                settled.push(Arc::downgrade(&built.hosts));
             }
-            if settled {
-                // the reports the supervisors sent are applied before this request reads
-                let _ = self.balancer.send(balancer::Barrier).await;
-                return;
+            _ => {
+                tracing::warn!(profile = %built.profile.id, "answering before every new server's first report")
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        tracing::warn!(profile = %built.profile.id, "answering before every new server's first report");
     }
 
     /// The whole farm's state as the balancer holds it (for tests and diagnostics).
@@ -432,15 +455,17 @@ impl FarmHandle {
             .unwrap_or_default()
     }
 
+    fn supervisor_addresses(&self) -> Vec<Addr<supervisor::Supervisor>> {
+        lock(&self.servers)
+            .values()
+            .map(|entry| entry.supervisor.clone())
+            .collect()
+    }
+
     /// Every supervisor's own state.
     pub async fn supervisors(&self) -> Vec<supervisor::SupervisorState> {
-        let addresses: Vec<_> = self
-            .registry()
-            .values()
-            .map(|agents| agents.supervisor.clone())
-            .collect();
         let mut states = Vec::new();
-        for address in addresses {
+        for address in self.supervisor_addresses() {
             if let Ok(state) = address.send(supervisor::GetState).await {
                 states.push(state);
             }
@@ -457,15 +482,36 @@ impl FarmHandle {
             .unwrap_or_default()
     }
 
-    /// The transport that last reached `host` (gRPC when nothing reported yet).
-    fn transport(&self, host: &str, via: Option<Via>) -> Option<Transport> {
-        let registry = self.registry();
-        let agents = registry.get(host)?;
-        let grpc = agents.grpc.clone().map(Transport::Grpc);
-        let legacy = agents.legacy.clone();
-        match via {
-            Some(Via::Ssh | Via::Local) => legacy.or(grpc),
-            _ => grpc.or(legacy),
+    /// The supervisor of `host`, which owns its transports.
+    fn supervisor(&self, host: &str) -> Option<Addr<supervisor::Supervisor>> {
+        lock(&self.servers)
+            .get(host)
+            .map(|entry| entry.supervisor.clone())
+    }
+
+    /// One agent call through `host`'s supervisor.
+    async fn call(
+        &self,
+        host: &str,
+        call: supervisor::AgentCall,
+    ) -> Result<supervisor::CallAnswer, String> {
+        let Some(supervisor) = self.supervisor(host) else {
+            return Err(format!("{host} is not supervised"));
+        };
+        match supervisor.send(supervisor::Call(call)).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+
+    async fn user_sessions(&self, host: &str, user: &str) -> Result<Vec<SessionView>, String> {
+        let call = supervisor::AgentCall::UserSessions {
+            user: user.to_string(),
+        };
+        match self.call(host, call).await? {
+            supervisor::CallAnswer::Sessions(sessions) => Ok(sessions),
+            supervisor::CallAnswer::Done => Ok(Vec::new()),
         }
     }
 
@@ -484,17 +530,20 @@ impl FarmHandle {
             })
             .await
             .unwrap_or_default();
-        let mut transports: Vec<Transport> = Vec::new();
+        let mut asked_hosts: Vec<String> = Vec::new();
+        let mut asked_locally = false;
         for (host, via) in legacy {
-            let asked_locally = transports.iter().any(|known| known.via() == Via::Local);
-            if via == Via::Local && asked_locally {
-                continue;
+            if via == Via::Local {
+                if asked_locally {
+                    continue;
+                }
+                asked_locally = true;
             }
-            transports.extend(self.transport(&host, Some(via)));
+            asked_hosts.push(host);
         }
-        let asks = transports
+        let asks = asked_hosts
             .iter()
-            .map(|transport| async move { transport.user_sessions(user).await });
+            .map(|host| async move { self.user_sessions(host, user).await });
         let mut sessions: Vec<SessionView> = Vec::new();
         for answer in futures::future::join_all(asks).await {
             match answer {
@@ -520,7 +569,7 @@ impl FarmHandle {
         built: &BuiltProfile,
         plan: &AgentPlan,
         user: &str,
-    ) -> Option<(String, Option<char>)> {
+    ) -> Option<(String, Option<SessionStatus>)> {
         self.supervise_and_settle(built, plan).await;
         let asked = self.ask_legacy_agents(&built.hosts, user).await;
         let request = balancer::ListingStatus {
@@ -563,24 +612,28 @@ impl FarmHandle {
                         via: None,
                     });
             let selection = policy::selection_for(profile, &decision);
-            let host = match &decision {
-                Decision::Resume { host, .. }
-                | Decision::TakeOver { host, .. }
-                | Decision::New { host } => host.clone(),
-                Decision::NoServer => break (decision, via, selection),
+            let port_open = match (&decision, choice.portscan) {
+                (
+                    Decision::Resume { host, .. }
+                    | Decision::TakeOver { host, .. }
+                    | Decision::New { host },
+                    true,
+                ) => crate::select::x2go_port_open(host, &selection.server, selection.port).await,
+                _ => true,
             };
-            // §10.2 step 6e: with port scanning on, a server whose X2Go SSH port is closed is
-            // skipped (a session there is a zombie) and the choice is made again
-            if !choice.portscan || self.ssh_port_open(&host, &selection).await {
+            let Some(exclusion) = policy::after_port_probe(&decision, choice.portscan, port_open)
+            else {
                 break (decision, via, selection);
-            }
-            tracing::warn!(%host, port = selection.port, "X2Go server port closed: skipped");
-            if let Decision::New { .. } = decision {
+            };
+            // §10.2 step 6e: a server whose X2Go SSH port is closed is skipped (a session
+            // there is a zombie) and the choice is made again
+            tracing::warn!(host = %exclusion.host, port = selection.port, "X2Go server port closed: skipped");
+            if exclusion.abandon_placement {
                 self.balancer.do_send(balancer::PlacementAbandoned {
-                    server: host.clone(),
+                    server: exclusion.host.clone(),
                 });
             }
-            excluded.push(host);
+            excluded.push(exclusion.host);
         };
         let (host, outcome) = match decision {
             Decision::Resume { host, .. } => (host, Outcome::Resumed),
@@ -594,21 +647,15 @@ impl FarmHandle {
             Decision::NoServer => return (selection, Outcome::NoServer),
         };
         if let Some(autologin) = autologin {
-            self.install_key(&host, via, user, client_ip, autologin, &mut selection)
+            self.install_key(&host, user, client_ip, autologin, &mut selection)
                 .await;
         }
         (selection, outcome)
     }
 
-    /// The port probe of §10.2 step 6e: the host's address, then its name (2 s each).
-    async fn ssh_port_open(&self, host: &str, selection: &Selection) -> bool {
-        let timeout = Duration::from_secs(2);
-        if crate::select::port_is_open(&selection.server, selection.port, timeout).await {
-            return true;
-        }
-        selection.server != host && crate::select::port_is_open(host, selection.port, timeout).await
-    }
-
+    /// Suspends the user's running session and waits, within the take-over wait, for the
+    /// agent to confirm it: from the watch stream's reports (gRPC: the balancer answers when
+    /// a report shows the session suspended), else by asking the legacy agent again.
     async fn take_over(
         &self,
         host: &str,
@@ -616,35 +663,65 @@ impl FarmHandle {
         user: &str,
         session: &SessionView,
     ) -> Option<String> {
-        let transport = self.transport(host, via)?;
-        let started = Instant::now();
         let wait = self.config.takeover_wait;
-        if let Err(error) = transport.suspend(user, &session.session_id, wait).await {
+        let deadline = Instant::now() + wait;
+        let suspend = supervisor::AgentCall::Suspend {
+            user: user.to_string(),
+            session_id: session.session_id.clone(),
+            timeout: wait,
+        };
+        if let Err(error) = self.call(host, suspend).await {
             tracing::error!(%host, session = %session.session_id, %error, "could not suspend the running session");
             return None;
         }
-        let deadline = started + wait;
+        let confirmed = if via == Some(Via::Grpc) {
+            let confirmation = self.balancer.send(balancer::WaitSuspended {
+                server: host.to_string(),
+                user: user.to_string(),
+                session_id: session.session_id.clone(),
+            });
+            tokio::time::timeout_at(deadline, confirmation)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .flatten()
+        } else {
+            self.ask_until_suspended(host, user, &session.session_id, deadline)
+                .await
+        };
+        match confirmed {
+            Some(now) => Some(now.raw_line),
+            None => {
+                tracing::warn!(%host, session = %session.session_id, "suspension not confirmed within the take-over wait");
+                None
+            }
+        }
+    }
+
+    /// Asks a legacy agent (whose reports carry no sessions) until the session shows up
+    /// suspended or `deadline` passes.
+    async fn ask_until_suspended(
+        &self,
+        host: &str,
+        user: &str,
+        session_id: &str,
+        deadline: Instant,
+    ) -> Option<SessionView> {
         while Instant::now() < deadline {
-            if let Ok(sessions) = transport.user_sessions(user).await {
-                if let Some(now) = sessions
-                    .iter()
-                    .find(|candidate| candidate.session_id == session.session_id)
-                {
-                    if now.status == 'S' {
-                        return Some(now.raw_line.clone());
-                    }
+            let asked = tokio::time::timeout_at(deadline, self.user_sessions(host, user)).await;
+            if let Ok(Ok(sessions)) = asked {
+                if let Some(now) = policy::takeover_confirmed(&sessions, user, session_id) {
+                    return Some(now.clone());
                 }
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(LEGACY_CONFIRM_INTERVAL).await;
         }
-        tracing::warn!(%host, session = %session.session_id, "suspension not confirmed within the take-over wait");
         None
     }
 
     async fn install_key(
         &self,
         host: &str,
-        via: Option<Via>,
         user: &str,
         client_ip: &IpAddr,
         autologin: AutologinRequest,
@@ -664,19 +741,22 @@ impl FarmHandle {
         } else {
             (autologin.pubkey.clone(), None)
         };
-        let Some(transport) = self.transport(host, via) else {
+        let Some(supervisor) = self.supervisor(host) else {
             return;
         };
-        match transport
-            .authorized_key(user, &key, &autologin.key_file, true)
-            .await
-        {
-            Ok(()) => {
+        let add = supervisor::AgentCall::AuthorizedKey {
+            user: user.to_string(),
+            key: key.clone(),
+            key_file: autologin.key_file.clone(),
+            add: true,
+        };
+        match self.call(host, add).await {
+            Ok(_) => {
                 selection.pubkey_accepted = private_pem.is_none();
                 selection.private_key = private_pem;
                 self.janitor.do_send(janitor::RemoveKeyLater {
                     server: host.to_string(),
-                    transport,
+                    supervisor,
                     user: user.to_string(),
                     key,
                     key_file: autologin.key_file,
@@ -688,7 +768,30 @@ impl FarmHandle {
             }
         }
     }
+
+    /// Stops the farm in order, after the HTTP side has drained: the waiting one-time keys
+    /// are removed now (each bounded by the call timeout), then the supervisors stop (their
+    /// watch streams and polls end), then the actor system.
+    pub async fn shutdown(&self) {
+        let limit = self.config.call_timeout + Duration::from_secs(1);
+        match tokio::time::timeout(limit, self.janitor.send(janitor::RemoveAllNow)).await {
+            Ok(Ok(removed)) => tracing::info!(removed, "farm: waiting autologin keys removed"),
+            _ => tracing::warn!("farm: not every waiting autologin key could be removed"),
+        }
+        let supervisors: Vec<_> = lock(&self.servers)
+            .drain()
+            .map(|(_, entry)| entry.supervisor)
+            .collect();
+        for supervisor in &supervisors {
+            let _ = supervisor.send(supervisor::Stop).await;
+        }
+        tracing::info!(supervisors = supervisors.len(), "farm: supervisors stopped");
+        self.system.stop();
+    }
 }
+
+/// How often a legacy agent is asked whether a take-over's suspension happened.
+const LEGACY_CONFIRM_INTERVAL: Duration = Duration::from_millis(100);
 
 /// An autologin key to install with the selection.
 #[derive(Debug, Clone, PartialEq, Eq)]

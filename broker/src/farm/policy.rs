@@ -1,36 +1,11 @@
 //! The farm's decision logic, pure: which server for a user (resume > take over > least loaded), listing status, health.
 
-use super::transport::Via;
+pub use super::model::{Health, SessionStatus, SessionView, Via};
 use crate::hosts;
 use crate::profiles::Profile;
 use crate::reply::Selection;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-/// What the broker knows of a server's agent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Health {
-    /// The last report came in time.
-    Up,
-    /// Back after an outage: a probe succeeded, the next report makes it Up. Used only
-    /// when no server is Up.
-    Degraded,
-    /// The agent did not answer (or never has): never selected.
-    Down,
-}
-
-/// One session as the farm state keeps it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionView {
-    pub session_id: String,
-    pub user: String,
-    /// The server name the X2Go server reported for the session.
-    pub server: String,
-    /// `R`, `S`, …
-    pub status: char,
-    /// The `x2golistsessions` line (relayed as SESSION_INFO).
-    pub raw_line: String,
-}
 
 /// One server of the farm (keyed by its profile host name).
 #[derive(Debug, Clone, PartialEq)]
@@ -184,13 +159,19 @@ pub fn decide<F: FarmState + ?Sized>(
 ) -> Decision {
     if !user.is_empty() {
         let sessions = user_sessions(profile_hosts, user, servers, asked);
-        if let Some((host, session)) = sessions.iter().find(|(_, session)| session.status == 'S') {
+        if let Some((host, session)) = sessions
+            .iter()
+            .find(|(_, session)| session.status == SessionStatus::Suspended)
+        {
             return Decision::Resume {
                 host: host.clone(),
                 session: (*session).clone(),
             };
         }
-        if let Some((host, session)) = sessions.iter().find(|(_, session)| session.status == 'R') {
+        if let Some((host, session)) = sessions
+            .iter()
+            .find(|(_, session)| session.status == SessionStatus::Running)
+        {
             return Decision::TakeOver {
                 host: host.clone(),
                 session: (*session).clone(),
@@ -236,24 +217,21 @@ pub fn best_server<F: FarmState + ?Sized>(
 /// announced as suspended; the caller replaces it with the line the agent confirmed), and the
 /// reference's answers when nothing can be selected.
 pub fn selection_for(profile: &Profile, decision: &Decision) -> Selection {
-    let hosts = profile.host_names();
     let port = profile.ssh_port();
     let (host, session_info) = match decision {
-        _ if hosts.is_empty() => return Selection::server("no-server-available", port),
+        _ if profile.host_names().is_empty() => {
+            return crate::select::nothing_selected(profile, port)
+        }
         Decision::Resume { host, session } => (host, Some(session.raw_line.clone())),
-        Decision::TakeOver { host, session } => {
-            (host, Some(session.raw_line.replacen("|R|", "|S|", 1)))
-        }
+        Decision::TakeOver { host, session } => (
+            host,
+            Some(super::agentcmd::line_with_status(
+                &session.raw_line,
+                SessionStatus::Suspended,
+            )),
+        ),
         Decision::New { host } => (host, None),
-        Decision::NoServer if hosts.len() > 1 => {
-            return Selection::server("no-X2Go-Server-available", port)
-        }
-        Decision::NoServer => {
-            // a single-host profile gets its host back (§10.2 step 7)
-            let first = &hosts[0];
-            let server = profile.host_address(first).unwrap_or_else(|| first.clone());
-            return Selection::server(server, profile.host_port(first).unwrap_or(port));
-        }
+        Decision::NoServer => return crate::select::nothing_selected(profile, port),
     };
     let mut selection = Selection::server(
         profile.host_address(host).unwrap_or_else(|| host.clone()),
@@ -271,7 +249,7 @@ pub fn listing_status<F: FarmState + ?Sized>(
     user: &str,
     servers: &F,
     asked: &[SessionView],
-) -> Option<(String, Option<char>)> {
+) -> Option<(String, Option<SessionStatus>)> {
     let any_reported = profile_hosts.iter().any(|host| {
         servers
             .server(host)
@@ -281,7 +259,7 @@ pub fn listing_status<F: FarmState + ?Sized>(
         return None;
     }
     let sessions = user_sessions(profile_hosts, user, servers, asked);
-    for status in ['S', 'R'] {
+    for status in [SessionStatus::Suspended, SessionStatus::Running] {
         let mut matching: Vec<String> = sessions
             .iter()
             .filter(|(_, session)| session.status == status)
@@ -295,6 +273,47 @@ pub fn listing_status<F: FarmState + ?Sized>(
     profile_hosts.first().map(|host| (host.clone(), None))
 }
 
+/// How many of a server's unconfirmed placements a report confirms: the sessions it shows
+/// beyond the previous report's, at most the placements pending.
+pub fn confirmed_placements(before: &[SessionView], now: &[SessionView], pending: usize) -> usize {
+    now.len().saturating_sub(before.len()).min(pending)
+}
+
+/// The taken-over session once a report shows it suspended (take-over confirmation).
+pub fn takeover_confirmed<'a>(
+    sessions: &'a [SessionView],
+    user: &str,
+    session_id: &str,
+) -> Option<&'a SessionView> {
+    sessions.iter().find(|session| {
+        session.session_id == session_id
+            && session.user == user
+            && session.status == SessionStatus::Suspended
+    })
+}
+
+/// What a closed X2Go port (§10.2 step 6e) means for a decision: the host is excluded from
+/// this request's choice, and a new-session placement made there is given back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exclusion {
+    pub host: String,
+    pub abandon_placement: bool,
+}
+
+/// The port-scan step: `None` when the decision stands (no scan, the port is open, or
+/// nothing was chosen), else which host to exclude before deciding again.
+pub fn after_port_probe(decision: &Decision, portscan: bool, port_open: bool) -> Option<Exclusion> {
+    let (host, abandon_placement) = match decision {
+        Decision::Resume { host, .. } | Decision::TakeOver { host, .. } => (host, false),
+        Decision::New { host } => (host, true),
+        Decision::NoServer => return None,
+    };
+    (portscan && !port_open).then(|| Exclusion {
+        host: host.clone(),
+        abandon_placement,
+    })
+}
+
 /// A session for tests: `user`'s session `id` on `server` with `status`.
 #[cfg(test)]
 pub(crate) fn test_session(id: &str, user: &str, server: &str, status: char) -> SessionView {
@@ -302,7 +321,7 @@ pub(crate) fn test_session(id: &str, user: &str, server: &str, status: char) -> 
         session_id: id.into(),
         user: user.into(),
         server: server.into(),
-        status,
+        status: SessionStatus::from_letter(status),
         raw_line: format!("1|{id}|50|{server}|{status}|x|{user}"),
     }
 }
@@ -514,11 +533,11 @@ mod tests {
         ]);
         assert_eq!(
             listing_status(&profile, "alice", &servers, &[]),
-            Some(("n2".into(), Some('S')))
+            Some(("n2".into(), Some(SessionStatus::Suspended)))
         );
         assert_eq!(
             listing_status(&profile, "bob", &servers, &[]),
-            Some(("n2".into(), Some('R')))
+            Some(("n2".into(), Some(SessionStatus::Running)))
         );
         assert_eq!(
             listing_status(&profile, "carol", &servers, &[]),
@@ -533,5 +552,70 @@ mod tests {
             ),
             None
         );
+    }
+
+    #[test]
+    fn placement_confirmation_and_takeover_confirmation_tables() {
+        let sessions = |count: usize| -> Vec<SessionView> {
+            (0..count)
+                .map(|i| session(&format!("s{i}"), "u", "n1", 'R'))
+                .collect()
+        };
+        // sessions before, sessions now, pending, confirmed
+        for (before, now, pending, expected) in [
+            (0, 0, 3, 0),
+            (0, 2, 3, 2),
+            (1, 5, 3, 3),
+            (4, 2, 3, 0),
+            (2, 3, 0, 0),
+        ] {
+            assert_eq!(
+                confirmed_placements(&sessions(before), &sessions(now), pending),
+                expected,
+                "{before} {now} {pending}"
+            );
+        }
+        let reported = vec![
+            session("a-1", "alice", "n1", 'R'),
+            session("a-2", "alice", "n1", 'S'),
+            session("b-1", "bob", "n1", 'S'),
+        ];
+        assert_eq!(takeover_confirmed(&reported, "alice", "a-1"), None);
+        assert_eq!(
+            takeover_confirmed(&reported, "alice", "a-2").map(|s| s.session_id.as_str()),
+            Some("a-2")
+        );
+        // another user's session of that id never confirms (S3)
+        assert_eq!(takeover_confirmed(&reported, "alice", "b-1"), None);
+    }
+
+    #[test]
+    fn port_probe_step_table() {
+        let new = Decision::New { host: "n1".into() };
+        let resume = Decision::Resume {
+            host: "n2".into(),
+            session: session("a", "alice", "n2", 'S'),
+        };
+        let exclude = |host: &str, abandon_placement| {
+            Some(Exclusion {
+                host: host.into(),
+                abandon_placement,
+            })
+        };
+        // decision, port scanning on, port open, expected
+        let cases = [
+            (&new, false, false, None),
+            (&new, true, true, None),
+            (&new, true, false, exclude("n1", true)),
+            (&resume, true, false, exclude("n2", false)),
+            (&Decision::NoServer, true, false, None),
+        ];
+        for (decision, portscan, open, expected) in cases {
+            assert_eq!(
+                after_port_probe(decision, portscan, open),
+                expected,
+                "{decision:?} {portscan} {open}"
+            );
+        }
     }
 }

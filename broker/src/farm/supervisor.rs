@@ -1,24 +1,26 @@
-//! The Supervisor actor: one per X2Go server; keeps its sessions, load and health fresh (gRPC watch stream, else SSH polling).
+//! The Supervisor actor: one per X2Go server; owns its transports, keeps its sessions, load and health fresh (gRPC watch stream, else legacy polling) and runs the per-request agent calls.
 //!
 //! Transport order: the agent's gRPC watch stream (`x2gobroker-agentd`, heartbeat = poll
 //! interval); when the server has no gRPC agent (the first attempt delivers nothing) and a
 //! legacy transport is configured (SSH, or the LOCAL agent binary), the legacy agent is polled
-//! (`ping` every legacy poll, `checkload` every load-checker interval), and gRPC is tried again after a while. A transport failure marks the server down and is
-//! retried with exponential back-off and jitter; a server that was down is trusted again only
-//! after two reports in a row (half-open: the first makes it Degraded).
+//! (`ping` every legacy poll, `checkload` every load-checker interval), and gRPC is tried
+//! again after a while. Health, back-off and the next step are decided by
+//! [`health`](super::health); this actor only applies them.
 
 use super::balancer::{AgentReported, AgentUnreachable, Balancer};
-use super::policy::{Health, SessionView};
+use super::health::{self, HealthMachine, Step};
+use super::model::{Health, SessionView, Via};
 use super::transport::grpc::{self, GrpcTarget};
-use super::transport::{Transport, Via};
+use super::transport::{Transport, TransportError};
 use actix::prelude::*;
 use rand::Rng;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// How a supervisor talks to its agent.
 #[derive(Debug, Clone)]
 pub struct SupervisorSettings {
-    /// The heartbeat asked of the agent's watch stream, and the SSH poll interval.
+    /// The heartbeat asked of the agent's watch stream.
     pub heartbeat: Duration,
     /// How late a message may be (beyond the heartbeat) before the agent counts as hung.
     pub timeout: Duration,
@@ -47,6 +49,43 @@ pub struct SupervisorState {
 #[derive(Debug, Message)]
 #[rtype(result = "SupervisorState")]
 pub struct GetState;
+
+/// One agent call on behalf of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentCall {
+    /// The user's sessions.
+    UserSessions { user: String },
+    /// Suspend one of the user's sessions, allowing the agent `timeout`.
+    Suspend {
+        user: String,
+        session_id: String,
+        timeout: Duration,
+    },
+    /// Add (or remove) a line of the user's authorized_keys file.
+    AuthorizedKey {
+        user: String,
+        key: String,
+        key_file: String,
+        add: bool,
+    },
+}
+
+/// What an agent call answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallAnswer {
+    Sessions(Vec<SessionView>),
+    Done,
+}
+
+/// Run one agent call through the transport that last reached the server (imperative).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<CallAnswer, TransportError>")]
+pub struct Call(pub AgentCall);
+
+/// Stop supervising: the watch stream or poll ends with the actor (imperative).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Stop;
 
 /// Private: open the gRPC watch stream (or start polling the legacy agent).
 #[derive(Debug, Message)]
@@ -88,10 +127,8 @@ pub struct Supervisor {
     legacy: Option<Transport>,
     settings: SupervisorSettings,
     balancer: Addr<Balancer>,
-    health: Health,
+    machine: HealthMachine,
     via: Option<Via>,
-    failures: u32,
-    ever_reported: bool,
     reports: u64,
     last_error: Option<String>,
     /// Since when the legacy fallback is in use.
@@ -115,10 +152,8 @@ impl Supervisor {
             legacy,
             settings,
             balancer,
-            health: Health::Down,
+            machine: HealthMachine::default(),
             via: None,
-            failures: 0,
-            ever_reported: false,
             reports: 0,
             last_error: None,
             legacy_since: None,
@@ -127,26 +162,31 @@ impl Supervisor {
         }
     }
 
-    fn backoff(&self) -> Duration {
-        let exponent = self.failures.saturating_sub(1).min(6);
-        let base = Duration::from_millis(200)
-            .saturating_mul(1 << exponent)
-            .min(self.settings.max_backoff);
-        let jitter = rand::rng().random_range(0..=base.as_millis() as u64 / 2);
-        base + Duration::from_millis(jitter)
+    fn timing(&self) -> health::Timing {
+        health::Timing {
+            max_backoff: self.settings.max_backoff,
+            grpc_retry: self.settings.grpc_retry,
+        }
     }
 
-    /// The next step after a legacy poll: poll again, or give gRPC another chance.
-    fn next_legacy_step(&mut self, context: &mut Context<Self>, after: Duration) {
-        let retry_grpc = self.grpc.is_some()
-            && self
-                .legacy_since
-                .is_none_or(|since| since.elapsed() >= self.settings.grpc_retry);
-        if retry_grpc {
-            self.legacy_since = None;
-            context.notify_later(Connect, after);
-        } else {
-            context.notify_later(PollTick, after);
+    fn apply(&mut self, step: Step, context: &mut Context<Self>) {
+        match step {
+            Step::Connect(after) => {
+                self.legacy_since = None;
+                context.notify_later(Connect, after);
+            }
+            Step::Poll(after) => {
+                context.notify_later(PollTick, after);
+            }
+        }
+    }
+
+    /// The transport for a per-request call: the one that last reported, else gRPC first.
+    fn transport_for_calls(&self) -> Option<Transport> {
+        let grpc = self.grpc.clone().map(Transport::Grpc);
+        match self.via {
+            Some(via) if via.is_legacy() => self.legacy.clone().or(grpc),
+            _ => grpc.or_else(|| self.legacy.clone()),
         }
     }
 }
@@ -213,17 +253,12 @@ impl Handler<Observed> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, report: Observed, context: &mut Context<Self>) {
-        let health = match self.health {
-            Health::Down if self.ever_reported => Health::Degraded,
-            _ => Health::Up,
-        };
-        if health != self.health || self.via != Some(report.via) {
+        let before = self.machine.health();
+        let health = self.machine.on_report();
+        if health != before || self.via != Some(report.via) {
             tracing::info!(server = %self.server, ?health, via = ?report.via, "agent reported");
         }
-        self.health = health;
         self.via = Some(report.via);
-        self.failures = 0;
-        self.ever_reported = true;
         self.reports += 1;
         if report.load_checked {
             self.load_factor = report.load_factor;
@@ -236,9 +271,14 @@ impl Handler<Observed> for Supervisor {
             health,
             via: report.via,
         });
-        if report.via != Via::Grpc {
-            let interval = self.settings.legacy_poll;
-            self.next_legacy_step(context, interval);
+        if report.via.is_legacy() {
+            let step = health::after_legacy_poll(
+                self.grpc.is_some(),
+                self.legacy_since.map(|since| since.elapsed()),
+                self.timing(),
+                self.settings.legacy_poll,
+            );
+            self.apply(step, context);
         }
     }
 }
@@ -248,30 +288,77 @@ impl Handler<Failed> for Supervisor {
 
     fn handle(&mut self, failure: Failed, context: &mut Context<Self>) {
         self.last_error = Some(failure.reason.clone());
-        if failure.via == Via::Grpc && failure.reports == 0 && self.legacy.is_some() {
+        let legacy_for = self.legacy_since.map(|since| since.elapsed());
+        let jitter = rand::rng().random_range(0.0..=1.0);
+        let was = self.machine.health();
+        let mut next = self.machine;
+        next.on_failure(failure.reports);
+        let step = health::after_failure(
+            failure.via,
+            failure.reports,
+            self.legacy.is_some(),
+            self.grpc.is_some(),
+            legacy_for,
+            self.timing(),
+            next.backoff(self.settings.max_backoff, jitter),
+        );
+        let Some(step) = step else {
             tracing::debug!(server = %self.server, reason = %failure.reason, "no gRPC agent: polling the legacy agent");
             self.legacy_since = Some(Instant::now());
             context.notify(PollTick);
             return;
-        }
-        if failure.reports > 0 {
-            self.failures = 1;
-        } else {
-            self.failures = self.failures.saturating_add(1);
-        }
-        if self.health != Health::Down {
+        };
+        self.machine = next;
+        if was != Health::Down {
             tracing::warn!(server = %self.server, via = ?failure.via, reason = %failure.reason, "agent lost: server marked down");
         }
-        self.health = Health::Down;
         self.balancer.do_send(AgentUnreachable {
             server: self.server.clone(),
         });
-        let backoff = self.backoff();
-        if failure.via != Via::Grpc {
-            self.next_legacy_step(context, backoff);
-        } else {
-            context.notify_later(Connect, backoff);
-        }
+        self.apply(step, context);
+    }
+}
+
+impl Handler<Call> for Supervisor {
+    type Result = ResponseFuture<Result<CallAnswer, TransportError>>;
+
+    fn handle(&mut self, call: Call, _: &mut Context<Self>) -> Self::Result {
+        let transport = self.transport_for_calls();
+        Box::pin(async move {
+            let transport = transport.ok_or(TransportError::NoTransport)?;
+            match call.0 {
+                AgentCall::UserSessions { user } => transport
+                    .user_sessions(&user)
+                    .await
+                    .map(CallAnswer::Sessions),
+                AgentCall::Suspend {
+                    user,
+                    session_id,
+                    timeout,
+                } => transport
+                    .suspend(&user, &session_id, timeout)
+                    .await
+                    .map(|()| CallAnswer::Done),
+                AgentCall::AuthorizedKey {
+                    user,
+                    key,
+                    key_file,
+                    add,
+                } => transport
+                    .authorized_key(&user, &key, &key_file, add)
+                    .await
+                    .map(|()| CallAnswer::Done),
+            }
+        })
+    }
+}
+
+impl Handler<Stop> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, context: &mut Context<Self>) {
+        tracing::debug!(server = %self.server, "supervisor stopped");
+        context.stop();
     }
 }
 
@@ -281,9 +368,9 @@ impl Handler<GetState> for Supervisor {
     fn handle(&mut self, _: GetState, _: &mut Context<Self>) -> Self::Result {
         MessageResult(SupervisorState {
             server: self.server.clone(),
-            health: self.health,
+            health: self.machine.health(),
             via: self.via,
-            failures: self.failures,
+            failures: self.machine.failures(),
             reports: self.reports,
             last_error: self.last_error.clone(),
         })

@@ -1,6 +1,6 @@
 //! gRPC calls to `x2gobroker-agentd`: a bearer-token (and optionally TLS) client, the watch stream on a connection of its own (deframed without a kept buffer), proto sessions converted to the farm's views.
 
-use crate::farm::policy::SessionView;
+use crate::farm::model::{SessionStatus, SessionView};
 use bytes::Bytes;
 use http_body_util::Full;
 use std::sync::Arc;
@@ -398,14 +398,14 @@ pub async fn with_timeout<T>(
     }
 }
 
-/// The status letter of a proto session.
-pub fn status_letter(status: i32) -> char {
+/// The status of a proto session.
+pub fn session_status(status: i32) -> SessionStatus {
     match pb::SessionStatus::try_from(status) {
-        Ok(pb::SessionStatus::Running) => 'R',
-        Ok(pb::SessionStatus::Suspended) => 'S',
-        Ok(pb::SessionStatus::Terminated) => 'T',
-        Ok(pb::SessionStatus::Failed) => 'F',
-        _ => '?',
+        Ok(pb::SessionStatus::Running) => SessionStatus::Running,
+        Ok(pb::SessionStatus::Suspended) => SessionStatus::Suspended,
+        Ok(pb::SessionStatus::Terminated) => SessionStatus::Other('T'),
+        Ok(pb::SessionStatus::Failed) => SessionStatus::Other('F'),
+        _ => SessionStatus::Other('?'),
     }
 }
 
@@ -415,7 +415,7 @@ pub fn session_view(session: &pb::Session) -> SessionView {
         session_id: session.session_id.clone(),
         user: session.user.clone(),
         server: session.server.clone(),
-        status: status_letter(session.status),
+        status: session_status(session.status),
         raw_line: session.raw_line.clone(),
     }
 }

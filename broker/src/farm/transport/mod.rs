@@ -5,18 +5,10 @@ pub mod local;
 pub mod ssh;
 
 use super::agentcmd::{self, Task};
-use super::policy::SessionView;
+use super::model::{SessionView, Via};
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
-
-/// Which transport answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Via {
-    Grpc,
-    Ssh,
-    Local,
-}
 
 /// One way to reach an agent.
 #[derive(Debug, Clone)]
@@ -37,6 +29,8 @@ pub enum TransportError {
     Local(#[from] local::LocalError),
     #[error("not a legacy agent")]
     NotLegacy,
+    #[error("no agent transport configured for this server")]
+    NoTransport,
     #[error("the agent refused {0} (no OK line)")]
     NotOk(&'static str),
 }

@@ -1,0 +1,77 @@
+//! The farm's vocabulary, a leaf module: sessions with their status, server health, the agent transports' kinds.
+//!
+//! Everything else in the farm (policy, balancer, supervisor, transports, the agent command
+//! line) depends on this module; it depends on nothing of the broker.
+
+/// What the broker knows of a server's agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Health {
+    /// The last report came in time.
+    Up,
+    /// Back after an outage: a probe succeeded, the next report makes it Up. Used only
+    /// when no server is Up.
+    Degraded,
+    /// The agent did not answer (or never has): never selected.
+    Down,
+}
+
+/// Which kind of agent transport answered: the one agent-kind enum of the farm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Via {
+    /// `x2gobroker-agentd` over gRPC.
+    Grpc,
+    /// The legacy agent command line over SSH.
+    Ssh,
+    /// The legacy agent command line run on the broker host.
+    Local,
+}
+
+impl Via {
+    /// Whether this is the legacy command line (which lists no sessions in its reports).
+    pub fn is_legacy(self) -> bool {
+        matches!(self, Via::Ssh | Via::Local)
+    }
+}
+
+/// An X2Go session's state as `x2golistsessions` reports it (field 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SessionStatus {
+    /// `R`: someone is connected.
+    Running,
+    /// `S`: suspended, waiting to be resumed.
+    Suspended,
+    /// Any other letter (`F` failed, `T` terminated, …): neither resumed nor taken over.
+    Other(char),
+}
+
+impl SessionStatus {
+    /// The status of a session line's status letter.
+    pub fn from_letter(letter: char) -> SessionStatus {
+        match letter {
+            'R' => SessionStatus::Running,
+            'S' => SessionStatus::Suspended,
+            other => SessionStatus::Other(other),
+        }
+    }
+
+    /// The letter X2Go writes for this status.
+    pub fn letter(self) -> char {
+        match self {
+            SessionStatus::Running => 'R',
+            SessionStatus::Suspended => 'S',
+            SessionStatus::Other(letter) => letter,
+        }
+    }
+}
+
+/// One session as the farm state keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionView {
+    pub session_id: String,
+    pub user: String,
+    /// The server name the X2Go server reported for the session.
+    pub server: String,
+    pub status: SessionStatus,
+    /// The `x2golistsessions` line as the agent sent it (relayed as SESSION_INFO).
+    pub raw_line: String,
+}
