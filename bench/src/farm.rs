@@ -129,8 +129,8 @@ pub fn balancer_storm(
     users: usize,
 ) -> anyhow::Result<(Spread, (usize, usize))> {
     use x2gobroker::farm::balancer::{AgentReported, Balancer, SelectServer};
-    use x2gobroker::farm::policy::{Decision, Health, Ranking, SessionView};
-    use x2gobroker::farm::transport::Via;
+    use x2gobroker::farm::model::{Health, SessionStatus, SessionView, Via};
+    use x2gobroker::farm::policy::{Decision, Ranking};
     let thread = std::thread::spawn(move || {
         actix::System::new().block_on(async move {
             use actix::Actor as _;
@@ -142,7 +142,11 @@ pub fn balancer_storm(
                         session_id: format!("{host}-{index}"),
                         user: format!("{host}-user{index}"),
                         server: host.clone(),
-                        status: if index % 2 == 0 { 'S' } else { 'R' },
+                        status: if index % 2 == 0 {
+                            SessionStatus::Suspended
+                        } else {
+                            SessionStatus::Running
+                        },
                         raw_line: format!("{index}|{host}-{index}|50|{host}|S|x"),
                     })
                     .collect();

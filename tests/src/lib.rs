@@ -459,3 +459,55 @@ mod tests {
         );
     }
 }
+
+/// The established TCP connections of process `pid` to `remote_port`, counted per remote
+/// IPv4 address (from `/proc/PID/fd` and `/proc/PID/net/tcp`).
+pub fn connections_to_port(
+    pid: u32,
+    remote_port: u16,
+) -> std::collections::BTreeMap<std::net::Ipv4Addr, usize> {
+    let mut inodes = std::collections::BTreeSet::new();
+    if let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        for entry in entries.flatten() {
+            let Ok(target) = std::fs::read_link(entry.path()) else {
+                continue;
+            };
+            let target = target.to_string_lossy().into_owned();
+            if let Some(inode) = target
+                .strip_prefix("socket:[")
+                .and_then(|rest| rest.strip_suffix(']'))
+            {
+                inodes.insert(inode.to_string());
+            }
+        }
+    }
+    let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap_or_default();
+    let mut counts = std::collections::BTreeMap::new();
+    for line in table.lines().skip(1) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+        let (Some(remote), Some(state), Some(inode)) =
+            (fields.get(2), fields.get(3), fields.get(9))
+        else {
+            continue;
+        };
+        if *state != "01" || !inodes.contains(*inode) {
+            continue;
+        }
+        let Some((address, port)) = remote.split_once(':') else {
+            continue;
+        };
+        let (Ok(address), Ok(port)) = (
+            u32::from_str_radix(address, 16),
+            u16::from_str_radix(port, 16),
+        ) else {
+            continue;
+        };
+        if port == remote_port {
+            // the kernel prints the address in host byte order of the little-endian word
+            let address = std::net::Ipv4Addr::from(address.swap_bytes());
+            *counts.entry(address).or_insert(0) += 1;
+        }
+    }
+    counts
+}

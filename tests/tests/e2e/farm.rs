@@ -105,10 +105,10 @@ impl Agents {
 }
 
 /// The live farm's timing in these tests (the machine may be loaded: other builds).
-const HEARTBEAT_MS: u64 = 500;
-const CALL_TIMEOUT_MS: u64 = 1500;
+pub const HEARTBEAT_MS: u64 = 500;
+pub const CALL_TIMEOUT_MS: u64 = 1500;
 
-fn farm_config(agents: &Agents) -> String {
+pub fn farm_config(agents: &Agents) -> String {
     format!(
         "[global]\nrequire-password = false\nrequire-cookie = false\ndefault-auth-mech = none\n\
          default-portscan-x2goservers = false\n\n[farm]\nagent-port = {}\nagent-token-file = {}\n\
@@ -118,12 +118,12 @@ fn farm_config(agents: &Agents) -> String {
     )
 }
 
-const PROFILES: &str = "[DEFAULT]\nuser = BROKER_USER\n\n[farm5]\nname = Farm of five\n\
+pub const PROFILES: &str = "[DEFAULT]\nuser = BROKER_USER\n\n[farm5]\nname = Farm of five\n\
     host = x2go-node1 (127.0.0.11), x2go-node2 (127.0.0.12), x2go-node3 (127.0.0.13), x2go-node4 (127.0.0.14), x2go-node5 (127.0.0.15)\n\
     command = XFCE\n\n[pair4]\nname = node4 and a server without agent\nhost = x2go-node4 (127.0.0.14), x2go-void (127.0.0.17)\n\n\
     [pair5]\nname = node5 and a server without agent\nhost = x2go-node5 (127.0.0.15), x2go-void (127.0.0.17)\n\n[with-hung]\nname = One good, one hung agent\nhost = x2go-node1 (127.0.0.11), x2go-hung (127.0.0.16)\n";
 
-async fn plain(port: u16, body: &str) -> String {
+pub async fn plain(port: u16, body: &str) -> String {
     reqwest::Client::new()
         .post(format!("http://127.0.0.1:{port}/plain/inifile/"))
         .header("Content-Type", "application/x-www-form-urlencoded")
@@ -136,7 +136,7 @@ async fn plain(port: u16, body: &str) -> String {
         .unwrap()
 }
 
-async fn select(port: u16, user: &str, profile: &str) -> String {
+pub async fn select(port: u16, user: &str, profile: &str) -> String {
     plain(
         port,
         &format!("task=selectsession&sid={profile}&user={user}&login={user}"),
@@ -161,7 +161,7 @@ async fn time_until_down(port: u16, profile: &str) -> Duration {
     }
 }
 
-fn server_of(answer: &str) -> String {
+pub fn server_of(answer: &str) -> String {
     answer
         .lines()
         .find_map(|line| line.strip_prefix("SERVER:"))

@@ -3,6 +3,7 @@
 mod auth;
 mod daemon;
 mod farm;
+mod farm_lifecycle;
 mod hostile;
 mod python_x2go;
 mod replay_http;

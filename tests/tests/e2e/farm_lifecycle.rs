@@ -1,0 +1,166 @@
+//! The live farm's life cycle end to end: one supervisor and one watch stream per server under a burst of first requests, and an ordered shutdown during a take-over.
+
+use super::farm::{
+    database_sessions, farm_config, plain, rebuild_farm, select, server_of, Agents, PROFILES,
+    SESSION_DB,
+};
+use std::time::Duration;
+use tokio::time::Instant;
+use x2gobroker_e2e::{broker_with_config, connections_to_port};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_concurrent_first_requests_start_one_supervisor_and_one_watch_stream_per_server() {
+    let _db = SESSION_DB.lock().await;
+    rebuild_farm();
+    let work = tempfile::tempdir().unwrap();
+    let agents = Agents::start(work.path());
+    let profiles = work.path().join("profiles.ini");
+    std::fs::write(&profiles, PROFILES).unwrap();
+    let (_broker_directory, broker) =
+        broker_with_config(&farm_config(&agents), Some(&profiles), &[]);
+    let port = broker.address.port();
+    let pid = broker.child.id();
+    assert!(
+        connections_to_port(pid, agents.port).is_empty(),
+        "no server is supervised before the first request"
+    );
+
+    // 50 first requests at once: half listings, half new-session selections
+    let started = Instant::now();
+    let requests: Vec<_> = (0..50)
+        .map(|index| {
+            tokio::spawn(async move {
+                if index % 2 == 0 {
+                    (true, plain(port, "task=listsessions&user=x2gocarol").await)
+                } else {
+                    let user = format!("x2goburst{index}");
+                    (false, select(port, &user, "farm5").await)
+                }
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for request in requests {
+        answers.push(request.await.unwrap());
+    }
+    println!(
+        "farm: 50 concurrent first requests answered in {:?}",
+        started.elapsed()
+    );
+    for (is_listing, answer) in &answers {
+        if *is_listing {
+            // answered from live state, not blind: carol has no session, so farm5 is
+            // narrowed to its first host
+            assert!(answer.contains("[farm5]"), "{answer}");
+            assert!(answer.contains("\nhost=x2go-node1\n"), "{answer}");
+        } else {
+            assert!(
+                server_of(answer).starts_with("127.0.0.1"),
+                "a server for every new session: {answer}"
+            );
+        }
+    }
+    // a few heartbeats later: one watch stream (its own HTTP/2 connection) per agent
+    tokio::time::sleep(Duration::from_millis(3 * super::farm::HEARTBEAT_MS)).await;
+    let connections = connections_to_port(pid, agents.port);
+    let expected: std::collections::BTreeMap<std::net::Ipv4Addr, usize> = (11..=15)
+        .map(|last| (std::net::Ipv4Addr::new(127, 0, 0, last), 1))
+        .collect();
+    assert_eq!(connections, expected, "exactly one watch stream per server");
+}
+
+/// `user`'s authorized_keys file (the agents write the autologin keys there).
+fn authorized_keys_of(user: &str) -> std::path::PathBuf {
+    let account = nix::unistd::User::from_name(user)
+        .unwrap()
+        .expect("the fixture's users exist");
+    account.dir.join(".x2go/authorized_keys")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_during_a_take_over_answers_it_removes_its_key_and_stops() {
+    let _db = SESSION_DB.lock().await;
+    rebuild_farm();
+    let work = tempfile::tempdir().unwrap();
+    let agents = Agents::start(work.path());
+    let profiles = work.path().join("profiles.ini");
+    std::fs::write(
+        &profiles,
+        "[DEFAULT]\nuser = BROKER_USER\n\n[bobfarm]\nname = Bob's servers\n\
+         host = x2go-node1 (127.0.0.11), x2go-node2 (127.0.0.12), x2go-node3 (127.0.0.13)\n\
+         broker-session-autologin = true\n",
+    )
+    .unwrap();
+    let (_broker_directory, mut broker) =
+        broker_with_config(&farm_config(&agents), Some(&profiles), &[]);
+    let port = broker.address.port();
+    // the farm is settled (every server heard of) before the take-over starts
+    let listing = plain(port, "task=listsessions&user=x2gobob").await;
+    assert!(listing.contains("status=R"), "{listing}");
+    let keys_file = authorized_keys_of("x2gobob");
+    let keys_before = std::fs::read_to_string(&keys_file).unwrap_or_default();
+
+    // bob has only running sessions: the selection suspends one and waits for the agent's
+    // confirmation; SIGTERM arrives while it does
+    let sent = Instant::now();
+    let selection = tokio::spawn(async move {
+        let answer = select(port, "x2gobob", "bobfarm").await;
+        (answer, sent.elapsed())
+    });
+    let signal_after = Duration::from_millis(30);
+    tokio::time::sleep(signal_after).await;
+    let pid = nix::unistd::Pid::from_raw(broker.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let signalled = Instant::now();
+    let (answer, answered_after) = selection.await.unwrap();
+    println!("farm: take-over answered {answered_after:?} after it was sent, SIGTERM at {signal_after:?}");
+    assert!(
+        answered_after > signal_after,
+        "the take-over was still running when SIGTERM came"
+    );
+    // the in-flight take-over is answered in full: server, suspended session, key
+    let info = answer
+        .lines()
+        .find_map(|line| line.strip_prefix("SESSION_INFO:"))
+        .unwrap_or_else(|| panic!("SESSION_INFO in {answer}"));
+    assert_eq!(info.split('|').nth(4), Some("S"), "{answer}");
+    assert!(
+        answer.contains("-----BEGIN RSA PRIVATE KEY-----"),
+        "{answer}"
+    );
+    let session_id = info.split('|').nth(1).unwrap().to_string();
+    let in_db = database_sessions()
+        .into_iter()
+        .find(|(id, ..)| *id == session_id)
+        .expect("bob's session");
+    assert_eq!(
+        in_db.2, "S",
+        "the DB shows the taken-over session suspended"
+    );
+    // then the broker stops by itself: HTTP drained, the waiting key removed, actors stopped
+    let status = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = broker.child.try_wait() {
+                return Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .await
+    .unwrap()
+    .expect("the broker exits after SIGTERM");
+    let stop_time = signalled.elapsed();
+    println!("farm: broker stopped {stop_time:?} after SIGTERM");
+    assert!(status.success(), "{status:?}");
+    // the one-time key (lifetime 20 s) is gone although its timer had not fired yet
+    assert!(stop_time < Duration::from_secs(15), "{stop_time:?}");
+    let keys_after = std::fs::read_to_string(&keys_file).unwrap_or_default();
+    assert_eq!(
+        keys_after, keys_before,
+        "the autologin key was removed at shutdown"
+    );
+}
