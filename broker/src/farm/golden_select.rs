@@ -41,7 +41,6 @@ fn dummy_sessions(host: &str, count: i64) -> Vec<SessionView> {
 fn farm_state(
     record: &Value,
     profile: &Profile,
-    with_portscan: bool,
 ) -> (BTreeMap<String, ServerView>, Vec<SessionView>) {
     let hosts = profile.hosts();
     let canned = &record["canned_agent_answers"];
@@ -87,20 +86,6 @@ fn farm_state(
             }
         }
     }
-    if with_portscan && record["portscan_enabled"] == Value::Bool(true) {
-        let up = record["portscan_up"]
-            .as_object()
-            .cloned()
-            .unwrap_or_default();
-        for host in &hosts {
-            let address = profile.host_address(host).unwrap_or_else(|| host.clone());
-            if !up.contains_key(host) && !up.contains_key(&address) {
-                if let Some(server) = servers.get_mut(host) {
-                    server.health = Health::Down;
-                }
-            }
-        }
-    }
     let asked = canned
         .get("listsessions")
         .and_then(lines)
@@ -141,9 +126,7 @@ fn api_select_session_records() {
             .unwrap()
             .unwrap();
         let user = record["username"].as_str().unwrap_or("");
-        // the port scan excludes hosts from the selection (FarmHandle::select), not from
-        // the listing
-        let (servers, asked) = farm_state(&record, &profile, true);
+        let (servers, asked) = farm_state(&record, &profile);
         let hosts = profile.hosts();
         let config = BrokerConfig::parse(record["config"].as_str().unwrap_or("")).unwrap();
         let ranking = policy::Ranking::with_load_checker(
@@ -151,8 +134,30 @@ fn api_select_session_records() {
                 .uses_load_checker(Backend::Inifile, &profile)
                 .unwrap(),
         );
-        let decision = policy::decide(&hosts, user, &servers, &asked, ranking);
-        let selection = policy::selection_for(&profile, &decision);
+        // the port scan excludes hosts from the selection, not from the listing: the live
+        // farm's own loop, with the recorded open ports as the probe
+        let portscan = record["portscan_enabled"] == Value::Bool(true);
+        let up = record["portscan_up"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        let decide = |excluded: Vec<String>| {
+            let mut state = servers.clone();
+            for host in &excluded {
+                if let Some(server) = state.get_mut(host) {
+                    server.health = Health::Down;
+                }
+            }
+            let decision = policy::decide(&hosts, user, &state, &asked, ranking);
+            let selection = policy::selection_for(&profile, &decision);
+            std::future::ready((decision, selection))
+        };
+        let probe = |decision: &policy::Decision, selection: &crate::reply::Selection| {
+            let host = decision.host().unwrap_or_default();
+            std::future::ready(up.contains_key(host) || up.contains_key(&selection.server))
+        };
+        let (_, selection, _) =
+            futures::executor::block_on(policy::decide_with_port_scan(portscan, decide, probe));
         let expected = &record["result"];
         let got = (
             selection.server.as_str(),
@@ -174,7 +179,7 @@ fn api_select_session_records() {
         }
         // the listing of the same state (§7.4 step 6); the reference crashed (B12) where the
         // profile has no name: we narrow as for a named profile
-        let (servers, asked) = farm_state(&record, &profile, false);
+        let (servers, asked) = farm_state(&record, &profile);
         let status = policy::listing_status(&hosts, user, &servers, &asked);
         match &record["get_profile_for_user_host_status"] {
             Value::Object(listed) => {

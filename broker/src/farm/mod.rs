@@ -594,47 +594,44 @@ impl FarmHandle {
         self.supervise_and_settle(built, plan).await;
         let profile = &built.profile;
         let asked = self.ask_legacy_agents(&built.hosts, user).await;
-        let mut excluded: Vec<String> = Vec::new();
-        let (decision, via, mut selection) = loop {
+        let decide = |excluded: Vec<String>| {
             let request = balancer::SelectServer {
                 hosts: built.hosts.clone(),
                 user: user.to_string(),
                 asked: asked.clone(),
-                excluded: excluded.clone(),
+                excluded,
                 ranking: choice.ranking,
             };
-            let balancer::Selected { decision, via } =
-                self.balancer
+            async move {
+                let balancer::Selected { decision, via } = self
+                    .balancer
                     .send(request)
                     .await
                     .unwrap_or(balancer::Selected {
                         decision: Decision::NoServer,
                         via: None,
                     });
-            let selection = policy::selection_for(profile, &decision);
-            let port_open = match (&decision, choice.portscan) {
-                (
-                    Decision::Resume { host, .. }
-                    | Decision::TakeOver { host, .. }
-                    | Decision::New { host },
-                    true,
-                ) => crate::select::x2go_port_open(host, &selection.server, selection.port).await,
-                _ => true,
-            };
-            let Some(exclusion) = policy::after_port_probe(&decision, choice.portscan, port_open)
-            else {
-                break (decision, via, selection);
-            };
-            // §10.2 step 6e: a server whose X2Go SSH port is closed is skipped (a session
-            // there is a zombie) and the choice is made again
-            tracing::warn!(host = %exclusion.host, port = selection.port, "X2Go server port closed: skipped");
+                let selection = policy::selection_for(profile, &decision);
+                (decision, (via, selection))
+            }
+        };
+        let probe = |decision: &Decision, (_, selection): &(Option<Via>, Selection)| {
+            let host = decision.host().unwrap_or_default().to_string();
+            let (address, port) = (selection.server.clone(), selection.port);
+            async move { crate::select::x2go_port_open(&host, &address, port).await }
+        };
+        let (decision, (via, mut selection), exclusions) =
+            policy::decide_with_port_scan(choice.portscan, decide, probe).await;
+        for exclusion in exclusions {
+            // §10.2 step 6e: a server whose X2Go SSH port is closed was skipped (a session
+            // there is a zombie)
+            tracing::warn!(host = %exclusion.host, "X2Go server port closed: skipped");
             if exclusion.abandon_placement {
                 self.balancer.do_send(balancer::PlacementAbandoned {
-                    server: exclusion.host.clone(),
+                    server: exclusion.host,
                 });
             }
-            excluded.push(exclusion.host);
-        };
+        }
         let (host, outcome) = match decision {
             Decision::Resume { host, .. } => (host, Outcome::Resumed),
             Decision::TakeOver { host, session } => {

@@ -314,6 +314,51 @@ pub fn after_port_probe(decision: &Decision, portscan: bool, port_open: bool) ->
     })
 }
 
+/// The selection of §10.2 with its port scan (step 6e), the one loop the live farm and the
+/// golden replay both run: `decide` answers a decision for a list of excluded hosts (with
+/// whatever the caller needs alongside, e.g. the selection it implies), `probe` says whether
+/// the chosen host's X2Go port is open. A host found closed is excluded and the choice made
+/// again. Answers the final decision, its companion and every exclusion made on the way
+/// (their new-session placements are to be given back).
+pub async fn decide_with_port_scan<T, D, DF, P, PF>(
+    portscan: bool,
+    mut decide: D,
+    mut probe: P,
+) -> (Decision, T, Vec<Exclusion>)
+where
+    D: FnMut(Vec<String>) -> DF,
+    DF: std::future::Future<Output = (Decision, T)>,
+    P: FnMut(&Decision, &T) -> PF,
+    PF: std::future::Future<Output = bool>,
+{
+    let mut exclusions: Vec<Exclusion> = Vec::new();
+    loop {
+        let excluded = exclusions.iter().map(|exclusion| exclusion.host.clone());
+        let (decision, companion) = decide(excluded.collect()).await;
+        let port_open = if portscan && decision != Decision::NoServer {
+            probe(&decision, &companion).await
+        } else {
+            true
+        };
+        match after_port_probe(&decision, portscan, port_open) {
+            None => return (decision, companion, exclusions),
+            Some(exclusion) => exclusions.push(exclusion),
+        }
+    }
+}
+
+impl Decision {
+    /// The chosen host, if any.
+    pub fn host(&self) -> Option<&str> {
+        match self {
+            Decision::Resume { host, .. }
+            | Decision::TakeOver { host, .. }
+            | Decision::New { host } => Some(host),
+            Decision::NoServer => None,
+        }
+    }
+}
+
 /// A session for tests: `user`'s session `id` on `server` with `status`.
 #[cfg(test)]
 pub(crate) fn test_session(id: &str, user: &str, server: &str, status: char) -> SessionView {
