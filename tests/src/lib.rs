@@ -443,23 +443,6 @@ pub fn unlock_for_ssh(user: &str) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn normalises_like_the_golden_files() {
-        assert_eq!(
-            normalise("AUTHID:f3e053dd-2ddb-4c0f-9ec6-89b8862504a7\nAccess granted\n"),
-            "AUTHID:{UUID}\nAccess granted\n"
-        );
-        assert_eq!(
-            normalise("SERVER:a:22\n-----BEGIN RSA PRIVATE KEY-----\nabc\n-----END RSA PRIVATE KEY-----\nX"),
-            "SERVER:a:22\n{RSA_PRIVATE_KEY}X"
-        );
-    }
-}
-
 /// The established TCP connections of process `pid` to `remote_port`, counted per remote
 /// IPv4 address (from `/proc/PID/fd` and `/proc/PID/net/tcp`).
 pub fn connections_to_port(
@@ -510,4 +493,21 @@ pub fn connections_to_port(
         }
     }
     counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalises_like_the_golden_files() {
+        assert_eq!(
+            normalise("AUTHID:f3e053dd-2ddb-4c0f-9ec6-89b8862504a7\nAccess granted\n"),
+            "AUTHID:{UUID}\nAccess granted\n"
+        );
+        assert_eq!(
+            normalise("SERVER:a:22\n-----BEGIN RSA PRIVATE KEY-----\nabc\n-----END RSA PRIVATE KEY-----\nX"),
+            "SERVER:a:22\n{RSA_PRIVATE_KEY}X"
+        );
+    }
 }

@@ -169,6 +169,101 @@ pub fn server_of(answer: &str) -> String {
         .to_string()
 }
 
+/// The session line a selection hands out (`SESSION_INFO:`), split into its fields.
+pub fn session_info_fields(answer: &str) -> Vec<String> {
+    answer
+        .lines()
+        .find_map(|line| line.strip_prefix("SESSION_INFO:"))
+        .unwrap_or_else(|| panic!("SESSION_INFO in {answer}"))
+        .split('|')
+        .map(str::to_string)
+        .collect()
+}
+
+/// How long the scenario's steps took.
+#[derive(Debug)]
+pub struct ScenarioTimes {
+    pub resume: Duration,
+    pub listing: Duration,
+    pub takeover: Duration,
+    pub new_session: Duration,
+}
+
+/// What every agent transport (gRPC, the Perl agent over SSH, LOCAL) must give on the
+/// fixture's session DB, through profile `profile` whose hosts `x2go-nodeN` are `127.0.0.1N`
+/// with X2Go's SSH on `ssh_port`: alice's suspended session on node2 is resumed with its
+/// line and listed as `status=S` there; bob's running sessions are taken over (the one
+/// handed out is suspended in the DB, on the server it names); carol, who has none, gets a
+/// server of the farm without a session line. Call it on a farm that has answered once.
+pub async fn transport_scenario(
+    port: u16,
+    profile: &str,
+    ssh_port: u16,
+    label: &str,
+) -> ScenarioTimes {
+    let started = Instant::now();
+    let alice = select(port, "x2goalice", profile).await;
+    let resume = started.elapsed();
+    assert_eq!(
+        server_of(&alice),
+        format!("127.0.0.12:{ssh_port}"),
+        "{label}: {alice}"
+    );
+    let fields = session_info_fields(&alice);
+    assert_eq!(
+        (fields[3].as_str(), fields[4].as_str(), fields[11].as_str()),
+        ("x2go-node2", "S", "x2goalice"),
+        "{label}: {alice}"
+    );
+    let started = Instant::now();
+    let listing = plain(port, "task=listsessions&user=x2goalice").await;
+    let listing_time = started.elapsed();
+    assert!(
+        listing.contains("\nhost=x2go-node2\n") && listing.contains("\nstatus=S\n"),
+        "{label}: {listing}"
+    );
+    let started = Instant::now();
+    let bob = select(port, "x2gobob", profile).await;
+    let takeover = started.elapsed();
+    let bob_fields = session_info_fields(&bob);
+    assert_eq!(bob_fields[4], "S", "{label}: {bob}");
+    let node: u8 = bob_fields[3]
+        .strip_prefix("x2go-node")
+        .and_then(|number| number.parse().ok())
+        .unwrap_or_else(|| panic!("{label}: a node of the farm in {bob}"));
+    assert_eq!(
+        server_of(&bob),
+        format!("127.0.0.{}:{ssh_port}", 10 + node),
+        "{label}: {bob}"
+    );
+    let in_db = database_sessions()
+        .into_iter()
+        .find(|(id, ..)| *id == bob_fields[1])
+        .expect("bob's session");
+    assert_eq!(
+        (in_db.1.as_str(), in_db.2.as_str()),
+        (bob_fields[3].as_str(), "S"),
+        "{label}: the DB shows the taken-over session suspended"
+    );
+    let started = Instant::now();
+    let carol = select(port, "x2gocarol", profile).await;
+    let new_session = started.elapsed();
+    let carol_server = server_of(&carol);
+    assert!(
+        (11..=15).any(|last| carol_server == format!("127.0.0.{last}:{ssh_port}")),
+        "{label}: {carol}"
+    );
+    assert!(!carol.contains("SESSION_INFO"), "{label}: {carol}");
+    let times = ScenarioTimes {
+        resume,
+        listing: listing_time,
+        takeover,
+        new_session,
+    };
+    println!("{label}: {times:?}");
+    times
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn live_farm_resumes_takes_over_balances_and_survives_dead_agents() {
     let _db = SESSION_DB.lock().await;
@@ -183,64 +278,27 @@ async fn live_farm_resumes_takes_over_balances_and_survives_dead_agents() {
         broker_with_config(&farm_config(&agents), Some(&profiles), &[]);
     let port = broker.address.port();
 
-    // 1. a suspended session is resumed where it is, with its session line
+    // 1. the first request starts the supervisors and waits for every first report (the
+    //    hung agent's at most heartbeat + call timeout)
     let started = Instant::now();
-    let alice = select(port, "x2goalice", "farm5").await;
-    println!(
-        "farm: first selection (supervisors starting) {:?}",
-        started.elapsed()
-    );
-    assert_eq!(server_of(&alice), "127.0.0.12:22", "{alice}");
-    let info = alice
-        .lines()
-        .find_map(|line| line.strip_prefix("SESSION_INFO:"))
-        .expect("SESSION_INFO");
-    let fields: Vec<&str> = info.split('|').collect();
-    assert_eq!(
-        (fields[3], fields[4], fields[11]),
-        ("x2go-node2", "S", "x2goalice"),
-        "{info}"
-    );
-    let started = Instant::now();
-    let again = select(port, "x2goalice", "farm5").await;
-    let resume_time = started.elapsed();
-    assert_eq!(server_of(&again), "127.0.0.12:22");
-    println!("farm: resume answered from live state in {resume_time:?}");
-    // the listing narrows to the session's host and marks it S
-    let started = Instant::now();
-    let listing = plain(port, "task=listsessions&user=x2goalice").await;
-    let listing_time = started.elapsed();
-    println!("farm: first listing (waits at most heartbeat + call timeout for the hung agent's first report) {listing_time:?}");
-    assert!(listing_time < Duration::from_millis(HEARTBEAT_MS + CALL_TIMEOUT_MS + 1000));
+    let first = plain(port, "task=listsessions&user=x2goalice").await;
+    let first_time = started.elapsed();
+    println!("farm: first listing (supervisors starting) {first_time:?}");
+    assert!(first_time < Duration::from_millis(HEARTBEAT_MS + CALL_TIMEOUT_MS + 1000));
+    assert!(first.contains("\nstatus=S\n"), "{first}");
+    // 2. resume, listing, take-over, new session: what every transport gives
+    let times = transport_scenario(port, "farm5", 22, "farm over gRPC").await;
+    // answered from live state; the take-over within its wait (3 s) plus a margin
     assert!(
-        listing.contains("\nhost=x2go-node2\n") && listing.contains("\nstatus=S\n"),
-        "{listing}"
+        times.resume < Duration::from_secs(1)
+            && times.listing < Duration::from_secs(1)
+            && times.new_session < Duration::from_secs(1)
+            && times.takeover < Duration::from_secs(5),
+        "{times:?}"
     );
-
-    // 2. only running sessions: the first is suspended in the DB and handed out for resuming
-    let started = Instant::now();
-    let bob = select(port, "x2gobob", "farm5").await;
-    let takeover_time = started.elapsed();
-    assert_eq!(server_of(&bob), "127.0.0.11:22", "{bob}");
-    let bob_info = bob
-        .lines()
-        .find_map(|line| line.strip_prefix("SESSION_INFO:"))
-        .expect("SESSION_INFO");
-    let bob_session = bob_info.split('|').nth(1).unwrap().to_string();
-    assert_eq!(bob_info.split('|').nth(4), Some("S"));
-    let in_db = database_sessions()
-        .into_iter()
-        .find(|(id, ..)| *id == bob_session)
-        .expect("bob's session");
-    assert_eq!(
-        (in_db.1.as_str(), in_db.2.as_str()),
-        ("x2go-node1", "S"),
-        "the DB shows it suspended"
-    );
-    println!("farm: take-over (suspend + confirm) in {takeover_time:?}");
-
     // 3. no session: the least loaded healthy server (node4 and node5 are idle; ties by name,
-    //    node5 when node4 is degraded after a late heartbeat on a loaded machine)
+    //    node5 when node4 is degraded after a late heartbeat on a loaded machine; the scenario
+    //    placed carol once already)
     let carol = select(port, "x2gocarol", "farm5").await;
     assert!(
         ["127.0.0.14:22", "127.0.0.15:22"].contains(&server_of(&carol).as_str()),
@@ -593,66 +651,14 @@ async fn ssh_fallback_to_the_perl_agent_gives_the_same_answers() {
         "farm over ssh: first resume after {:?} (gRPC refused, SSH masters made)",
         started.elapsed()
     );
-    // 1. the suspended session, resumed where it is
     assert_eq!(
         server_of(&alice),
         format!("127.0.0.12:{ssh_port}"),
         "{alice}\n{}",
         std::fs::read_to_string(&sshd.log).unwrap_or_default()
     );
-    let info = alice
-        .lines()
-        .find_map(|line| line.strip_prefix("SESSION_INFO:"))
-        .expect("SESSION_INFO");
-    let fields: Vec<&str> = info.split('|').collect();
-    assert_eq!(
-        (fields[3], fields[4], fields[11]),
-        ("x2go-node2", "S", "x2goalice"),
-        "{info}"
-    );
-    let started = Instant::now();
-    let again = select(port, "x2goalice", "farm5").await;
-    println!("farm over ssh: resume in {:?}", started.elapsed());
-    assert_eq!(server_of(&again), format!("127.0.0.12:{ssh_port}"));
-    let listing = plain(port, "task=listsessions&user=x2goalice").await;
-    assert!(
-        listing.contains("\nhost=x2go-node2\n") && listing.contains("\nstatus=S\n"),
-        "{listing}"
-    );
-
-    // 2. only running sessions: suspended through the Perl agent, confirmed, resumed
-    let started = Instant::now();
-    let bob = select(port, "x2gobob", "farm5").await;
-    println!("farm over ssh: take-over in {:?}", started.elapsed());
-    let bob_info = bob
-        .lines()
-        .find_map(|line| line.strip_prefix("SESSION_INFO:"))
-        .expect("SESSION_INFO");
-    let bob_fields: Vec<&str> = bob_info.split('|').collect();
-    assert_eq!(bob_fields[4], "S", "{bob_info}");
-    let node: u8 = bob_fields[3]
-        .strip_prefix("x2go-node")
-        .and_then(|number| number.parse().ok())
-        .expect("a node of the farm");
-    assert_eq!(
-        server_of(&bob),
-        format!("127.0.0.{}:{ssh_port}", 10 + node),
-        "{bob}"
-    );
-    let in_db = database_sessions()
-        .into_iter()
-        .find(|(id, ..)| id == bob_fields[1])
-        .expect("bob's session");
-    assert_eq!(in_db.2, "S", "the DB shows it suspended: {in_db:?}");
-
-    // 3. no session: a healthy server of the farm
-    let carol = select(port, "x2gocarol", "farm5").await;
-    let carol_server = server_of(&carol);
-    assert!(
-        (11..=15).any(|last| carol_server == format!("127.0.0.{last}:{ssh_port}")),
-        "{carol}"
-    );
-    assert!(!carol.contains("SESSION_INFO"), "{carol}");
+    // resume, listing, take-over through the Perl agent, new session
+    transport_scenario(port, "farm5", ssh_port, "farm over ssh").await;
 
     // 4. a small login storm spreads evenly: the Perl agent reports no session counts, the
     //    placements count (the profile does not use the load checker, so the servers' load
@@ -730,30 +736,13 @@ async fn local_agent_mode_through_the_farm() {
     let (_broker_directory, broker) = broker_with_config(&config, Some(&profiles), &[]);
     let port = broker.address.port();
     let started = Instant::now();
-    let alice = select(port, "x2goalice", "farm5").await;
-    println!("farm, LOCAL agent: first resume in {:?}", started.elapsed());
-    assert_eq!(server_of(&alice), "127.0.0.12:22", "{alice}");
-    assert!(alice.contains("|x2go-node2|S|"), "{alice}");
-    let listing = plain(port, "task=listsessions&user=x2goalice").await;
-    assert!(
-        listing.contains("\nhost=x2go-node2\n") && listing.contains("\nstatus=S\n"),
-        "{listing}"
+    let first = plain(port, "task=listsessions&user=x2goalice").await;
+    println!(
+        "farm, LOCAL agent: first listing in {:?}",
+        started.elapsed()
     );
-    let started = Instant::now();
-    let bob = select(port, "x2gobob", "farm5").await;
-    println!("farm, LOCAL agent: take-over in {:?}", started.elapsed());
-    let bob_info = bob
-        .lines()
-        .find_map(|line| line.strip_prefix("SESSION_INFO:"))
-        .expect("SESSION_INFO");
-    let bob_fields: Vec<&str> = bob_info.split('|').collect();
-    let in_db = database_sessions()
-        .into_iter()
-        .find(|(id, ..)| id == bob_fields[1])
-        .expect("bob's session");
-    assert_eq!((bob_fields[4], in_db.2.as_str()), ("S", "S"), "{bob_info}");
-    let carol = select(port, "x2gocarol", "farm5").await;
-    assert!(server_of(&carol).starts_with("127.0.0.1"), "{carol}");
+    assert!(first.contains("\nstatus=S\n"), "{first}");
+    transport_scenario(port, "farm5", 22, "farm, LOCAL agent").await;
     drop(broker);
     rebuild_farm();
 }
