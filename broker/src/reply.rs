@@ -51,3 +51,40 @@ pub struct BrokerReply {
     pub next_cookie: Option<String>,
     pub outcome: TaskOutcome,
 }
+
+/// One entry of a UCCS server list (§4), its values decided; `frontend/uccs.rs` names the fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteDesktop {
+    /// A `directrdp` profile: the first host by name, no host mapping.
+    Rdp {
+        name: String,
+        first_host: String,
+        /// The authenticated user.
+        username: String,
+    },
+    /// An X2Go profile on one randomly picked host.
+    X2go {
+        /// The profile's `name`, else its id.
+        name: String,
+        /// The `host=<host>` mapping, else the picked host's name.
+        address: String,
+        /// The `sshport=<host>` mapping, else the profile's `sshport`, else 22.
+        port: i64,
+        /// The profile's `user`.
+        username: String,
+        /// The profile's `command`, upper-cased when it names a desktop (§7.4).
+        command: String,
+    },
+}
+
+/// A UCCS API answer (§4): the caller's servers, sorted by profile id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UccsReply {
+    /// `my-uccs-url-base` as configured.
+    pub url_base: String,
+    /// The backend as the URL named it (may be empty).
+    pub backend_in_url: String,
+    /// The API digit of the URL: `4` has v4 fields, any other v5.
+    pub api_version: u32,
+    pub servers: Vec<RemoteDesktop>,
+}

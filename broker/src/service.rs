@@ -1,4 +1,4 @@
-//! One broker request end to end, independent of the transport: checks, `check_access`, then the task (§3.5).
+//! One broker request end to end for every frontend (plain, json, UCCS, SSH mode): checks, authentication, the task (§3.5, §4, §12); domain replies, no wire format.
 
 use crate::acl::{self, ProfileAcls};
 use crate::auth::cookies::{self, AccessPolicy, CookieStore};
@@ -11,7 +11,7 @@ use crate::nss;
 use crate::profiles::{
     self, BuiltProfile, HostStatus, ListedProfile, ListingFlavour, Profile, ProfileSet,
 };
-use crate::reply::{BrokerReply, Selection, TaskOutcome};
+use crate::reply::{BrokerReply, RemoteDesktop, Selection, TaskOutcome, UccsReply};
 use crate::select::{self, RealWorld};
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -37,6 +37,21 @@ pub struct BrokerRequest {
     pub task: String,
     pub profile_id: String,
     pub pubkey: String,
+}
+
+/// HTTP Basic credentials as the UCCS client sent them (split at the first `:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BasicCredentials {
+    pub user: String,
+    pub password: String,
+}
+
+/// A UCCS caller after authentication (§4), with the config version that admitted it.
+pub struct UccsCaller {
+    snapshot: Arc<Snapshot>,
+    config: Arc<BrokerConfig>,
+    /// The authenticated user (`anonymous` when no credential is required).
+    user: String,
 }
 
 /// What goes wrong with a request; each maps once to an HTTP status.
@@ -342,17 +357,28 @@ impl Broker {
         };
         let outcome = match request.task.as_str() {
             "testcon" => TaskOutcome::Testcon,
-            task if task == listing_task => TaskOutcome::Listing(
-                self.list_profiles_async(
-                    &snapshot,
-                    &config,
-                    backend,
-                    &request.user,
-                    &client_ip,
-                    ListingFlavour::Broker,
-                )
-                .await?,
-            ),
+            task if task == listing_task => {
+                let mut listed = self
+                    .list_profiles_async(
+                        &snapshot,
+                        &config,
+                        backend,
+                        &request.user,
+                        &client_ip,
+                        ListingFlavour::Broker,
+                    )
+                    .await?;
+                if frontend == Frontend::Ssh {
+                    // §12: the SSH mode lists an empty `user` as the login name.
+                    for profile in listed.iter_mut() {
+                        if matches!(profile.get("user"), Some(Value::Str(text)) if text.is_empty())
+                        {
+                            profile.set("user", Value::Str(request.login.clone()));
+                        }
+                    }
+                }
+                TaskOutcome::Listing(listed)
+            }
             "selectsession" if request.profile_id.is_empty() => TaskOutcome::Selection(None),
             "selectsession" => TaskOutcome::Selection(Some(
                 self.select_session(&snapshot, &config, backend, &request, &client_ip)
@@ -364,6 +390,101 @@ impl Broker {
             task: request.task,
             next_cookie,
             outcome,
+        })
+    }
+
+    /// Whether plain and json take GET requests (`allow-get-requests`; true while the config
+    /// cannot be read, so that the request gets its 500 from `process`).
+    pub fn allows_get_requests(&self) -> bool {
+        match &self.snapshot().config {
+            Ok(config) => config.global_bool("allow-get-requests").unwrap_or(true),
+            Err(_) => true,
+        }
+    }
+
+    /// UCCS authentication (§4), before the method is looked at: `anonymous` when no credential
+    /// is required (any credentials ignored), else HTTP Basic checked by the `base` backend's
+    /// mechanism, retried with the part of the user name before the first `@`. No cookies.
+    pub async fn uccs_authenticate(
+        &self,
+        credentials: Option<BasicCredentials>,
+        client_ip: &IpAddr,
+    ) -> Result<UccsCaller, BrokerError> {
+        let snapshot = self.snapshot();
+        let config = snapshot.config.clone().map_err(BrokerError::Internal)?;
+        let (require_password, require_cookie) = config.credential_requirements()?;
+        if !require_password && !require_cookie {
+            return Ok(UccsCaller {
+                snapshot,
+                config,
+                user: "anonymous".to_string(),
+            });
+        }
+        let Some(BasicCredentials { user, password }) = credentials else {
+            return Err(BrokerError::Unauthorized);
+        };
+        let mut candidates = vec![user.as_str()];
+        if let Some((short, _)) = user.split_once('@') {
+            candidates.push(short);
+        }
+        for candidate in candidates {
+            if self
+                .verify_password(&config, Backend::Base, candidate, &password, client_ip)
+                .await?
+            {
+                return Ok(UccsCaller {
+                    snapshot,
+                    config,
+                    user: candidate.to_string(),
+                });
+            }
+        }
+        Err(BrokerError::Unauthorized)
+    }
+
+    /// The UCCS server list (§4) for an authenticated caller; `backend_name` is the URL's
+    /// (decoded) capture, `api_version` its digit.
+    pub async fn uccs_servers(
+        &self,
+        caller: &UccsCaller,
+        backend_name: &str,
+        api_version: u32,
+        client_ip: &IpAddr,
+    ) -> Result<UccsReply, BrokerError> {
+        let config = &caller.config;
+        if !config.global_bool("enable-uccs-output")? {
+            return Err(BrokerError::NotFound);
+        }
+        let backend = self
+            .backend_for(backend_name)
+            .ok_or(BrokerError::NotFound)?;
+        if backend == Backend::Base || !config.backend_enabled(backend)? {
+            return Err(BrokerError::NotFound);
+        }
+        let profiles = self
+            .list_profiles_async(
+                &caller.snapshot,
+                config,
+                backend,
+                &caller.user,
+                client_ip,
+                ListingFlavour::Uccs,
+            )
+            .await?;
+        let url_base = config.global_str("my-uccs-url-base")?;
+        let mut pick = |hosts: &[String]| {
+            use rand::seq::IndexedRandom;
+            hosts.choose(&mut rand::rng()).cloned()
+        };
+        let servers = profiles
+            .iter()
+            .map(|profile| uccs_server(profile, &caller.user, &mut pick))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(UccsReply {
+            url_base,
+            backend_in_url: backend_name.to_string(),
+            api_version,
+            servers,
         })
     }
 
@@ -568,5 +689,123 @@ impl Broker {
             profile.broker_key("broker-portscan-x2goservers"),
         )?;
         Ok(select::select_without_agent(profile, portscan, &mut RealWorld).await)
+    }
+}
+
+/// One listed profile (uccs flavour) as a UCCS server entry (§4) for `user`; `pick_host`
+/// chooses one of an X2Go profile's hosts (the reference uses `random.choice`).
+fn uccs_server(
+    profile: &ListedProfile,
+    user: &str,
+    pick_host: &mut dyn FnMut(&[String]) -> Option<String>,
+) -> Result<RemoteDesktop, BrokerError> {
+    let text = |key: &str| profile.get(key).map(Value::render_plain);
+    let hosts = profile.hosts();
+    if matches!(profile.get("directrdp"), Some(Value::Bool(true))) {
+        let name = text("name").ok_or_else(|| {
+            BrokerError::Internal(format!("RDP profile [{}] has no name", profile.id()))
+        })?;
+        return Ok(RemoteDesktop::Rdp {
+            name,
+            first_host: hosts.first().cloned().unwrap_or_default(),
+            username: user.to_string(),
+        });
+    }
+    let name = text("name").unwrap_or_else(|| profile.id().to_string());
+    let host = pick_host(&hosts).unwrap_or_default();
+    let port = profile
+        .host_port(&host)
+        .or_else(|| match profile.get("sshport") {
+            Some(Value::Int(port)) => Some(*port),
+            _ => None,
+        })
+        .unwrap_or(22);
+    let address = profile.host_address(&host).unwrap_or_else(|| host.clone());
+    let command = text("command").unwrap_or_default();
+    let upper = command.to_uppercase();
+    let command = if profiles::DESKTOP_COMMANDS.contains(&upper.as_str()) {
+        upper
+    } else {
+        command
+    };
+    Ok(RemoteDesktop::X2go {
+        name,
+        address,
+        port,
+        username: text("user").unwrap_or_default(),
+        command,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ini::IniDocument;
+
+    fn listed(profiles_text: &str, id: &str) -> ListedProfile {
+        let document = IniDocument::parse(profiles_text).unwrap();
+        let profile = profiles::build_profile(&document, id).unwrap().unwrap();
+        profiles::listing_profile(
+            &Arc::new(BuiltProfile::new(profile)),
+            "maja",
+            ListingFlavour::Uccs,
+            false,
+            &HostStatus::Unknown,
+        )
+    }
+
+    #[test]
+    fn uccs_entries_from_listed_profiles() {
+        let profiles_text = "[mapped]\nname=Mapped\nhost=one (10.0.0.1:2222),two\nsshport=23\ncommand=kde\nuser=u\n\
+            [plain]\nhost=three\ncommand=xterm\n\
+            [rdp]\nname=Windows\ndirectrdp=true\nhost=win1,win2\n\
+            [rdp-nameless]\ndirectrdp=true\nhost=win1\n";
+        let cases = [
+            (
+                "one",
+                "mapped",
+                Ok(("Mapped", "10.0.0.1", 2222, "u", "KDE")),
+            ),
+            ("two", "mapped", Ok(("Mapped", "two", 23, "u", "KDE"))),
+            // The listing transform (§7.4) fills an empty `user` with the user.
+            (
+                "three",
+                "plain",
+                Ok(("plain", "three", 22, "maja", "xterm")),
+            ),
+        ];
+        for (picked, id, expected) in cases {
+            let mut pick = |hosts: &[String]| {
+                assert!(hosts.iter().any(|host| host == picked), "{hosts:?}");
+                Some(picked.to_string())
+            };
+            let entry = uccs_server(&listed(profiles_text, id), "maja", &mut pick);
+            let expected =
+                expected.map(
+                    |(name, address, port, username, command)| RemoteDesktop::X2go {
+                        name: name.to_string(),
+                        address: address.to_string(),
+                        port,
+                        username: username.to_string(),
+                        command: command.to_string(),
+                    },
+                );
+            assert_eq!(entry, expected, "{id} on {picked}");
+        }
+        let mut never = |_: &[String]| -> Option<String> { panic!("RDP entries pick no host") };
+        assert_eq!(
+            uccs_server(&listed(profiles_text, "rdp"), "maja", &mut never),
+            Ok(RemoteDesktop::Rdp {
+                name: "Windows".to_string(),
+                first_host: "win1".to_string(),
+                username: "maja".to_string(),
+            })
+        );
+        assert_eq!(
+            uccs_server(&listed(profiles_text, "rdp-nameless"), "maja", &mut never),
+            Err(BrokerError::Internal(
+                "RDP profile [rdp-nameless] has no name".to_string()
+            ))
+        );
     }
 }

@@ -1,9 +1,10 @@
 //! The SSH broker mode (§12): X2Go Client runs `x2gobroker --task …` over SSH; one answer on stdout.
+//!
+//! This module only turns the command line into a `BrokerRequest`, asks `service.rs` and prints
+//! what `frontend/plain.rs` renders; the mode's differences in content live in the service.
 
 use crate::cli::{Cli, EXIT_NO_TASK};
-use crate::config::Value;
 use crate::frontend::plain;
-use crate::reply::TaskOutcome;
 use crate::service::{Broker, BrokerError, BrokerRequest, Frontend};
 use std::net::IpAddr;
 
@@ -72,14 +73,14 @@ pub async fn run(
     let request = BrokerRequest {
         user: user.clone(),
         password: String::new(),
-        login: login.clone(),
+        login,
         authid: cli.auth_cookie.clone().unwrap_or_default(),
         task,
         profile_id: cli.profile_id.clone().unwrap_or_default(),
         pubkey: String::new(),
     };
     let client_ip = client_ip_from(ssh_client);
-    let mut reply = match broker
+    let reply = match broker
         .process(&backend_name, Frontend::Ssh, request, client_ip)
         .await
     {
@@ -106,26 +107,8 @@ pub async fn run(
             };
         }
     };
-    if let TaskOutcome::Listing(profiles) = &mut reply.outcome {
-        for profile in profiles.iter_mut() {
-            if matches!(profile.get("user"), Some(Value::Str(text)) if text.is_empty()) {
-                profile.set("user", Value::Str(login.clone()));
-            }
-        }
-    }
-    let output = if matches!(reply.outcome, TaskOutcome::Testcon) {
-        "OK".to_string()
-    } else {
-        let mut text = String::new();
-        if let Some(cookie) = &reply.next_cookie {
-            text.push_str(&format!("AUTHID:{cookie}\n"));
-        }
-        text.push_str("Access granted\n");
-        plain::render_task(&reply, &mut text);
-        text
-    };
     SshOutcome {
-        stdout: format!("{output}\n"),
+        stdout: plain::render_ssh(&reply),
         exit_code: 0,
     }
 }

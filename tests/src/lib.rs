@@ -1,5 +1,7 @@
 //! Shared helpers of the end-to-end tests: finding the built binaries, free ports, child daemons, local users.
 
+pub mod certs;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -1,95 +1,15 @@
 //! Mutual TLS: a client certificate from the configured CA is accepted, one from another CA
-//! is refused; the token still works over TLS. Certificates are made with the openssl CLI.
+//! is refused; the token still works over TLS. Certificates come from `x2gobroker_e2e::certs`.
 
 use std::path::Path;
 use std::process::Command;
 
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use x2gobroker_e2e::certs::{TestCa, Usage};
 use x2gobroker_proto::agent::v1 as pb;
 use x2gobroker_proto::agent::v1::agent_client::AgentClient;
 
 use crate::common::*;
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let output = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl must be installed");
-    assert!(
-        output.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-fn make_ca(dir: &Path, name: &str) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.pem"),
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN={name}"),
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ],
-    );
-}
-
-fn make_leaf(dir: &Path, ca: &str, name: &str, extensions: &str) {
-    std::fs::write(dir.join(format!("{name}.ext")), extensions).unwrap();
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-            "-subj",
-            &format!("/CN={name}"),
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            &format!("{ca}.pem"),
-            "-CAkey",
-            &format!("{ca}.key"),
-            "-CAcreateserial",
-            "-out",
-            &format!("{name}.pem"),
-            "-days",
-            "2",
-            "-extfile",
-            &format!("{name}.ext"),
-        ],
-    );
-}
 
 async fn tls_client(
     dir: &Path,
@@ -120,24 +40,19 @@ async fn client_certificates_from_the_configured_ca_only() {
     ensure_farm();
     let certs = tempfile::tempdir().unwrap();
     let dir = certs.path();
-    make_ca(dir, "ca1");
-    make_ca(dir, "ca2");
-    make_leaf(
-        dir,
-        "ca1",
-        "server",
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-    );
-    make_leaf(dir, "ca1", "client-good", "extendedKeyUsage=clientAuth\n");
-    make_leaf(dir, "ca2", "client-other", "extendedKeyUsage=clientAuth\n");
-    let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    let ca = TestCa::new(dir, "ca1");
+    let other_ca = TestCa::new(dir, "ca2");
+    let server = ca.leaf("server", &["localhost", "127.0.0.1"], Usage::Server);
+    ca.leaf("client-good", &[], Usage::Client);
+    other_ca.leaf("client-other", &[], Usage::Client);
+    let path = |file: &Path| file.to_str().expect("UTF-8 temporary path").to_string();
     let daemon = Daemon::start(&[
         "--tls-cert",
-        &path("server.pem"),
+        &path(&server.certificate),
         "--tls-key",
-        &path("server.key"),
+        &path(&server.key),
         "--client-ca",
-        &path("ca1.pem"),
+        &path(ca.certificate()),
     ]);
     // wait for the listener
     let mut good = None;

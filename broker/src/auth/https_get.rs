@@ -122,89 +122,12 @@ pub async fn authenticate(
 mod tests {
     use super::*;
     use std::path::Path;
-    use std::process::Command;
     use std::sync::Arc;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use x2gobroker_e2e::certs::{TestCa, Usage};
 
     const USER: &str = "jane";
     const PASSWORD: &str = "p a:s s wörd";
-
-    fn openssl(directory: &Path, arguments: &[&str]) {
-        let output = Command::new("openssl")
-            .args(arguments)
-            .current_dir(directory)
-            .output()
-            .expect("the openssl command line tool");
-        assert!(
-            output.status.success(),
-            "openssl {arguments:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-
-    /// A CA `<name>-ca.pem` and a certificate `<name>-leaf.pem`/`.key` for 127.0.0.1 signed by it.
-    fn certificate_authority(directory: &Path, name: &str) {
-        let ca_key = format!("{name}-ca.key");
-        let ca = format!("{name}-ca.pem");
-        let leaf_key = format!("{name}-leaf.key");
-        let request = format!("{name}-leaf.csr");
-        let leaf = format!("{name}-leaf.pem");
-        let extensions = format!("{name}-leaf.ext");
-        std::fs::write(
-            directory.join(&extensions),
-            "subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n\
-             keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
-        )
-        .unwrap();
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
-        let subject = format!("/CN={name} test CA");
-        let mut ca_arguments = vec!["req", "-x509", "-nodes", "-days", "2"];
-        ca_arguments.extend(ec);
-        ca_arguments.extend([
-            "-keyout",
-            &ca_key,
-            "-out",
-            &ca,
-            "-subj",
-            &subject,
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ]);
-        openssl(directory, &ca_arguments);
-        let mut request_arguments = vec!["req", "-nodes"];
-        request_arguments.extend(ec);
-        request_arguments.extend([
-            "-keyout",
-            &leaf_key,
-            "-out",
-            &request,
-            "-subj",
-            "/CN=127.0.0.1",
-        ]);
-        openssl(directory, &request_arguments);
-        openssl(
-            directory,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &request,
-                "-CA",
-                &ca,
-                "-CAkey",
-                &ca_key,
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-extfile",
-                &extensions,
-                "-out",
-                &leaf,
-            ],
-        );
-    }
 
     /// A one-route HTTPS endpoint on 127.0.0.1: `GET /auth` with our Basic credentials ⇒ 200,
     /// else 401. Returns its port; it serves until the test's runtime ends.
@@ -285,10 +208,11 @@ mod tests {
     async fn verified_endpoint_decides_and_untrusted_certificates_fail() {
         let directory = tempfile::tempdir().unwrap();
         let dir = directory.path();
-        certificate_authority(dir, "good");
-        certificate_authority(dir, "other");
-        let port = endpoint(&dir.join("good-leaf.pem"), &dir.join("good-leaf.key")).await;
-        let trusted = Some(dir.join("good-ca.pem"));
+        let good_ca = TestCa::new(dir, "good-ca");
+        let other_ca = TestCa::new(dir, "other-ca");
+        let leaf = good_ca.leaf("good-leaf", &["127.0.0.1"], Usage::Server);
+        let port = endpoint(&leaf.certificate, &leaf.key).await;
+        let trusted = Some(good_ca.certificate().to_path_buf());
 
         let granted = authenticate(&config(port, "/auth", trusted.clone()), USER, PASSWORD).await;
         assert!(matches!(granted, Ok(true)), "{granted:?}");
@@ -304,7 +228,7 @@ mod tests {
             assert!(matches!(refused, Ok(false)), "{path} {user}: {refused:?}");
         }
 
-        for ca in [None, Some(dir.join("other-ca.pem"))] {
+        for ca in [None, Some(other_ca.certificate().to_path_buf())] {
             let untrusted = authenticate(&config(port, "/auth", ca.clone()), USER, PASSWORD).await;
             let Err(HttpsGetError::Request { reason, .. }) = &untrusted else {
                 panic!("{ca:?}: {untrusted:?}");
@@ -316,7 +240,7 @@ mod tests {
 
         // The system's trust store is in use: a root the system trusts (here through
         // SSL_CERT_FILE, which the native-roots loader honours) needs no ca-file.
-        std::env::set_var("SSL_CERT_FILE", dir.join("good-ca.pem"));
+        std::env::set_var("SSL_CERT_FILE", good_ca.certificate());
         let system_trusted = authenticate(&config(port, "/auth", None), USER, PASSWORD).await;
         std::env::remove_var("SSL_CERT_FILE");
         assert!(matches!(system_trusted, Ok(true)), "{system_trusted:?}");

@@ -4,7 +4,8 @@
 //! listing `START_USER_SESSIONS\n\n` + per profile `[<id>]\n` + `key=value\n`… + `\n`, then
 //! `END_USER_SESSIONS\n` (nothing when the user has no profile); selection
 //! `SERVER:<server>:<port>\n` + the PEM private key + `SESSION_INFO:<line>\n`; `testcon` is just `OK`.
-//! Lines end in LF only (X2Go Client lists nothing with CRLF).
+//! Lines end in LF only (X2Go Client lists nothing with CRLF). The SSH broker mode (§12) prints
+//! the same body with Python's `print`, which adds one `\n` (so `testcon` is `OK\n`).
 
 use super::super::reply::{BrokerReply, TaskOutcome};
 
@@ -24,8 +25,15 @@ pub fn render(reply: &BrokerReply) -> String {
     body
 }
 
-/// Appends the task's part of the plain body (shared with the SSH broker mode).
-pub fn render_task(reply: &BrokerReply, body: &mut String) {
+/// The SSH broker mode's stdout (§12): the plain body and the newline `print` adds.
+pub fn render_ssh(reply: &BrokerReply) -> String {
+    let mut output = render(reply);
+    output.push('\n');
+    output
+}
+
+/// Appends the task's part of the plain body.
+fn render_task(reply: &BrokerReply, body: &mut String) {
     match &reply.outcome {
         TaskOutcome::Listing(profiles) if !profiles.is_empty() => {
             body.push_str("START_USER_SESSIONS\n\n");

@@ -1,85 +1,71 @@
 //! The UCCS JSON of Arctica Greeter (§4): server list v4/v5, 2-space indent, `text/plain` content type.
+//!
+//! Exact format: Python's `json.dumps(…, sort_keys=True, indent=2)` (see `pyjson.rs`) of an
+//! object with `URL` = `<url base without trailing '/'>/uccs/<backend as in the URL>/` (one
+//! trailing `/`), `Name` = `X2Go Session Broker`, `AdditionalManagementServers` = `[]`,
+//! `RemoteDesktopServers` = the entries, and `DefaultServer` = the `Name` of the last entry
+//! (absent without entries). An RDP entry is `DomainRequired: true`, `Name`, `Password: ""`,
+//! `Protocol: "rdp"`, `URL: "http://<first host>/"`, `Username`, `WindowsDomain: "LOCAL"`; an
+//! X2Go entry is `Name`, `Password: ""`, `Protocol: "x2go"`, `URL: "http://<address>:<port>/"`,
+//! `Username`, and `SessionType` + `SessionTypeRequired: true` (API 4) or `Command` +
+//! `CommandRequired: true` (any other API digit). The ping route's body is
+//! `str(datetime.utcnow())`: `YYYY-MM-DD HH:MM:SS.ffffff`, without the fraction when it is zero.
 
 use super::pyjson;
-use crate::config::Value;
-use crate::profiles::{ListedProfile, DESKTOP_COMMANDS};
+use crate::reply::{RemoteDesktop, UccsReply};
 use serde_json::{json, Map, Value as Json};
 
-/// Why a UCCS listing cannot be rendered (the reference answers 500).
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-pub enum UccsError {
-    #[error("RDP profile [{0}] has no name")]
-    RdpWithoutName(String),
-}
-
-/// Renders the UCCS answer for already ACL-filtered, transformed, id-sorted `profiles`.
-/// `pick_host` chooses one of a profile's hosts (the reference uses `random.choice`).
-pub fn render(
-    url_base: &str,
-    backend_in_url: &str,
-    api_version: u32,
-    user: &str,
-    profiles: &[ListedProfile],
-    pick_host: &mut dyn FnMut(&[String]) -> Option<String>,
-) -> Result<String, UccsError> {
+/// Renders the UCCS API answer.
+pub fn render(reply: &UccsReply) -> String {
     let mut servers = Vec::new();
     let mut default_server = None;
-    for profile in profiles {
-        let text = |key: &str| profile.get(key).map(Value::render_plain);
-        let hosts = profile.hosts();
-        let directrdp = matches!(profile.get("directrdp"), Some(Value::Bool(true)));
-        let entry = if directrdp {
-            let name =
-                text("name").ok_or_else(|| UccsError::RdpWithoutName(profile.id().to_string()))?;
-            let first_host = hosts.first().cloned().unwrap_or_default();
-            json!({
+    for server in &reply.servers {
+        let entry = match server {
+            RemoteDesktop::Rdp {
+                name,
+                first_host,
+                username,
+            } => json!({
                 "DomainRequired": true,
                 "Name": name,
                 "Password": "",
                 "Protocol": "rdp",
                 "URL": format!("http://{first_host}/"),
-                "Username": user,
+                "Username": username,
                 "WindowsDomain": "LOCAL",
-            })
-        } else {
-            let name = text("name").unwrap_or_else(|| profile.id().to_string());
-            let host = pick_host(&hosts).unwrap_or_default();
-            let port = profile
-                .host_port(&host)
-                .or_else(|| match profile.get("sshport") {
-                    Some(Value::Int(port)) => Some(*port),
-                    _ => None,
-                })
-                .unwrap_or(22);
-            let address = profile.host_address(&host).unwrap_or_else(|| host.clone());
-            let command = text("command").unwrap_or_default();
-            let upper = command.to_uppercase();
-            let command = if DESKTOP_COMMANDS.contains(&upper.as_str()) {
-                upper
-            } else {
-                command
-            };
-            let username = text("user").unwrap_or_default();
-            let mut entry = Map::new();
-            entry.insert("Name".into(), json!(name));
-            entry.insert("Password".into(), json!(""));
-            entry.insert("Protocol".into(), json!("x2go"));
-            entry.insert("URL".into(), json!(format!("http://{address}:{port}/")));
-            entry.insert("Username".into(), json!(username));
-            if api_version == 4 {
-                entry.insert("SessionType".into(), json!(command));
-                entry.insert("SessionTypeRequired".into(), json!(true));
-            } else {
-                entry.insert("Command".into(), json!(command));
-                entry.insert("CommandRequired".into(), json!(true));
+            }),
+            RemoteDesktop::X2go {
+                name,
+                address,
+                port,
+                username,
+                command,
+            } => {
+                let mut entry = Map::new();
+                entry.insert("Name".into(), json!(name));
+                entry.insert("Password".into(), json!(""));
+                entry.insert("Protocol".into(), json!("x2go"));
+                entry.insert("URL".into(), json!(format!("http://{address}:{port}/")));
+                entry.insert("Username".into(), json!(username));
+                if reply.api_version == 4 {
+                    entry.insert("SessionType".into(), json!(command));
+                    entry.insert("SessionTypeRequired".into(), json!(true));
+                } else {
+                    entry.insert("Command".into(), json!(command));
+                    entry.insert("CommandRequired".into(), json!(true));
+                }
+                Json::Object(entry)
             }
-            Json::Object(entry)
         };
         default_server = entry.get("Name").cloned();
         servers.push(entry);
     }
     let mut object = Map::new();
-    let mut url = format!("{}/uccs/{backend_in_url}", url_base.trim_end_matches('/'));
+    let mut url = format!(
+        "{}/uccs/{}",
+        reply.url_base.trim_end_matches('/'),
+        reply.backend_in_url
+    );
     if !url.ends_with('/') {
         url.push('/');
     }
@@ -90,5 +76,102 @@ pub fn render(
     if let Some(name) = default_server {
         object.insert("DefaultServer".into(), name);
     }
-    Ok(pyjson::dumps(&Json::Object(object), 2))
+    pyjson::dumps(&Json::Object(object), 2)
+}
+
+/// The ping route's body at `now`: Python's `str(datetime.utcnow())`.
+pub fn render_ping(now: chrono::DateTime<chrono::Utc>) -> String {
+    if now.timestamp_subsec_micros() == 0 {
+        now.format("%Y-%m-%d %H:%M:%S").to_string()
+    } else {
+        now.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn x2go(name: &str, command: &str) -> RemoteDesktop {
+        RemoteDesktop::X2go {
+            name: name.to_string(),
+            address: "10.0.0.1".to_string(),
+            port: 2222,
+            username: "".to_string(),
+            command: command.to_string(),
+        }
+    }
+
+    #[test]
+    fn api_4_and_5_name_the_command_field_differently() {
+        let mut reply = UccsReply {
+            url_base: "https://broker.example/".to_string(),
+            backend_in_url: "inifile".to_string(),
+            api_version: 4,
+            servers: vec![x2go("One", "KDE")],
+        };
+        assert_eq!(
+            render(&reply),
+            "{\n  \"AdditionalManagementServers\": [],\n  \"DefaultServer\": \"One\",\n  \
+             \"Name\": \"X2Go Session Broker\",\n  \"RemoteDesktopServers\": [\n    {\n      \
+             \"Name\": \"One\",\n      \"Password\": \"\",\n      \"Protocol\": \"x2go\",\n      \
+             \"SessionType\": \"KDE\",\n      \"SessionTypeRequired\": true,\n      \
+             \"URL\": \"http://10.0.0.1:2222/\",\n      \"Username\": \"\"\n    }\n  ],\n  \
+             \"URL\": \"https://broker.example/uccs/inifile/\"\n}"
+        );
+        reply.api_version = 7;
+        let v5 = render(&reply);
+        assert!(v5.contains("\"Command\": \"KDE\",\n      \"CommandRequired\": true,"));
+        assert!(!v5.contains("SessionType"));
+    }
+
+    #[test]
+    fn rdp_entries_and_the_last_entry_as_default() {
+        let reply = UccsReply {
+            url_base: "http://b".to_string(),
+            backend_in_url: "".to_string(),
+            api_version: 5,
+            servers: vec![
+                x2go("First", "xterm"),
+                RemoteDesktop::Rdp {
+                    name: "Windows".to_string(),
+                    first_host: "win.example".to_string(),
+                    username: "jörg".to_string(),
+                },
+            ],
+        };
+        let text = render(&reply);
+        assert!(text.contains(
+            "    {\n      \"DomainRequired\": true,\n      \"Name\": \"Windows\",\n      \
+             \"Password\": \"\",\n      \"Protocol\": \"rdp\",\n      \
+             \"URL\": \"http://win.example/\",\n      \"Username\": \"j\\u00f6rg\",\n      \
+             \"WindowsDomain\": \"LOCAL\"\n    }\n"
+        ));
+        assert!(text.contains("\"DefaultServer\": \"Windows\",\n"));
+        assert!(text.ends_with("\"URL\": \"http://b/uccs/\"\n}"));
+    }
+
+    #[test]
+    fn no_servers_no_default_server() {
+        let reply = UccsReply {
+            url_base: "".to_string(),
+            backend_in_url: "zeroconf".to_string(),
+            api_version: 5,
+            servers: Vec::new(),
+        };
+        assert_eq!(
+            render(&reply),
+            "{\n  \"AdditionalManagementServers\": [],\n  \"Name\": \"X2Go Session Broker\",\n  \
+             \"RemoteDesktopServers\": [],\n  \"URL\": \"/uccs/zeroconf/\"\n}"
+        );
+    }
+
+    #[test]
+    fn ping_prints_like_python_datetime() {
+        let whole = chrono::Utc.with_ymd_and_hms(2024, 2, 29, 7, 5, 9).unwrap();
+        assert_eq!(render_ping(whole), "2024-02-29 07:05:09");
+        let fraction = whole + chrono::Duration::microseconds(1200);
+        assert_eq!(render_ping(fraction), "2024-02-29 07:05:09.001200");
+    }
 }

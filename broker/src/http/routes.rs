@@ -1,10 +1,11 @@
 //! Routing and handlers (§3.2–§3.8, §4): `/plain/`, `/json/`, `/uccs/`, `/pubkeys`, `/`, with Tornado's pages.
+//!
+//! Only routing, parameter extraction and status mapping: each request's logic is in
+//! `service.rs`, its body rendered by `frontend/`.
 
 use super::request::{InvalidParameter, Params};
-use crate::config::{Backend, BrokerConfig};
 use crate::frontend;
-use crate::profiles::ListingFlavour;
-use crate::service::{Broker, BrokerError, BrokerRequest, Frontend};
+use crate::service::{BasicCredentials, Broker, BrokerError, BrokerRequest, Frontend};
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -163,7 +164,12 @@ async fn route(broker: &Arc<Broker>, peer: SocketAddr, request: Request) -> Resp
         if !read_only {
             return error_page(StatusCode::METHOD_NOT_ALLOWED, &method);
         }
-        return ok_response(&method, TEXT_HTML, false, uccs_time());
+        return ok_response(
+            &method,
+            TEXT_HTML,
+            false,
+            frontend::uccs::render_ping(chrono::Utc::now()),
+        );
     }
     if let Some((backend_capture, version)) = match_uccs_api(&path) {
         let backend_name = decode_capture(backend_capture.trim_end_matches('/'));
@@ -188,16 +194,6 @@ async fn route(broker: &Arc<Broker>, peer: SocketAddr, request: Request) -> Resp
         return error_page(StatusCode::NOT_FOUND, &method);
     };
     broker_endpoint(broker, frontend, &capture, peer, request).await
-}
-
-/// `str(datetime.utcnow())`.
-fn uccs_time() -> String {
-    let now = chrono::Utc::now();
-    if now.timestamp_subsec_micros() == 0 {
-        now.format("%Y-%m-%d %H:%M:%S").to_string()
-    } else {
-        now.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
-    }
 }
 
 fn backend_from_capture(capture: &str) -> String {
@@ -230,7 +226,7 @@ async fn broker_endpoint(
     request: Request,
 ) -> Response {
     let method = request.method().clone();
-    let allowed = method == Method::POST || (method == Method::GET && get_requests_allowed(broker));
+    let allowed = method == Method::POST || (method == Method::GET && broker.allows_get_requests());
     if !allowed {
         return error_page(StatusCode::METHOD_NOT_ALLOWED, &method);
     }
@@ -273,13 +269,6 @@ async fn broker_endpoint(
     }
 }
 
-fn get_requests_allowed(broker: &Broker) -> bool {
-    match &broker.snapshot().config {
-        Ok(config) => config.global_bool("allow-get-requests").unwrap_or(true),
-        Err(_) => true,
-    }
-}
-
 fn unauthorized_basic() -> Response {
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::UNAUTHORIZED;
@@ -293,7 +282,7 @@ fn unauthorized_basic() -> Response {
 }
 
 /// HTTP Basic credentials, split at the first `:` (so passwords may contain `:`).
-fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+fn basic_credentials(headers: &HeaderMap) -> Option<BasicCredentials> {
     use base64::Engine;
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, encoded) = value.trim().split_once(' ')?;
@@ -305,39 +294,13 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
         .ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (user, password) = text.split_once(':')?;
-    Some((user.to_string(), password.to_string()))
+    Some(BasicCredentials {
+        user: user.to_string(),
+        password: password.to_string(),
+    })
 }
 
-async fn uccs_user(
-    broker: &Broker,
-    config: &BrokerConfig,
-    headers: &HeaderMap,
-    client_ip: &IpAddr,
-) -> Result<Option<String>, BrokerError> {
-    let (require_password, require_cookie) = config.credential_requirements()?;
-    if !require_password && !require_cookie {
-        return Ok(Some("anonymous".to_string()));
-    }
-    let Some((user, password)) = basic_credentials(headers) else {
-        return Ok(None);
-    };
-    if broker
-        .verify_password(config, Backend::Base, &user, &password, client_ip)
-        .await?
-    {
-        return Ok(Some(user));
-    }
-    if let Some((short, _)) = user.split_once('@') {
-        if broker
-            .verify_password(config, Backend::Base, short, &password, client_ip)
-            .await?
-        {
-            return Ok(Some(short.to_string()));
-        }
-    }
-    Ok(None)
-}
-
+/// The UCCS API (§4): authentication comes before the method check (401, then 405).
 async fn uccs_api(
     broker: &Arc<Broker>,
     method: &Method,
@@ -346,57 +309,22 @@ async fn uccs_api(
     version: u32,
     client_ip: IpAddr,
 ) -> Response {
-    let snapshot = broker.snapshot();
-    let config = match &snapshot.config {
-        Ok(config) => config.clone(),
-        Err(message) => return broker_error(BrokerError::Internal(message.clone()), method),
-    };
-    let user = match uccs_user(broker, &config, headers, &client_ip).await {
-        Ok(Some(user)) => user,
-        Ok(None) => return unauthorized_basic(),
+    let caller = match broker
+        .uccs_authenticate(basic_credentials(headers), &client_ip)
+        .await
+    {
+        Ok(caller) => caller,
+        Err(BrokerError::Unauthorized) => return unauthorized_basic(),
         Err(error) => return broker_error(error, method),
     };
     if *method != Method::GET {
         return error_page(StatusCode::METHOD_NOT_ALLOWED, method);
     }
-    let result: Result<String, BrokerError> = async {
-        if !config.global_bool("enable-uccs-output")? {
-            return Err(BrokerError::NotFound);
-        }
-        let backend = broker
-            .backend_for(backend_name)
-            .ok_or(BrokerError::NotFound)?;
-        if backend == Backend::Base || !config.backend_enabled(backend)? {
-            return Err(BrokerError::NotFound);
-        }
-        let profiles = broker
-            .list_profiles_async(
-                &snapshot,
-                &config,
-                backend,
-                &user,
-                &client_ip,
-                ListingFlavour::Uccs,
-            )
-            .await?;
-        let url_base = config.global_str("my-uccs-url-base")?;
-        let mut pick = |hosts: &[String]| {
-            use rand::seq::IndexedRandom;
-            hosts.choose(&mut rand::rng()).cloned()
-        };
-        frontend::uccs::render(
-            &url_base,
-            backend_name,
-            version,
-            &user,
-            &profiles,
-            &mut pick,
-        )
-        .map_err(|error| BrokerError::Internal(error.to_string()))
-    }
-    .await;
-    match result {
-        Ok(body) => ok_response(method, TEXT_PLAIN, true, body),
+    match broker
+        .uccs_servers(&caller, backend_name, version, &client_ip)
+        .await
+    {
+        Ok(reply) => ok_response(method, TEXT_PLAIN, true, frontend::uccs::render(&reply)),
         Err(error) => broker_error(error, method),
     }
 }

@@ -347,80 +347,23 @@ mod https_get {
     //! The https_get mechanism against a local HTTPS endpoint (issue 5 acceptance 5).
     use super::login;
     use std::process::{Command, Stdio};
+    use x2gobroker_e2e::certs::{KeyKind, TestCa, Usage};
     use x2gobroker_e2e::{
         free_port, golden_dir, start_broker, wait_for_port, workspace_root, Daemon,
     };
 
+    /// An RSA CA `<name>-ca` and a server certificate `<name>-server` for 127.0.0.1 signed by
+    /// it: (CA certificate, certificate, key).
     fn certificate_authority(
         directory: &std::path::Path,
         name: &str,
     ) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
-        let run = |arguments: &[&str]| {
-            let output = Command::new("openssl")
-                .args(arguments)
-                .current_dir(directory)
-                .output()
-                .unwrap();
-            assert!(
-                output.status.success(),
-                "openssl {arguments:?}: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        };
-        let ca_key = format!("{name}-ca.key");
-        let ca_crt = format!("{name}-ca.crt");
-        run(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN={name} test CA"),
-            "-keyout",
-            &ca_key,
-            "-out",
-            &ca_crt,
-        ]);
-        let key = format!("{name}-server.key");
-        let csr = format!("{name}-server.csr");
-        let crt = format!("{name}-server.crt");
-        run(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-        ]);
-        std::fs::write(directory.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n").unwrap();
-        run(&[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            &ca_crt,
-            "-CAkey",
-            &ca_key,
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-            "-out",
-            &crt,
-        ]);
+        let ca = TestCa::with_key(directory, &format!("{name}-ca"), KeyKind::Rsa2048);
+        let server = ca.leaf(&format!("{name}-server"), &["127.0.0.1"], Usage::Server);
         (
-            directory.join(ca_crt),
-            directory.join(crt),
-            directory.join(key),
+            ca.certificate().to_path_buf(),
+            server.certificate,
+            server.key,
         )
     }
 

@@ -2,46 +2,21 @@
 
 use std::process::Command;
 use std::time::Duration;
+use x2gobroker_e2e::certs::{self_signed, CertificateFiles, KeyKind, Usage};
 use x2gobroker_e2e::{binary, broker_with_config, start_broker};
 
 const CONFIG: &str = "[global]\nrequire-password = false\nrequire-cookie = false\ndefault-auth-mech = none\ndefault-portscan-x2goservers = false\n";
 
-fn self_signed(directory: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let certificate = directory.join("broker.crt");
-    let key = directory.join("broker.key");
-    let status = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=127.0.0.1",
-        ])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .args(["-addext", "extendedKeyUsage=serverAuth"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&certificate)
-        .output()
-        .expect("openssl");
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
-    (certificate, key)
-}
-
 #[tokio::test]
 async fn https_with_a_self_signed_certificate() {
     let certificates = tempfile::tempdir().unwrap();
-    let (certificate, key) = self_signed(certificates.path());
+    let CertificateFiles { certificate, key } = self_signed(
+        certificates.path(),
+        "broker",
+        &["127.0.0.1"],
+        Usage::Server,
+        KeyKind::Rsa2048,
+    );
     let (_work, daemon) = broker_with_config(
         CONFIG,
         None,

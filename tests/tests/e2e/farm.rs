@@ -747,109 +747,16 @@ async fn local_agent_mode_through_the_farm() {
     rebuild_farm();
 }
 
-fn openssl(directory: &std::path::Path, args: &[&str]) {
-    let output = Command::new("openssl")
-        .args(args)
-        .current_dir(directory)
-        .output()
-        .expect("openssl");
-    assert!(
-        output.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// A CA, and leaf certificates signed by it (`name`.pem/.key with `extensions`).
-fn make_certificates(directory: &std::path::Path, leaves: &[(&str, &str)]) {
-    openssl(
-        directory,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=farm-test-ca",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ],
-    );
-    for (name, extensions) in leaves {
-        std::fs::write(directory.join(format!("{name}.ext")), extensions).unwrap();
-        let (key, csr, pem, ext) = (
-            format!("{name}.key"),
-            format!("{name}.csr"),
-            format!("{name}.pem"),
-            format!("{name}.ext"),
-        );
-        openssl(
-            directory,
-            &[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                &key,
-                "-out",
-                &csr,
-                "-subj",
-                &format!("/CN={name}"),
-            ],
-        );
-        openssl(
-            directory,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                &pem,
-                "-days",
-                "2",
-                "-extfile",
-                &ext,
-            ],
-        );
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn agents_over_mutual_tls() {
     let _db = SESSION_DB.lock().await;
     rebuild_farm();
     let work = tempfile::tempdir().unwrap();
     let directory = work.path();
-    make_certificates(
-        directory,
-        &[
-            (
-                "agent",
-                "subjectAltName=DNS:x2go-node2\nextendedKeyUsage=serverAuth\n",
-            ),
-            ("broker", "extendedKeyUsage=clientAuth\n"),
-        ],
-    );
+    use x2gobroker_e2e::certs::{TestCa, Usage};
+    let ca = TestCa::new(directory, "ca");
+    ca.leaf("agent", &["x2go-node2"], Usage::Server);
+    ca.leaf("broker", &[], Usage::Client);
     let port = free_port();
     let address = format!("127.0.0.12:{port}");
     let mut command = Command::new(binary("x2gobroker-agentd"));
