@@ -13,7 +13,8 @@ use super::transport::grpc::{self, GrpcTarget};
 use super::transport::{Transport, Via};
 use actix::prelude::*;
 use rand::Rng;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// How a supervisor talks to its agent.
 #[derive(Debug, Clone)]
