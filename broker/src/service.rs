@@ -273,6 +273,7 @@ impl Broker {
             &request.user,
             client_ip,
             &request.authid,
+            std::time::SystemTime::now(),
             || async {
                 if password_already_verified {
                     return true;
