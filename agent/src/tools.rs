@@ -306,7 +306,7 @@ mod tests {
     #[tokio::test]
     async fn timeout_kills_the_process_group() {
         let tools = X2GoTools::with_timeout(Duration::from_millis(300));
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         let result = tools.run(None, &argv(&["sleep", "30"])).await;
         assert!(
             matches!(result, Err(ToolError::Timeout { .. })),

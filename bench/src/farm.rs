@@ -11,7 +11,8 @@ use anyhow::{bail, Context as _};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 use x2gobroker_proto::agent::v1::SessionStatus;
 
 const PATH: &str = "/plain/inifile/";

@@ -1,6 +1,7 @@
 //! Resource figures of a process from /proc: resident memory (VmRSS, VmHWM) and CPU time (utime + stime).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Kernel clock ticks per second (`sysconf(_SC_CLK_TCK)`, 100 on every Linux we run on).
 const CLOCK_TICKS_PER_SECOND: f64 = 100.0;

@@ -11,7 +11,8 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// The Debian package of the reference broker, and its daemon.
 pub const REFERENCE_PACKAGE: &str = "x2gobroker-daemon";

@@ -1,7 +1,8 @@
 //! Smoke run of the benchmark harness: a few seconds of every benchmark against our broker, so that the harness does not rot.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 #[test]
 fn the_harness_runs_every_benchmark_briefly_and_checks_the_answers() {

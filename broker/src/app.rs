@@ -360,9 +360,11 @@ async fn collect_expired_cookies(broker: Arc<Broker>) {
             _ => continue,
         };
         let store = crate::auth::cookies::CookieStore::new(directory);
-        let removed = tokio::task::spawn_blocking(move || store.collect_expired(timeout))
-            .await
-            .unwrap_or(0);
+        let removed = tokio::task::spawn_blocking(move || {
+            store.collect_expired(timeout, std::time::SystemTime::now())
+        })
+        .await
+        .unwrap_or(0);
         if removed > 0 {
             tracing::info!(removed, "expired cookies collected");
         }

@@ -16,7 +16,8 @@ use crate::select::{self, RealWorld};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Which client protocol a request came through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -287,6 +288,7 @@ impl Broker {
             &request.user,
             client_ip,
             &request.authid,
+            std::time::SystemTime::now(),
             || async {
                 if password_already_verified {
                     return true;

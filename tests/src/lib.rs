@@ -5,7 +5,8 @@ pub mod certs;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {

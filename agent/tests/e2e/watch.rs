@@ -1,7 +1,8 @@
 //! The watch stream: first state at once, a suspend in the session DB within 2 s (real
 //! clock), heartbeats, and the end of the stream on SIGTERM.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use tokio_stream::StreamExt;
 use x2gobroker_proto::agent::v1 as pb;

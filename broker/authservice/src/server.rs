@@ -223,7 +223,7 @@ async fn answer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Instant;
+    use tokio::time::Instant;
 
     /// `right` is the password of every user; a wrong one costs 300 ms, like PAM's failure delay.
     fn stand_in(_user: &str, password: &str, _service: &str) -> bool {

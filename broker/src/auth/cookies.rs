@@ -1,4 +1,7 @@
 //! The cookie flow (§6.2, §6.3): pre-shared cookie, one-shot dynamic cookies as files `<user>_<uuid>`, expiry.
+//!
+//! The checks read no clock: the caller passes `now` (wall-clock time, since cookie files store
+//! the login's UNIX time like the reference's), as `auth/throttle.rs` takes its instants.
 
 use std::future::Future;
 use std::io::ErrorKind;
@@ -72,9 +75,9 @@ fn file_safe_user(user: &str) -> String {
     safe
 }
 
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
+/// `time` as UNIX seconds, the form cookie files store (0 for times before 1970).
+fn unix_seconds(time: SystemTime) -> f64 {
+    time.duration_since(UNIX_EPOCH)
         .map(|elapsed| elapsed.as_secs_f64())
         .unwrap_or(0.0)
 }
@@ -156,12 +159,13 @@ impl CookieStore {
         })
     }
 
-    /// Deletes cookie files whose login is older than `auth_timeout_seconds`; returns how many.
-    pub fn collect_expired(&self, auth_timeout_seconds: i64) -> usize {
+    /// Deletes cookie files whose login is older than `auth_timeout_seconds` at `now`; returns
+    /// how many.
+    pub fn collect_expired(&self, auth_timeout_seconds: i64, now: SystemTime) -> usize {
         let Ok(entries) = std::fs::read_dir(&self.directory) else {
             return 0;
         };
-        let now = unix_now();
+        let now = unix_seconds(now);
         let mut removed = 0;
         for entry in entries.flatten() {
             let path = entry.path();
@@ -183,14 +187,17 @@ impl CookieStore {
 /// Outcome of `check_access`: access, and the cookie to hand out.
 pub type Access = (bool, Option<String>);
 
-/// The reference's `check_access` (§6.2), with the fixes of B5 and S6. `password_check` is
-/// only awaited when the password must be checked.
+/// The reference's `check_access` (§6.2), with the fixes of B5 and S6, at wall-clock time `now`
+/// (a new login's cookie records it; a presented cookie has expired when its login is more than
+/// `auth_timeout_seconds` before it). `password_check` is only awaited when the password must be
+/// checked.
 pub async fn check_access<F, Fut>(
     policy: &AccessPolicy,
     store: &CookieStore,
     user: &str,
     client_ip: &IpAddr,
     cookie: &str,
+    now: SystemTime,
     password_check: F,
 ) -> Access
 where
@@ -223,7 +230,7 @@ where
         if !user.is_empty() {
             let record = CookieRecord {
                 ip,
-                time: unix_now(),
+                time: unix_seconds(now),
             };
             if let Err(error) = store.write(user, &next, &record) {
                 tracing::error!(%error, "cannot write a cookie file");
@@ -238,7 +245,7 @@ where
     if policy.verify_ip && record.ip != ip {
         return (false, None);
     }
-    if unix_now() - record.time > policy.auth_timeout_seconds as f64 {
+    if unix_seconds(now) - record.time > policy.auth_timeout_seconds as f64 {
         return (false, None);
     }
     let next = if policy.use_static_cookie {
@@ -255,6 +262,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn policy() -> AccessPolicy {
         AccessPolicy {
@@ -267,42 +275,43 @@ mod tests {
         }
     }
 
+    /// A fixed wall-clock time for the logins of these tests (2023-11-14 22:13:20 UTC).
+    fn login_time() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+    }
+
+    fn seconds(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
     #[tokio::test]
     async fn dynamic_cookies_are_single_use_and_bound_to_the_ip() {
         let directory = tempfile::tempdir().unwrap();
         let store = CookieStore::new(directory.path().join("cookies"));
         let here: IpAddr = "127.0.0.1".parse().unwrap();
         let there: IpAddr = "127.0.0.2".parse().unwrap();
-        let (granted, first) =
-            check_access(&policy(), &store, "test", &here, "", || async { true }).await;
+        let now = login_time();
+        let check = |user: &'static str, ip: IpAddr, cookie: String, password_ok: bool| {
+            let store = store.clone();
+            async move {
+                check_access(&policy(), &store, user, &ip, &cookie, now, || async {
+                    password_ok
+                })
+                .await
+            }
+        };
+        let (granted, first) = check("test", here, String::new(), true).await;
         assert!(granted);
         let first = first.unwrap();
-        let (granted, second) =
-            check_access(&policy(), &store, "test", &here, &first, || async { false }).await;
+        let (granted, second) = check("test", here, first.clone(), false).await;
         assert!(granted, "a valid cookie needs no password");
         let second = second.unwrap();
         assert_ne!(first, second);
+        assert!(!check("test", here, first, true).await.0, "single use");
+        assert!(!check("maja", here, second.clone(), true).await.0);
+        assert!(!check("test", there, second.clone(), true).await.0);
         assert!(
-            !check_access(&policy(), &store, "test", &here, &first, || async { true })
-                .await
-                .0
-        );
-        assert!(
-            !check_access(&policy(), &store, "maja", &here, &second, || async { true })
-                .await
-                .0
-        );
-        assert!(
-            !check_access(&policy(), &store, "test", &there, &second, || async {
-                true
-            })
-            .await
-            .0
-        );
-        assert!(
-            !check_access(&policy(), &store, "test", &here, &second, || async { true })
-                .await
-                .0,
+            !check("test", here, second, true).await.0,
             "consumed by the failed attempt"
         );
     }
@@ -312,11 +321,16 @@ mod tests {
         let directory = tempfile::tempdir().unwrap();
         let store = CookieStore::new(directory.path().join("cookies"));
         let here: IpAddr = "127.0.0.1".parse().unwrap();
-        let (granted, cookie) =
-            check_access(&policy(), &store, "../../evil", &here, "", || async {
-                true
-            })
-            .await;
+        let (granted, cookie) = check_access(
+            &policy(),
+            &store,
+            "../../evil",
+            &here,
+            "",
+            login_time(),
+            || async { true },
+        )
+        .await;
         assert!(granted);
         let names: Vec<String> = std::fs::read_dir(directory.path().join("cookies"))
             .unwrap()
@@ -330,6 +344,7 @@ mod tests {
             "test",
             &here,
             "../../../etc/passwd",
+            login_time(),
             || async { true },
         )
         .await;
@@ -337,7 +352,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn static_cookies_and_expiry() {
+    async fn static_cookies_are_handed_back_unchanged() {
         let directory = tempfile::tempdir().unwrap();
         let store = CookieStore::new(directory.path());
         let here: IpAddr = "127.0.0.1".parse().unwrap();
@@ -345,46 +360,145 @@ mod tests {
             use_static_cookie: true,
             ..policy()
         };
-        let (_, cookie) =
-            check_access(&static_policy, &store, "test", &here, "", || async { true }).await;
+        let (_, cookie) = check_access(
+            &static_policy,
+            &store,
+            "test",
+            &here,
+            "",
+            login_time(),
+            || async { true },
+        )
+        .await;
         let cookie = cookie.unwrap();
-        for _ in 0..3 {
-            let (granted, next) =
-                check_access(&static_policy, &store, "test", &here, &cookie, || async {
-                    false
-                })
-                .await;
+        for use_index in 1..=3 {
+            let (granted, next) = check_access(
+                &static_policy,
+                &store,
+                "test",
+                &here,
+                &cookie,
+                login_time() + seconds(use_index),
+                || async { false },
+            )
+            .await;
             assert!(granted);
             assert_eq!(next.as_deref(), Some(cookie.as_str()));
         }
+    }
+
+    /// A cookie expires `auth-timeout` seconds after the login that issued it, however often it
+    /// was used since: each use hands on the login's time, not the time of the use.
+    #[tokio::test]
+    async fn cookies_expire_counted_from_the_login() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = CookieStore::new(directory.path());
+        let here: IpAddr = "127.0.0.1".parse().unwrap();
+        let one_minute = AccessPolicy {
+            auth_timeout_seconds: 60,
+            ..policy()
+        };
+        let use_at = |cookie: String, elapsed: Duration| {
+            let store = store.clone();
+            let policy = one_minute.clone();
+            async move {
+                check_access(
+                    &policy,
+                    &store,
+                    "test",
+                    &here,
+                    &cookie,
+                    login_time() + elapsed,
+                    || async { false },
+                )
+                .await
+            }
+        };
+        let (granted, cookie) = check_access(
+            &one_minute,
+            &store,
+            "test",
+            &here,
+            "",
+            login_time(),
+            || async { true },
+        )
+        .await;
+        assert!(granted);
+        let (granted, cookie) = use_at(cookie.unwrap(), seconds(30)).await;
+        assert!(granted, "30 s after the login");
+        let (granted, cookie) = use_at(cookie.unwrap(), seconds(60)).await;
+        assert!(granted, "60 s after the login: not more than the timeout");
+        let (granted, cookie) = use_at(cookie.unwrap(), seconds(61)).await;
+        assert_eq!((granted, cookie), (false, None), "61 s after the login");
+        assert_eq!(std::fs::read_dir(directory.path()).unwrap().count(), 0);
+
         let expiring = AccessPolicy {
             auth_timeout_seconds: 0,
             ..policy()
         };
-        let (_, cookie) =
-            check_access(&expiring, &store, "test", &here, "", || async { true }).await;
-        std::thread::sleep(std::time::Duration::from_millis(5));
-        assert!(
-            !check_access(
-                &expiring,
+        let (_, cookie) = check_access(
+            &expiring,
+            &store,
+            "test",
+            &here,
+            "",
+            login_time(),
+            || async { true },
+        )
+        .await;
+        let outcome = check_access(
+            &expiring,
+            &store,
+            "test",
+            &here,
+            &cookie.unwrap(),
+            login_time() + Duration::from_millis(5),
+            || async { true },
+        )
+        .await;
+        assert_eq!(outcome, (false, None), "a zero timeout: one instant only");
+    }
+
+    #[tokio::test]
+    async fn expired_cookie_files_are_collected() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = CookieStore::new(directory.path());
+        let here: IpAddr = "127.0.0.1".parse().unwrap();
+        for (user, login_offset) in [("old", 0), ("new", 50)] {
+            let (granted, _) = check_access(
+                &policy(),
                 &store,
-                "test",
+                user,
                 &here,
-                &cookie.unwrap(),
-                || async { true }
+                "",
+                login_time() + seconds(login_offset),
+                || async { true },
             )
-            .await
-            .0
-        );
-        let (_, _cookie) =
-            check_access(&policy(), &store, "old", &here, "", || async { true }).await;
-        std::thread::sleep(std::time::Duration::from_millis(5));
+            .await;
+            assert!(granted);
+        }
+        std::fs::write(directory.path().join("garbage_file"), "no time here").unwrap();
+        let names = || -> Vec<String> {
+            let mut names: Vec<String> = std::fs::read_dir(directory.path())
+                .unwrap()
+                .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(names().len(), 3);
         assert_eq!(
-            store.collect_expired(0),
-            2,
-            "the static cookie and the old one"
+            store.collect_expired(60, login_time() + seconds(60)),
+            1,
+            "only the malformed file"
         );
-        assert_eq!(std::fs::read_dir(directory.path()).unwrap().count(), 0);
+        assert_eq!(store.collect_expired(60, login_time() + seconds(61)), 1);
+        let left = names();
+        assert!(left.len() == 1 && left[0].starts_with("new_"), "{left:?}");
+        assert_eq!(store.collect_expired(60, login_time() + seconds(111)), 1);
+        assert!(names().is_empty());
+        assert_eq!(store.collect_expired(60, login_time() + seconds(1000)), 0);
     }
 
     #[tokio::test]
@@ -396,25 +510,29 @@ mod tests {
             require_cookie: true,
             ..policy()
         };
-        assert_eq!(
-            check_access(&cookie_only, &store, "maja", &here, "", || async { true }).await,
-            (false, None)
-        );
+        let check = |cookie: String| {
+            let store = store.clone();
+            let policy = cookie_only.clone();
+            async move {
+                check_access(
+                    &policy,
+                    &store,
+                    "maja",
+                    &here,
+                    &cookie,
+                    login_time(),
+                    || async { true },
+                )
+                .await
+            }
+        };
+        assert_eq!(check(String::new()).await, (false, None));
         let preshared = cookie_only.preshared_cookie.clone();
         assert_eq!(
-            check_access(&cookie_only, &store, "maja", &here, "deadbeef", || async {
-                true
-            })
-            .await,
+            check("deadbeef".into()).await,
             (false, Some(preshared.clone()))
         );
-        assert_eq!(
-            check_access(&cookie_only, &store, "maja", &here, &preshared, || async {
-                true
-            })
-            .await,
-            (true, Some(preshared))
-        );
+        assert_eq!(check(preshared.clone()).await, (true, Some(preshared)));
     }
 
     #[test]

@@ -12,7 +12,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv6Addr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Longest user-name prefix kept as a key.
 pub const MAX_USER_KEY_BYTES: usize = 256;

@@ -130,7 +130,7 @@ async fn dispatch(
 ) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_string();
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let response = route(&broker, peer, request).await;
     tracing::info!(target: "access", "{} {} {} ({}) {}ms", response.status().as_u16(), method, path, client_ip(&peer), started.elapsed().as_millis());
     response

@@ -1,7 +1,8 @@
 //! Authentication end to end: failed-login throttling (and, with the auth service, real PAM logins).
 
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 use x2gobroker_e2e::broker_with_config;
 
 const TESTSUITE_CONFIG: &str = "[global]\nrequire-password = true\ndefault-auth-mech = testsuite\ndefault-portscan-x2goservers = false\nenable-uccs-output = true\n";
@@ -102,7 +103,8 @@ async fn throttling_can_be_switched_off() {
 mod pam {
     //! Real PAM logins through the auth service (issue 5 acceptance 1–4).
     use super::login;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
+    use tokio::time::Instant;
     use x2gobroker_e2e::{broker_with_config, ensure_user, golden_dir, AuthService};
 
     const PAM_CONFIG: &str = "[global]\nrequire-password = true\ndefault-auth-mech = pam\ndefault-portscan-x2goservers = false\n";

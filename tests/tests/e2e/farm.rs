@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::OpenOptionsExt;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 use x2gobroker_e2e::{
     binary, broker_with_config, free_port, hold_farm_lock, workspace_root, Daemon,
 };

@@ -3,7 +3,8 @@
 use super::farm::{rebuild_farm, Agents, SESSION_DB};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 use x2gobroker_e2e::{broker_with_config, ensure_user, unlock_for_ssh, workspace_root, Sshd};
 
 /// An X server for the client, killed on drop.
