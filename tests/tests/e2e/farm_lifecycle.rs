@@ -139,12 +139,12 @@ async fn sigterm_during_a_take_over_answers_it_removes_its_key_and_stops() {
     );
     // then the broker stops by itself: HTTP drained, the waiting key removed, actors stopped
     let status = tokio::task::spawn_blocking(move || {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(status)) = broker.child.try_wait() {
                 return Some(status);
             }
-            if std::time::Instant::now() > deadline {
+            if Instant::now() > deadline {
                 return None;
             }
             std::thread::sleep(Duration::from_millis(20));
