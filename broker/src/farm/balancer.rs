@@ -508,7 +508,7 @@ impl Handler<GetState> for Balancer {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::farm::policy::test_session as user_session;
 

@@ -529,4 +529,43 @@ mod tests {
         assert_eq!(count("checkload"), 1, "{calls}");
         assert_eq!(health_of(&balancer).await, Some((Health::Up, Some(4000))));
     }
+
+    #[test]
+    fn a_server_that_stays_down_is_retried_with_capped_backoff_on_a_paused_clock() {
+        crate::farm::balancer::tests::paused_system().block_on(async {
+            let balancer = Balancer::new(Duration::from_secs(30)).start();
+            let settings = SupervisorSettings {
+                heartbeat: Duration::from_secs(2),
+                timeout: Duration::from_secs(2),
+                max_backoff: Duration::from_secs(10),
+                grpc_retry: Duration::from_secs(30),
+                legacy_poll: Duration::from_secs(10),
+                load_interval: Duration::from_secs(300),
+            };
+            // an agent that cannot be run: every poll fails at once, without I/O to wait for
+            let legacy = Transport::Local(Arc::new(LocalAgent {
+                agent_command: "/nonexistent/x2gobroker-agent".to_string(),
+                timeout: settings.timeout,
+            }));
+            let supervisor =
+                Supervisor::new("n1".into(), None, Some(legacy), settings, balancer.clone())
+                    .start();
+            let started = Instant::now();
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            let state = supervisor.send(GetState).await.unwrap();
+            assert_eq!(state.health, Health::Down);
+            // retries after 0.2, 0.4, 0.8, 1.6, 3.2, 6.4 s, then every 10 s (each + ≤ 50 %
+            // jitter): 12.6–18.9 s for the first six, then 10–15 s each
+            assert!(
+                (9..=12).contains(&state.failures),
+                "{} attempts in {:?}",
+                state.failures,
+                started.elapsed()
+            );
+            assert_eq!(
+                health_of(&balancer).await.map(|(health, _)| health),
+                Some(Health::Down)
+            );
+        });
+    }
 }
