@@ -22,7 +22,7 @@ use crate::reply::Selection;
 use actix::prelude::*;
 use model::{SessionStatus, SessionView, Via};
 use policy::Decision;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -65,6 +65,10 @@ pub struct FarmConfig {
     pub load_interval: Duration,
     /// The agent's path (on the servers for SSH, on the broker host for LOCAL).
     pub agent_command: String,
+    /// Whether the legacy agents' servers share one session DB (how many a request asks).
+    pub shared_session_db: model::SharedSessionDb,
+    /// How long a listing's legacy-agent answer serves the user's next selection.
+    pub legacy_reuse: Duration,
 }
 
 fn farm_number(config: &BrokerConfig, key: &str, default: u64) -> u64 {
@@ -142,6 +146,20 @@ impl FarmConfig {
                 _ => 300,
             }),
             agent_command,
+            shared_session_db: match config
+                .document()
+                .get("farm", "legacy-shared-session-db")
+                .map(str::trim)
+            {
+                Some("yes") => model::SharedSessionDb::Yes,
+                Some("no") => model::SharedSessionDb::No,
+                _ => model::SharedSessionDb::Auto,
+            },
+            legacy_reuse: Duration::from_millis(farm_number(
+                config,
+                "legacy-answer-reuse-ms",
+                10000,
+            )),
         })
     }
 }
@@ -210,7 +228,28 @@ pub struct FarmHandle {
     /// a request for such a profile goes straight to the balancer. Weak, so a dead list's
     /// address is never reused here.
     settled: Mutex<Vec<Weak<[String]>>>,
+    /// Per legacy server, the other servers whose sessions its answers listed (its DB's view).
+    legacy_views: Mutex<HashMap<String, BTreeSet<String>>>,
+    /// A listing's legacy answers per (user, host list), for that user's next selection.
+    recent_answers: Mutex<HashMap<AnswerKey, (Instant, Vec<SessionView>)>>,
 }
+
+/// A user and a profile's host list: what a kept legacy answer is for.
+type AnswerKey = (String, Arc<[String]>);
+
+/// Whether a request may use a listing's legacy answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reuse {
+    /// A listing: ask, and keep the answer for the user's next selection.
+    Keep,
+    /// A selection: use (and consume) a recent listing's answer, else ask.
+    Take,
+    /// A take-over must see the current state: always ask.
+    Fresh,
+}
+
+/// Most answers kept for reuse (each is one user's sessions on one profile).
+const MAX_RECENT_ANSWERS: usize = 10_000;
 
 /// Why the farm could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -295,6 +334,8 @@ impl FarmHandle {
             system,
             servers: Mutex::new(HashMap::new()),
             settled: Mutex::new(Vec::new()),
+            legacy_views: Mutex::new(HashMap::new()),
+            recent_answers: Mutex::new(HashMap::new()),
         })
     }
 
@@ -516,12 +557,28 @@ impl FarmHandle {
     }
 
     /// The user's sessions from the profile's servers reached through the legacy agent (it
-    /// reports no session lists, so they are asked per request: every SSH server at once,
-    /// the LOCAL agent once; each bounded by the call timeout; failures count as "no
-    /// sessions").
-    async fn ask_legacy_agents(&self, hosts: &Arc<[String]>, user: &str) -> Vec<SessionView> {
+    /// reports no session lists, so they are asked per request, each bounded by the call
+    /// timeout; failures count as "no sessions"): as few servers as `legacy-shared-session-db`
+    /// allows (`policy::legacy_hosts_to_ask`), the LOCAL agent once; a listing's answer
+    /// serves the user's next selection for `legacy-answer-reuse-ms` (X2Go Client lists, then
+    /// selects). Answers whether the sessions came from such a reuse.
+    async fn ask_legacy_agents(
+        &self,
+        hosts: &Arc<[String]>,
+        user: &str,
+        reuse: Reuse,
+    ) -> (Vec<SessionView>, bool) {
         if user.is_empty() || self.legacy_servers.load(Ordering::Relaxed) == 0 {
-            return Vec::new();
+            return (Vec::new(), false);
+        }
+        let key = (user.to_string(), hosts.clone());
+        if reuse == Reuse::Take {
+            let recent = lock(&self.recent_answers).remove(&key);
+            if let Some((asked_at, sessions)) = recent {
+                if asked_at.elapsed() <= self.config.legacy_reuse {
+                    return (sessions, true);
+                }
+            }
         }
         let legacy = self
             .balancer
@@ -530,24 +587,29 @@ impl FarmHandle {
             })
             .await
             .unwrap_or_default();
-        let mut asked_hosts: Vec<String> = Vec::new();
-        let mut asked_locally = false;
-        for (host, via) in legacy {
-            if via == Via::Local {
-                if asked_locally {
-                    continue;
-                }
-                asked_locally = true;
-            }
-            asked_hosts.push(host);
-        }
-        let asks = asked_hosts
-            .iter()
-            .map(|host| async move { self.user_sessions(host, user).await });
+        let asked_hosts = {
+            let views = lock(&self.legacy_views);
+            policy::legacy_hosts_to_ask(
+                &legacy,
+                |host| views.get(host),
+                self.config.shared_session_db,
+            )
+        };
+        let asks = asked_hosts.iter().map(|host| async move {
+            let answer = self.user_sessions(host, user).await;
+            (host, answer)
+        });
         let mut sessions: Vec<SessionView> = Vec::new();
-        for answer in futures::future::join_all(asks).await {
+        for (host, answer) in futures::future::join_all(asks).await {
             match answer {
                 Ok(found) => {
+                    let seen = policy::hosts_seen_by(host, &found, hosts);
+                    if !seen.is_empty() {
+                        lock(&self.legacy_views)
+                            .entry(host.clone())
+                            .or_default()
+                            .extend(seen);
+                    }
                     for session in found {
                         if !sessions
                             .iter()
@@ -557,10 +619,23 @@ impl FarmHandle {
                         }
                     }
                 }
-                Err(error) => tracing::warn!(user, %error, "legacy agent did not list sessions"),
+                Err(error) => {
+                    tracing::warn!(user, %host, %error, "legacy agent did not list sessions")
+                }
             }
         }
-        sessions
+        tracing::debug!(user, asked = ?asked_hosts, sessions = sessions.len(), "legacy agents asked");
+        if reuse == Reuse::Keep {
+            let mut recent = lock(&self.recent_answers);
+            let reuse_for = self.config.legacy_reuse;
+            if recent.len() >= MAX_RECENT_ANSWERS {
+                recent.retain(|_, (asked_at, _)| asked_at.elapsed() <= reuse_for);
+            }
+            if recent.len() < MAX_RECENT_ANSWERS {
+                recent.insert(key, (Instant::now(), sessions.clone()));
+            }
+        }
+        (sessions, false)
     }
 
     /// §7.4 step 6 from live state; `None` when nothing is known yet.
@@ -571,7 +646,9 @@ impl FarmHandle {
         user: &str,
     ) -> Option<(String, Option<SessionStatus>)> {
         self.supervise_and_settle(built, plan).await;
-        let asked = self.ask_legacy_agents(&built.hosts, user).await;
+        let (asked, _) = self
+            .ask_legacy_agents(&built.hosts, user, Reuse::Keep)
+            .await;
         let request = balancer::ListingStatus {
             hosts: built.hosts.clone(),
             user: user.to_string(),
@@ -593,7 +670,21 @@ impl FarmHandle {
     ) -> (Selection, Outcome) {
         self.supervise_and_settle(built, plan).await;
         let profile = &built.profile;
-        let asked = self.ask_legacy_agents(&built.hosts, user).await;
+        let (mut asked, reused) = self
+            .ask_legacy_agents(&built.hosts, user, Reuse::Take)
+            .await;
+        let would_take_over = !asked
+            .iter()
+            .any(|session| session.status == SessionStatus::Suspended)
+            && asked
+                .iter()
+                .any(|session| session.status == SessionStatus::Running);
+        if reused && would_take_over {
+            // a take-over must see the current state, not the listing's
+            (asked, _) = self
+                .ask_legacy_agents(&built.hosts, user, Reuse::Fresh)
+                .await;
+        }
         let decide = |excluded: Vec<String>| {
             let request = balancer::SelectServer {
                 hosts: built.hosts.clone(),

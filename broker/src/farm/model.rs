@@ -75,3 +75,17 @@ pub struct SessionView {
     /// The `x2golistsessions` line as the agent sent it (relayed as SESSION_INFO).
     pub raw_line: String,
 }
+
+/// Whether the servers reached through the legacy agent share one X2Go session DB
+/// (`[farm] legacy-shared-session-db`), which decides how many of them a request asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SharedSessionDb {
+    /// Learn it from the answers: a server whose session list showed another server's
+    /// sessions sees that server's sessions too; ask as few servers as cover them all.
+    #[default]
+    Auto,
+    /// One DB for all (the reference's assumption): ask one server.
+    Yes,
+    /// Every server has its own DB: ask each.
+    No,
+}

@@ -1,10 +1,11 @@
 //! The farm's decision logic, pure: which server for a user (resume > take over > least loaded), listing status, health.
 
-pub use super::model::{Health, SessionStatus, SessionView, Via};
+pub use super::model::{Health, SessionStatus, SessionView, SharedSessionDb, Via};
 use crate::hosts;
 use crate::profiles::Profile;
 use crate::reply::Selection;
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// One server of the farm (keyed by its profile host name).
@@ -312,6 +313,70 @@ pub fn after_port_probe(decision: &Decision, portscan: bool, port_open: bool) ->
         host: host.clone(),
         abandon_placement,
     })
+}
+
+/// Which legacy agents (`candidates`: the profile's servers on the legacy agent that are not
+/// down, with their transport) a request asks for a user's sessions. Every LOCAL server is the
+/// same agent: asked once. Over SSH: each server (`No`), one (`Yes`, the first), or (`Auto`)
+/// as few as cover them all, where `view_of(host)` are the other servers whose sessions
+/// `host` has been seen listing (one session DB): the servers seeing most first.
+pub fn legacy_hosts_to_ask<'a>(
+    candidates: &[(String, Via)],
+    view_of: impl Fn(&str) -> Option<&'a BTreeSet<String>>,
+    shared: SharedSessionDb,
+) -> Vec<String> {
+    let mut asked: Vec<String> = Vec::new();
+    if let Some((host, _)) = candidates.iter().find(|(_, via)| *via == Via::Local) {
+        asked.push(host.clone());
+    }
+    let remote: Vec<&String> = candidates
+        .iter()
+        .filter(|(_, via)| *via != Via::Local)
+        .map(|(host, _)| host)
+        .collect();
+    match shared {
+        SharedSessionDb::No => asked.extend(remote.into_iter().cloned()),
+        SharedSessionDb::Yes => asked.extend(remote.first().map(|host| (*host).clone())),
+        SharedSessionDb::Auto => {
+            let seen = |host: &str| {
+                view_of(host).map_or(0, |view| {
+                    remote
+                        .iter()
+                        .filter(|other| view.contains(other.as_str()))
+                        .count()
+                })
+            };
+            // stable: equal views keep the profile's order
+            let mut ranked = remote.clone();
+            ranked.sort_by_key(|host| std::cmp::Reverse(seen(host)));
+            let mut covered: BTreeSet<&str> = BTreeSet::new();
+            for host in ranked {
+                if covered.contains(host.as_str()) {
+                    continue;
+                }
+                covered.insert(host);
+                if let Some(view) = view_of(host) {
+                    covered.extend(view.iter().map(String::as_str));
+                }
+                asked.push(host.clone());
+            }
+        }
+    }
+    asked
+}
+
+/// What one legacy agent's session list shows of its session DB: the other profile hosts
+/// whose sessions `answered_by` listed.
+pub fn hosts_seen_by(
+    answered_by: &str,
+    sessions: &[SessionView],
+    profile_hosts: &[String],
+) -> BTreeSet<String> {
+    sessions
+        .iter()
+        .filter_map(|session| profile_host_for(&session.server, profile_hosts))
+        .filter(|host| host != answered_by)
+        .collect()
 }
 
 /// The selection of §10.2 with its port scan (step 6e), the one loop the live farm and the
@@ -662,5 +727,83 @@ mod tests {
                 "{decision:?} {portscan} {open}"
             );
         }
+    }
+
+    #[test]
+    fn legacy_hosts_to_ask_table() {
+        let ssh = |hosts: &[&str]| -> Vec<(String, Via)> {
+            hosts
+                .iter()
+                .map(|host| (host.to_string(), Via::Ssh))
+                .collect()
+        };
+        let views: BTreeMap<String, BTreeSet<String>> = [
+            ("n1", vec!["n2"]),
+            ("n3", vec!["n1", "n2"]),
+            ("n9", vec!["n8"]),
+        ]
+        .into_iter()
+        .map(|(host, seen)| {
+            (
+                host.to_string(),
+                seen.into_iter().map(String::from).collect(),
+            )
+        })
+        .collect();
+        let view_of = |host: &str| views.get(host);
+        let cases: [(&[&str], SharedSessionDb, &[&str]); 7] = [
+            (
+                &["n1", "n2", "n3"],
+                SharedSessionDb::No,
+                &["n1", "n2", "n3"],
+            ),
+            (&["n1", "n2", "n3"], SharedSessionDb::Yes, &["n1"]),
+            // n3's answers showed n1's and n2's sessions: it alone covers all three
+            (&["n1", "n2", "n3"], SharedSessionDb::Auto, &["n3"]),
+            // nothing learnt about n4 yet: asked too
+            (
+                &["n1", "n2", "n3", "n4"],
+                SharedSessionDb::Auto,
+                &["n3", "n4"],
+            ),
+            (&["n1", "n2"], SharedSessionDb::Auto, &["n1"]),
+            // views of servers outside the candidates do not count
+            (&["n2", "n8"], SharedSessionDb::Auto, &["n2", "n8"]),
+            (&[], SharedSessionDb::Auto, &[]),
+        ];
+        for (candidates, shared, expected) in cases {
+            assert_eq!(
+                legacy_hosts_to_ask(&ssh(candidates), view_of, shared),
+                expected
+                    .iter()
+                    .map(|host| host.to_string())
+                    .collect::<Vec<_>>(),
+                "{candidates:?} {shared:?}"
+            );
+        }
+        // every LOCAL server is the one local agent: asked once, whatever the mode
+        let local: Vec<(String, Via)> = ["n1", "n2"]
+            .iter()
+            .map(|host| (host.to_string(), Via::Local))
+            .collect();
+        assert_eq!(
+            legacy_hosts_to_ask(&local, view_of, SharedSessionDb::No),
+            ["n1"]
+        );
+        let hosts: Vec<String> = ["n1", "n2", "n3"]
+            .iter()
+            .map(|host| host.to_string())
+            .collect();
+        let listed = vec![
+            session("a", "alice", "n1", 'R'),
+            session("b", "alice", "n2.example.org", 'S'),
+            session("c", "alice", "elsewhere", 'S'),
+        ];
+        assert_eq!(
+            hosts_seen_by("n1", &listed, &hosts)
+                .into_iter()
+                .collect::<Vec<_>>(),
+            ["n2"]
+        );
     }
 }
