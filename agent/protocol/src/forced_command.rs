@@ -6,7 +6,7 @@
 //! Like the reference, everything from the first `;` on is dropped (it is never run), and
 //! `sh -c '<agent> …'` — what the broker sends — is unwrapped.
 
-/// Characters refused anywhere in the command (after the `;` cut).
+/// Characters refused anywhere in the command (after the `;` cut), but a `$` that ends a word.
 pub const REFUSED_CHARACTERS: &[char] = &[
     '$', '`', '\\', '|', '&', '<', '>', '(', ')', '{', '}', '*', '?', '[', ']', '~', '!', '#',
     '\n', '\r', '\0',
