@@ -22,7 +22,9 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsE
 use std::path::{Path, PathBuf};
 
 use crate::users::UserAccount;
-use crate::validate::{validate_key_file_path, validate_key_line, ValidationError};
+use x2gobroker_agent_protocol::{
+    check_key_file, check_key_line, check_resolved_key_file, ArgumentError,
+};
 
 /// The broker's default key file.
 pub const DEFAULT_KEY_FILE: &str = "%h/.x2go/authorized_keys";
@@ -31,7 +33,7 @@ pub const DEFAULT_KEY_FILE: &str = "%h/.x2go/authorized_keys";
 #[derive(Debug, thiserror::Error)]
 pub enum AuthKeysError {
     #[error(transparent)]
-    Invalid(#[from] ValidationError),
+    Invalid(#[from] ArgumentError),
     #[error("cannot switch file system ids to uid {uid} gid {gid}")]
     SwitchIds { uid: u32, gid: u32 },
     #[error("only root can edit another user's keys (running as uid {euid}, target uid {uid})")]
@@ -60,16 +62,18 @@ pub fn substitute_key_file(template: &str, account: &UserAccount) -> String {
         })
 }
 
-/// Substitutes and validates the key-file path; a relative result is taken below the home
+/// Checks the key-file template as it travelled (the rule the broker applied before sending
+/// it), substitutes it and checks the result; a relative result is taken below the home
 /// directory. An empty template means [`DEFAULT_KEY_FILE`].
-pub fn resolve_key_file(template: &str, account: &UserAccount) -> Result<PathBuf, ValidationError> {
+pub fn resolve_key_file(template: &str, account: &UserAccount) -> Result<PathBuf, ArgumentError> {
     let template = if template.is_empty() {
         DEFAULT_KEY_FILE
     } else {
         template
     };
+    check_key_file(template)?;
     let substituted = substitute_key_file(template, account);
-    validate_key_file_path(&substituted)?;
+    check_resolved_key_file(&substituted)?;
     let path = PathBuf::from(&substituted);
     if path.is_absolute() {
         Ok(path)
@@ -113,15 +117,15 @@ pub fn content_without_key(content: &str, key: &str) -> Option<String> {
 /// Adds `key` to the file (creating it 0600, and missing directories 0700) as the user.
 /// Returns whether the file changed.
 pub fn add_key(account: &UserAccount, path: &Path, key: &str) -> Result<bool, AuthKeysError> {
-    validate_key_line(key)?;
-    validate_key_file_path(&path.to_string_lossy())?;
+    check_key_line(key)?;
+    check_resolved_key_file(&path.to_string_lossy())?;
     as_user(account, || add_key_here(account, path, key))
 }
 
 /// Removes the lines equal to `key` from the file as the user. A missing file is unchanged.
 pub fn remove_key(account: &UserAccount, path: &Path, key: &str) -> Result<bool, AuthKeysError> {
-    validate_key_line(key)?;
-    validate_key_file_path(&path.to_string_lossy())?;
+    check_key_line(key)?;
+    check_resolved_key_file(&path.to_string_lossy())?;
     as_user(account, || remove_key_here(path, key))
 }
 

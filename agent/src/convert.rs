@@ -5,18 +5,19 @@ use tonic::Status;
 use x2gobroker_proto::agent::v1 as pb;
 
 use crate::authkeys::AuthKeysError;
-use crate::load::{load_factor, LoadFigures};
-use crate::servers::{BusyServer, ServerUsage};
+use x2gobroker_agent_protocol::{load_factor, ArgumentError, BusyServer, LoadReading};
+
+use crate::load::LoadFigures;
+use crate::servers::ServerUsage;
 use crate::session::{Session, SessionStatus};
 use crate::tools::ToolError;
 use crate::users::UserError;
-use crate::validate::ValidationError;
 
 /// Everything a gRPC call can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error(transparent)]
-    Invalid(#[from] ValidationError),
+    Invalid(#[from] ArgumentError),
     #[error(transparent)]
     User(#[from] UserError),
     #[error(transparent)]
@@ -70,7 +71,7 @@ pub fn session_status(status: SessionStatus) -> pb::SessionStatus {
         SessionStatus::Suspended => pb::SessionStatus::Suspended,
         SessionStatus::Terminated => pb::SessionStatus::Terminated,
         SessionStatus::Failed => pb::SessionStatus::Failed,
-        SessionStatus::Other => pb::SessionStatus::Other,
+        SessionStatus::Other(_) => pb::SessionStatus::Other,
     }
 }
 
@@ -109,7 +110,7 @@ pub fn load(figures: &LoadFigures) -> pb::Load {
         my_mem_avail_mb: figures.my_mem_avail_mb,
         num_cpu: figures.num_cpu,
         type_cpu_mhz: figures.type_cpu_mhz,
-        load_factor: load_factor(figures),
+        load_factor: load_factor(&LoadReading::from(figures)).ok(),
     }
 }
 
@@ -152,7 +153,7 @@ mod tests {
     fn error_codes() {
         let table: Vec<(AgentError, tonic::Code)> = vec![
             (
-                ValidationError::SessionId("x/y".into()).into(),
+                ArgumentError::SessionId("x/y".into()).into(),
                 tonic::Code::InvalidArgument,
             ),
             (

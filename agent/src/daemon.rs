@@ -18,7 +18,6 @@ use x2gobroker_proto::agent::v1::agent_server::AgentServer;
 use crate::auth::{load_token_file, AuthLayer, Authenticator, TokenFileError};
 use crate::service::{AgentService, AgentState};
 use crate::tools::X2GoTools;
-use crate::validate::validate_session_id;
 
 /// Resolved daemon settings (command line / environment).
 #[derive(Debug, Clone)]
@@ -97,6 +96,18 @@ pub struct Prepared {
     pub tls: Option<ServerTlsConfig>,
 }
 
+/// A server name as the X2Go session DB records it (a host name): letters, digits, `. _ -`,
+/// not starting with `.` or `-`, at most 253 characters. Not a protocol argument, so not the
+/// protocol crate's session-id rule (which also takes `@`).
+fn is_server_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && !name.starts_with(['.', '-'])
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
 /// Checks the settings for the address the daemon will actually listen on and reads the
 /// token, certificate and key files.
 pub fn prepare(config: &DaemonConfig, listen: SocketAddr) -> Result<Prepared, ConfigError> {
@@ -115,8 +126,7 @@ pub fn prepare(config: &DaemonConfig, listen: SocketAddr) -> Result<Prepared, Co
         return Err(ConfigError::NonLoopbackWithoutTls(listen));
     }
     for name in &config.server_names {
-        // Host names share the session-id character set (letters, digits, . _ -).
-        if validate_session_id(name).is_err() {
+        if !is_server_name(name) {
             return Err(ConfigError::ServerName(name.clone()));
         }
     }
@@ -300,5 +310,24 @@ mod tests {
             prepare(&bad_name, loopback),
             Err(ConfigError::ServerName(_))
         ));
+    }
+
+    #[test]
+    fn server_names() {
+        let table = [
+            ("x2go-node1", true),
+            ("ts01.intern", true),
+            ("a_b", true),
+            ("", false),
+            (".x", false),
+            ("-x", false),
+            ("node 1", false),
+            ("a@b", false),
+            ("a/b", false),
+        ];
+        for (name, ok) in table {
+            assert_eq!(is_server_name(name), ok, "{name:?}");
+        }
+        assert!(!is_server_name(&"a".repeat(254)));
     }
 }

@@ -3,6 +3,9 @@
 //! golden vectors show them. The whole outcome is computed as data ([`LegacyOutput`]) so the
 //! binary only prints it and tests can inspect it.
 //!
+//! The task grammar, the argument rules and the reading of `SSH_ORIGINAL_COMMAND` are the
+//! protocol crate's (`x2gobroker_agent_protocol`), the same the broker builds its commands with.
+//!
 //! Deliberate differences (docs/COMPATIBILITY.md): `SSH_ORIGINAL_COMMAND` is split into
 //! words without a shell and refused when it contains shell metacharacters; user names,
 //! session ids, keys and key-file paths are validated before anything runs; key files are
@@ -11,13 +14,16 @@
 
 use std::ffi::OsString;
 
+use x2gobroker_agent_protocol::{
+    available_tasks, busy_percentages, check_user_name, is_perl_true, names_agent,
+    parse_forced_command, render_busy_servers, render_checkload, MissingArgument, Task, TaskName,
+};
+
 use crate::authkeys::{add_key, remove_key, resolve_key_file};
-use crate::load::{read_load, render_checkload};
-use crate::servers::{busy_servers, parse_getservers, render_busy_servers, usage_from_sessions};
-use crate::ssh_command::{names_agent, parse_forced_command};
-use crate::tools::{available_tasks, ToolOutput, X2GoTools};
+use crate::load::read_load;
+use crate::servers::{parse_getservers, usage_from_sessions};
+use crate::tools::{ToolOutput, X2GoTools};
 use crate::users::{lookup_user, UserAccount, MIN_REGULAR_UID};
-use crate::validate::{validate_key_line, validate_session_id, validate_user_name};
 
 /// Where the reference script lives; its die messages name it.
 pub const REFERENCE_SCRIPT: &str = "/usr/lib/x2go/x2gobroker-agent.pl";
@@ -102,9 +108,29 @@ impl LegacyOutput {
     }
 }
 
-/// Perl's `shift or die`: a missing, empty or "0" argument is false.
-fn perl_true(value: Option<&String>) -> Option<&String> {
-    value.filter(|v| !v.is_empty() && v.as_str() != "0")
+/// The X2Go tool a task needs; without it in PATH the task prints nothing (like the reference).
+fn helper_program(name: TaskName) -> Option<&'static str> {
+    match name {
+        TaskName::ListSessions => Some("x2golistsessions"),
+        TaskName::FindBusyServers
+        | TaskName::FindBusyServersBySessionStats
+        | TaskName::GetServers => Some("x2gogetservers"),
+        TaskName::SuspendSession => Some("x2gosuspend-session"),
+        TaskName::TerminateSession => Some("x2goterminate-session"),
+        _ => None,
+    }
+}
+
+/// The reference's `die` line for a missing argument of a key task.
+fn missing_argument_line(missing: &MissingArgument) -> Option<u32> {
+    let first_line = match missing.task {
+        TaskName::AddAuthKey => 336,
+        TaskName::DelAuthKey => 345,
+        _ => return None,
+    };
+    u32::try_from(missing.position)
+        .ok()
+        .map(|position| first_line + position - 1)
 }
 
 /// Runs one legacy invocation.
@@ -129,19 +155,20 @@ pub async fn run_legacy(request: &LegacyRequest, tools: &X2GoTools) -> LegacyOut
         }
     }
 
-    let Some(user_name) = perl_true(args.first()) else {
+    let Some(user_name) = args.first().filter(|arg| is_perl_true(arg)) else {
         return LegacyOutput::died(37);
     };
-    let Some(task) = perl_true(args.get(1)) else {
+    let Some(task_word) = args.get(1).filter(|arg| is_perl_true(arg)) else {
         return LegacyOutput::died(38);
     };
-    if let Err(error) = validate_user_name(user_name) {
+    if let Err(error) = check_user_name(user_name) {
         return LegacyOutput::refused(&error.to_string());
     }
+    let task_name = TaskName::from_word(task_word);
 
-    match task.as_str() {
-        "ping" => return LegacyOutput::ok(),
-        "checkload" => {
+    match task_name {
+        Some(TaskName::Ping) => return LegacyOutput::ok(),
+        Some(TaskName::CheckLoad) => {
             let mut output = LegacyOutput::ok();
             match read_load() {
                 Ok(figures) => output.push_stdout(render_checkload(&figures).as_bytes()),
@@ -149,10 +176,10 @@ pub async fn run_legacy(request: &LegacyRequest, tools: &X2GoTools) -> LegacyOut
             }
             return output;
         }
-        "availabletasks" => {
+        Some(TaskName::AvailableTasks) => {
             let mut output = LegacyOutput::ok();
             for task in available_tasks(tools.x2goserver_installed().await) {
-                output.push_stdout(format!("{task}\n").as_bytes());
+                output.push_stdout(format!("{}\n", task.word()).as_bytes());
             }
             return output;
         }
@@ -180,7 +207,7 @@ pub async fn run_legacy(request: &LegacyRequest, tools: &X2GoTools) -> LegacyOut
             .sudo_user
             .as_ref()
             .map(|value| value.to_string_lossy().into_owned())
-            .filter(|value| !value.is_empty() && value != "0");
+            .filter(|value| is_perl_true(value));
         match sudo_user {
             Some(caller) if caller != *user_name => Err(LegacyOutput::die_with(
                 "You cannot execute x2gobroker-agent for any other user except you!",
@@ -190,11 +217,33 @@ pub async fn run_legacy(request: &LegacyRequest, tools: &X2GoTools) -> LegacyOut
         }
     };
 
-    match task.as_str() {
-        "listsessions" if tools.which("x2golistsessions").is_some() => {
+    let Some(name) = task_name else {
+        return LegacyOutput::nothing();
+    };
+    if helper_program(name).is_some_and(|program| tools.which(program).is_none()) {
+        return LegacyOutput::nothing();
+    }
+    let task = match Task::from_arguments(name, &args[2..]) {
+        Ok(task) => task,
+        Err(missing) => {
+            if let Some(line) = missing_argument_line(&missing) {
+                return LegacyOutput::died(line);
+            }
             if let Err(refusal) = check_caller() {
                 return refusal;
             }
+            return LegacyOutput::refused("missing session id");
+        }
+    };
+    if let Err(refusal) = check_caller() {
+        return refusal;
+    }
+    if let Err(error) = task.validate() {
+        return LegacyOutput::refused(&error.to_string());
+    }
+
+    match &task {
+        Task::ListSessions => {
             let mut output = LegacyOutput::ok();
             match tools.list_user_sessions_raw(&account).await {
                 Ok(tool_output) => {
@@ -205,25 +254,17 @@ pub async fn run_legacy(request: &LegacyRequest, tools: &X2GoTools) -> LegacyOut
             }
             output
         }
-        "findbusyservers" | "findbusyservers_by_sessionstats"
-            if tools.which("x2gogetservers").is_some() =>
-        {
-            if let Err(refusal) = check_caller() {
-                return refusal;
-            }
+        Task::FindBusyServers | Task::FindBusyServersBySessionStats => {
             let mut output = LegacyOutput::ok();
             match busy_server_counts(tools, &account).await {
                 Ok(counts) => {
-                    output.push_stdout(render_busy_servers(&busy_servers(&counts)).as_bytes())
+                    output.push_stdout(render_busy_servers(&busy_percentages(&counts)).as_bytes())
                 }
                 Err(message) => output.fail_after_ok(&message),
             }
             output
         }
-        "getservers" if tools.which("x2gogetservers").is_some() => {
-            if let Err(refusal) = check_caller() {
-                return refusal;
-            }
+        Task::GetServers => {
             let mut output = LegacyOutput::ok();
             match tools.get_servers_raw(&account).await {
                 Ok(tool_output) => output.push_tool(&tool_output),
@@ -231,27 +272,16 @@ pub async fn run_legacy(request: &LegacyRequest, tools: &X2GoTools) -> LegacyOut
             }
             output
         }
-        "addauthkey" | "delauthkey" => {
-            let adding = task == "addauthkey";
-            let (key_line, file_line) = if adding { (336, 337) } else { (345, 346) };
-            let Some(key) = perl_true(args.get(2)) else {
-                return LegacyOutput::died(key_line);
-            };
-            let Some(key_file) = perl_true(args.get(3)) else {
-                return LegacyOutput::died(file_line);
-            };
-            if let Err(refusal) = check_caller() {
-                return refusal;
-            }
-            key_task(&account, adding, key, key_file).await
+        Task::AddAuthKey { key, key_file } => key_task(&account, true, key, key_file).await,
+        Task::DelAuthKey { key, key_file } => key_task(&account, false, key, key_file).await,
+        Task::SuspendSession { session_id } => {
+            change_status_task(tools, &account, "S", session_id).await
         }
-        "suspendsession" if tools.which("x2gosuspend-session").is_some() => {
-            change_status_task(tools, &account, "S", args.get(2), check_caller).await
+        Task::TerminateSession { session_id } => {
+            change_status_task(tools, &account, "T", session_id).await
         }
-        "terminatesession" if tools.which("x2goterminate-session").is_some() => {
-            change_status_task(tools, &account, "T", args.get(2), check_caller).await
-        }
-        _ => LegacyOutput::nothing(),
+        // answered before the user lookup
+        Task::Ping | Task::CheckLoad | Task::AvailableTasks => LegacyOutput::nothing(),
     }
 }
 
@@ -275,10 +305,8 @@ async fn busy_server_counts(
         .collect())
 }
 
+/// `addauthkey` / `delauthkey` with a validated key and key-file template.
 async fn key_task(account: &UserAccount, adding: bool, key: &str, key_file: &str) -> LegacyOutput {
-    if let Err(error) = validate_key_line(key) {
-        return LegacyOutput::refused(&error.to_string());
-    }
     let path = match resolve_key_file(key_file, account) {
         Ok(path) => path,
         Err(error) => return LegacyOutput::refused(&error.to_string()),
@@ -302,22 +330,13 @@ async fn key_task(account: &UserAccount, adding: bool, key: &str, key_file: &str
     output
 }
 
+/// `suspendsession` / `terminatesession` with a validated session id.
 async fn change_status_task(
     tools: &X2GoTools,
     account: &UserAccount,
     status_letter: &str,
-    session_id: Option<&String>,
-    check_caller: impl Fn() -> Result<(), LegacyOutput>,
+    session_id: &str,
 ) -> LegacyOutput {
-    if let Err(refusal) = check_caller() {
-        return refusal;
-    }
-    let Some(session_id) = session_id else {
-        return LegacyOutput::refused("missing session id");
-    };
-    if let Err(error) = validate_session_id(session_id) {
-        return LegacyOutput::refused(&error.to_string());
-    }
     let mut output = LegacyOutput::ok();
     match tools
         .change_status(account, status_letter, session_id)
@@ -400,6 +419,30 @@ mod tests {
                 text(&output.stderr).starts_with("x2gobroker-agent: refused: invalid user name")
             );
         }
+    }
+
+    #[tokio::test]
+    async fn directory_user_names_are_served_and_winbind_names_refused() {
+        for name in [
+            "JDoe",
+            "jdoe@uni.example",
+            "j.doe+x2go@uni.example",
+            "host$",
+        ] {
+            let output = run(request(&[name, "ping"])).await;
+            assert_eq!(
+                (text(&output.stdout), output.exit_code),
+                ("OK\n", 0),
+                "{name:?}"
+            );
+        }
+        let output = run(request(&["DOM\\jdoe", "ping"])).await;
+        assert_eq!(output.exit_code, 255);
+        assert!(text(&output.stderr).starts_with("x2gobroker-agent: refused: invalid user name"));
+        let mut forced = request(&[]);
+        forced.ssh_original_command =
+            Some("sh -c '/usr/lib/x2go/x2gobroker-agent host$ ping'".into());
+        assert_eq!(text(&run(forced).await.stdout), "OK\n");
     }
 
     #[tokio::test]

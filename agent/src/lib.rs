@@ -1,8 +1,10 @@
 //! X2Go broker agent library: drives the X2Go server tools for the gRPC daemon
 //! (`x2gobroker-agentd`) and the legacy command line (`x2gobroker-agent`).
 //!
-//! Pure logic (parsers, load arithmetic, validation, busy percentages) lives in modules
-//! without I/O; [`tools`], [`authkeys`] and [`load::read_load`] touch the system.
+//! The protocol itself — task grammar, argument rules, `SSH_ORIGINAL_COMMAND` reading, answer
+//! formats, the load factor — is the `x2gobroker-agent-protocol` crate, shared with the broker.
+//! Pure logic of the agent's own (session lines, /proc arithmetic, server usage) lives in
+//! modules without I/O; [`tools`], [`authkeys`] and [`load::read_load`] touch the system.
 
 pub mod auth;
 pub mod authkeys;
@@ -13,8 +15,6 @@ pub mod load;
 pub mod servers;
 pub mod service;
 pub mod session;
-pub mod ssh_command;
 pub mod tools;
 pub mod users;
-pub mod validate;
 pub mod watch;

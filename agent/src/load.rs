@@ -1,21 +1,10 @@
-//! Server load, as the legacy `checkload` task reports it (spec §9.3), and the broker's load
-//! factor. The computations are pure functions of the /proc texts; [`read_load`] does the I/O.
+//! Server load, as the legacy `checkload` task reports it (spec §9.3): the five figures
+//! computed from /proc. The computations are pure functions of the /proc texts; [`read_load`]
+//! does the I/O. The figures' text form and the load factor are the protocol crate's.
 
 use std::io;
 
-/// The five `checkload` figures, already truncated like Perl's `%d`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct LoadFigures {
-    /// (load1 + load5 + load15) × 100 / 3 + 1
-    pub loadavgxx: i64,
-    /// MemAvailable in MB (kB / 1000)
-    pub mem_avail_mb: i64,
-    /// Kernel-style estimate of available memory in MB
-    pub my_mem_avail_mb: i64,
-    pub num_cpu: i64,
-    /// CPU clock in MHz
-    pub type_cpu_mhz: i64,
-}
+pub use x2gobroker_agent_protocol::LoadFigures;
 
 /// The /proc files the figures come from.
 pub const LOADAVG_PATH: &str = "/proc/loadavg";
@@ -99,35 +88,6 @@ pub fn compute_load(
     }
 }
 
-/// The broker's load factor: `int((memAvail/1000) × numCPU × typeCPU × 100 / loadavgXX)`,
-/// memAvail := myMemAvail when memAvail is 0; `None` when loadavgXX is 0.
-pub fn load_factor(figures: &LoadFigures) -> Option<i64> {
-    if figures.loadavgxx == 0 {
-        return None;
-    }
-    let mem_avail = if figures.mem_avail_mb == 0 {
-        figures.my_mem_avail_mb as f64
-    } else {
-        figures.mem_avail_mb as f64
-    };
-    let factor =
-        (mem_avail / 1000.0) * figures.num_cpu as f64 * figures.type_cpu_mhz as f64 * 100.0
-            / figures.loadavgxx as f64;
-    Some(factor.trunc() as i64)
-}
-
-/// The legacy `checkload` output after the `OK` line.
-pub fn render_checkload(figures: &LoadFigures) -> String {
-    format!(
-        "loadavgXX:{}\nmemAvail:{}\nmyMemAvail:{}\nnumCPU:{}\ntypeCPU:{}\n",
-        figures.loadavgxx,
-        figures.mem_avail_mb,
-        figures.my_mem_avail_mb,
-        figures.num_cpu,
-        figures.type_cpu_mhz
-    )
-}
-
 /// `m/model name.*CPU.*@\ ([\d\.]+)/`: the last `@ <digits>` that follows a `CPU`.
 fn model_name_ghz(line: &str) -> Option<&str> {
     let start = line.find("model name")? + "model name".len();
@@ -187,27 +147,6 @@ mod tests {
     use super::*;
 
     const MEMINFO: &str = "MemTotal:       24578000 kB\nMemFree:        20000000 kB\nMemAvailable:   24046999 kB\nBuffers:          100000 kB\nActive(file):    2000000 kB\nInactive(file):  1000000 kB\nSReclaimable:     300000 kB\n";
-
-    #[test]
-    fn load_factor_matches_reference_vectors() {
-        let table = [
-            // (memAvail, myMemAvail, numCPU, typeCPU, loadavgXX) => factor
-            ((7800, 0, 4, 2400, 51), Some(146823)),
-            ((0, 3000, 2, 1800, 201), Some(5373)),
-            ((0, 0, 2, 1800, 201), Some(0)),
-            ((7800, 0, 4, 2400, 0), None),
-        ];
-        for ((mem, my_mem, cpus, mhz, avg), expected) in table {
-            let figures = LoadFigures {
-                loadavgxx: avg,
-                mem_avail_mb: mem,
-                my_mem_avail_mb: my_mem,
-                num_cpu: cpus,
-                type_cpu_mhz: mhz,
-            };
-            assert_eq!(load_factor(&figures), expected, "{figures:?}");
-        }
-    }
 
     #[test]
     fn loadavg_formula() {
@@ -274,18 +213,7 @@ mod tests {
     }
 
     #[test]
-    fn checkload_rendering_and_real_proc() {
-        let figures = LoadFigures {
-            loadavgxx: 166,
-            mem_avail_mb: 24046,
-            my_mem_avail_mb: 24150,
-            num_cpu: 2,
-            type_cpu_mhz: 2597,
-        };
-        assert_eq!(
-            render_checkload(&figures),
-            "loadavgXX:166\nmemAvail:24046\nmyMemAvail:24150\nnumCPU:2\ntypeCPU:2597\n"
-        );
+    fn real_proc() {
         let real = read_load().expect("/proc is readable");
         assert!(real.loadavgxx >= 1);
         assert!(real.num_cpu >= 1);

@@ -1,7 +1,9 @@
-//! Servers in use and busy percentages (spec §9.2, B24), computed from session lists or from
-//! `x2gogetservers` output. Pure functions.
+//! Servers in use (spec §9.2, B24), counted from session lists or read from `x2gogetservers`
+//! output. Pure functions; the busy percentages and their lines are the protocol crate's.
 
 use std::collections::BTreeMap;
+
+use x2gobroker_agent_protocol::parse_server_count_line;
 
 use crate::session::{Session, SessionStatus};
 
@@ -12,13 +14,6 @@ pub struct ServerUsage {
     pub sessions: u32,
     pub running: u32,
     pub suspended: u32,
-}
-
-/// Share of all sessions on one server, in truncated integer percent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BusyServer {
-    pub server: String,
-    pub percent: u32,
 }
 
 /// Counts the non-failed sessions per server, sorted by server name.
@@ -45,47 +40,13 @@ pub fn usage_from_sessions(sessions: &[Session]) -> Vec<ServerUsage> {
 }
 
 /// Parses `x2gogetservers` output. PostgreSQL prints `<host> <count>` lines; the sqlite
-/// backend prints bare host names, which yield `None` (no counts available).
+/// backend prints bare host names, which yield `None` (no counts available); so does any
+/// other line but a blank one.
 pub fn parse_getservers(text: &str) -> Option<Vec<(String, u32)>> {
-    let mut counts = Vec::new();
-    for line in text.lines() {
-        let mut words = line.split_whitespace();
-        let Some(host) = words.next() else { continue };
-        let count = words.next()?.parse::<u32>().ok()?;
-        counts.push((host.to_owned(), count));
-    }
-    Some(counts)
-}
-
-/// `int(n / total * 100)` per server, in the legacy output order: the rendered
-/// `<pct>:<host>` lines sorted as strings. No sessions at all ⇒ empty (the reference dies
-/// with a division by zero there, B24).
-pub fn busy_servers(counts: &[(String, u32)]) -> Vec<BusyServer> {
-    let total: u64 = counts.iter().map(|(_, n)| u64::from(*n)).sum();
-    if total == 0 {
-        return Vec::new();
-    }
-    let mut busy: Vec<BusyServer> = counts
-        .iter()
-        .map(|(server, n)| BusyServer {
-            server: server.clone(),
-            percent: (f64::from(*n) / total as f64 * 100.0).trunc() as u32,
-        })
-        .collect();
-    busy.sort_by_key(render_busy_line);
-    busy
-}
-
-/// One legacy findbusyservers line, without line break.
-pub fn render_busy_line(busy: &BusyServer) -> String {
-    format!("{}:{}", busy.percent, busy.server)
-}
-
-/// The legacy findbusyservers output after the `OK` line: lines joined by `\n` plus a final
-/// `\n` (so no servers ⇒ `\n`).
-pub fn render_busy_servers(busy: &[BusyServer]) -> String {
-    let lines: Vec<String> = busy.iter().map(render_busy_line).collect();
-    format!("{}\n", lines.join("\n"))
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(parse_server_count_line)
+        .collect()
 }
 
 #[cfg(test)]
@@ -144,33 +105,5 @@ mod tests {
         for (text, expected) in table {
             assert_eq!(parse_getservers(text), expected, "{text:?}");
         }
-    }
-
-    #[test]
-    fn busy_percentages_are_truncated_and_string_sorted() {
-        let counts = vec![
-            ("ts01".to_owned(), 1),
-            ("ts02".to_owned(), 2),
-            ("ts10".to_owned(), 7),
-        ];
-        let busy = busy_servers(&counts);
-        assert_eq!(render_busy_servers(&busy), "10:ts01\n20:ts02\n70:ts10\n");
-        let thirds = vec![
-            ("a".to_owned(), 1),
-            ("b".to_owned(), 1),
-            ("c".to_owned(), 1),
-        ];
-        assert_eq!(
-            render_busy_servers(&busy_servers(&thirds)),
-            "33:a\n33:b\n33:c\n"
-        );
-        // "100:x" sorts before "9:y" as strings
-        let skewed = vec![("y".to_owned(), 0), ("x".to_owned(), 5)];
-        assert_eq!(render_busy_servers(&busy_servers(&skewed)), "0:y\n100:x\n");
-        assert_eq!(render_busy_servers(&busy_servers(&[])), "\n");
-        assert_eq!(
-            render_busy_servers(&busy_servers(&[("z".to_owned(), 0)])),
-            "\n"
-        );
     }
 }

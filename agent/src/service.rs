@@ -1,5 +1,6 @@
-//! The `x2gobroker.agent.v1.Agent` gRPC service: validates requests, calls the X2Go tools
-//! through [`crate::tools`], and converts results with [`crate::convert`].
+//! The `x2gobroker.agent.v1.Agent` gRPC service: validates requests with the protocol crate's
+//! argument rules (the functions the legacy command line and the broker call), calls the X2Go
+//! tools through [`crate::tools`], and converts results with [`crate::convert`].
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -11,14 +12,17 @@ use tonic::{Request, Response, Status};
 use x2gobroker_proto::agent::v1 as pb;
 use x2gobroker_proto::agent::v1::agent_server::Agent;
 
+use x2gobroker_agent_protocol::{
+    available_tasks, busy_percentages, check_key_line, check_session_id, TaskName,
+};
+
 use crate::authkeys::{add_key, remove_key, resolve_key_file};
 use crate::convert::{self, AgentError};
 use crate::load::read_load;
-use crate::servers::{busy_servers, usage_from_sessions};
+use crate::servers::usage_from_sessions;
 use crate::session::{filter_by_server, Session};
-use crate::tools::{available_tasks, X2GoTools};
+use crate::tools::X2GoTools;
 use crate::users::{regular_user, UserAccount};
-use crate::validate::{validate_key_line, validate_session_id};
 use crate::watch::{unix_ms_now, SessionSnapshot, SnapshotSender};
 
 /// Shortest and longest heartbeat a client may ask for.
@@ -66,7 +70,7 @@ impl AgentService {
         request: pb::SessionActionRequest,
         letter: &str,
     ) -> Result<pb::SessionActionResponse, AgentError> {
-        validate_session_id(&request.session_id)?;
+        check_session_id(&request.session_id)?;
         let account = regular_user(&request.user)?;
         let sessions = self.user_sessions(&account).await?;
         let Some(session) = sessions
@@ -101,7 +105,7 @@ impl AgentService {
         adding: bool,
     ) -> Result<pb::AuthorizedKeyResponse, AgentError> {
         let account = regular_user(&request.user)?;
-        validate_key_line(&request.key)?;
+        check_key_line(&request.key)?;
         let path = resolve_key_file(&request.key_file, &account)?;
         let key = request.key;
         let file = path.clone();
@@ -168,7 +172,7 @@ impl Agent for AgentService {
         Ok(Response::new(pb::AvailableTasksResponse {
             tasks: available_tasks(installed)
                 .into_iter()
-                .map(str::to_owned)
+                .map(|name| TaskName::word(name).to_owned())
                 .collect(),
         }))
     }
@@ -213,7 +217,7 @@ impl Agent for AgentService {
             .map(|usage| (usage.server, usage.sessions))
             .collect();
         Ok(Response::new(pb::FindBusyServersResponse {
-            servers: busy_servers(&counts)
+            servers: busy_percentages(&counts)
                 .iter()
                 .map(convert::busy_server)
                 .collect(),

@@ -5,29 +5,10 @@
 //! status · created · cookie · client IP · graphics port · sound port · last active · user ·
 //! age in seconds · sshfs port [· TeKi control port · TeKi data port] (`-1` = unused).
 
-/// Session state as the X2Go session DB stores it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SessionStatus {
-    Running,
-    Suspended,
-    Terminated,
-    Failed,
-    /// Any other letter; the raw line keeps it.
-    Other,
-}
-
-impl SessionStatus {
-    /// The status letter used in the session DB.
-    pub fn from_letter(letter: &str) -> Self {
-        match letter {
-            "R" => Self::Running,
-            "S" => Self::Suspended,
-            "T" => Self::Terminated,
-            "F" => Self::Failed,
-            _ => Self::Other,
-        }
-    }
-}
+use x2gobroker_agent_protocol::answer::field;
+/// Session state as the X2Go session DB stores it: the protocol crate's, which the broker
+/// reads from the same field.
+pub use x2gobroker_agent_protocol::SessionStatus;
 
 /// One parsed session line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,24 +99,24 @@ pub fn parse_session_line(line: &str) -> Result<Session, SessionLineError> {
             let value = port(index, field)?;
             Ok((value >= 0).then_some(value))
         };
-    if fields[1].is_empty() {
+    if fields[field::SESSION_ID].is_empty() {
         return Err(SessionLineError::EmptySessionId {
             line: line.to_owned(),
         });
     }
     Ok(Session {
         agent_pid: number(0, "agent_pid")?,
-        session_id: fields[1].to_owned(),
+        session_id: fields[field::SESSION_ID].to_owned(),
         display: port(2, "display")?,
-        server: fields[3].to_owned(),
-        status: SessionStatus::from_letter(fields[4]),
+        server: fields[field::SERVER].to_owned(),
+        status: SessionStatus::from_field(fields[field::STATUS]),
         created: fields[5].to_owned(),
         cookie: fields[6].to_owned(),
         client_ip: fields[7].to_owned(),
         graphics_port: port(8, "graphics_port")?,
         sound_port: port(9, "sound_port")?,
         last_active: fields[10].to_owned(),
-        user: fields[11].to_owned(),
+        user: fields[field::USER].to_owned(),
         age_seconds: number(12, "age_seconds")?,
         sshfs_port: port(13, "sshfs_port")?,
         tekictrl_port: optional_port(14, "tekictrl_port")?,
@@ -216,21 +197,6 @@ mod tests {
         let session = parse_session_line(&with_teki).unwrap();
         assert_eq!(session.tekictrl_port, Some(30004));
         assert_eq!(session.tekidata_port, Some(30005));
-    }
-
-    #[test]
-    fn status_letters() {
-        let table = [
-            ("R", SessionStatus::Running),
-            ("S", SessionStatus::Suspended),
-            ("T", SessionStatus::Terminated),
-            ("F", SessionStatus::Failed),
-            ("X", SessionStatus::Other),
-            ("", SessionStatus::Other),
-        ];
-        for (letter, status) in table {
-            assert_eq!(SessionStatus::from_letter(letter), status, "{letter:?}");
-        }
     }
 
     #[test]

@@ -243,24 +243,6 @@ impl X2GoTools {
     }
 }
 
-/// The reference agent's task list: always the key tasks, the session tasks only with an
-/// installed X2Go server.
-pub fn available_tasks(x2goserver_installed: bool) -> Vec<&'static str> {
-    let mut tasks = vec!["availabletasks", "addauthkey", "delauthkey"];
-    if x2goserver_installed {
-        tasks.extend([
-            "listsessions",
-            "findbusyservers",
-            "findbusyservers_by_sessionstats",
-            "checkload",
-            "getservers",
-            "suspendsession",
-            "terminatesession",
-        ]);
-    }
-    tasks
-}
-
 fn argv(words: &[&str]) -> Vec<OsString> {
     words.iter().map(OsString::from).collect()
 }
@@ -325,13 +307,7 @@ mod tests {
     }
 
     #[test]
-    fn task_list_matches_reference_order() {
-        assert_eq!(
-            available_tasks(false),
-            vec!["availabletasks", "addauthkey", "delauthkey"]
-        );
-        assert_eq!(available_tasks(true).len(), 10);
-        assert_eq!(available_tasks(true)[3], "listsessions");
+    fn which_finds_programs_in_the_tool_path() {
         assert!(which_in("sh", TOOL_PATH).is_some());
         assert!(which_in("no-such-tool-xyz", TOOL_PATH).is_none());
     }

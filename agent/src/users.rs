@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::validate::{validate_user_name, ValidationError};
+use x2gobroker_agent_protocol::{check_user_name, ArgumentError};
 
 /// Lowest uid the agent acts for; below are system accounts.
 pub const MIN_REGULAR_UID: u32 = 1000;
@@ -21,7 +21,7 @@ pub struct UserAccount {
 #[derive(Debug, thiserror::Error)]
 pub enum UserError {
     #[error(transparent)]
-    Invalid(#[from] ValidationError),
+    Invalid(#[from] ArgumentError),
     #[error("no such user on system: {0}")]
     NoSuchUser(String),
     #[error("operation on system user: {name} (with UID number: {uid})")]
@@ -46,7 +46,7 @@ pub fn lookup_user(name: &str) -> Result<Option<UserAccount>, UserError> {
 
 /// A valid name of an existing user with uid ≥ 1000.
 pub fn regular_user(name: &str) -> Result<UserAccount, UserError> {
-    validate_user_name(name)?;
+    check_user_name(name)?;
     let account = lookup_user(name)?.ok_or_else(|| UserError::NoSuchUser(name.to_owned()))?;
     check_regular(&account)?;
     Ok(account)

@@ -135,6 +135,12 @@ async fn hostile_input_is_refused_and_changes_nothing() {
         "ssh-rsa AAAAB3Nza x' /tmp/x2gobroker-agent-pwned '",
         "no-such-type AAAAB3Nza x",
         "../../etc/passwd",
+        // options other than those the broker writes, and a type OpenSSH does not know
+        "command=\"touch /tmp/x2gobroker-agent-pwned\" ssh-rsa AAAAB3Nza x",
+        "environment=\"LD_PRELOAD=/tmp/x.so\" ssh-rsa AAAAB3Nza x",
+        "from=10.0.0.1 ssh-rsa AAAAB3Nza x",
+        "no-pty,permitopen=localhost:22 ssh-rsa AAAAB3Nza x",
+        "ssh-ed448 AAAAB3Nza x",
     ];
     for key in hostile_keys {
         for task in ["addauthkey", "delauthkey"] {

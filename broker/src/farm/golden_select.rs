@@ -15,6 +15,7 @@ use crate::config::{Backend, BrokerConfig, IniDocument};
 use crate::profiles::{build_profile, Profile};
 use serde_json::Value;
 use std::collections::BTreeMap;
+use x2gobroker_agent_protocol::{parse_busy_servers, parse_server_counts};
 
 fn golden_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
@@ -25,7 +26,7 @@ fn lines(answer: &Value) -> Option<Vec<String>> {
     Some(agentcmd::Answer::parse(&lines.join("\n"), "").lines)
 }
 
-fn dummy_sessions(host: &str, count: i64) -> Vec<SessionView> {
+fn dummy_sessions(host: &str, count: u32) -> Vec<SessionView> {
     (0..count)
         .map(|index| SessionView {
             session_id: format!("other-{host}-{index}"),
@@ -64,10 +65,10 @@ fn farm_state(
         .collect();
     let mut counts = BTreeMap::new();
     if let Some(busy) = canned.get("findbusyservers").and_then(lines) {
-        counts.extend(agentcmd::busy_servers(&busy));
+        counts.extend(parse_busy_servers(&busy));
     }
     if let Some(used) = canned.get("getservers").and_then(lines) {
-        counts.extend(agentcmd::server_counts(&used));
+        counts.extend(parse_server_counts(&used));
     }
     for (reported, count) in counts {
         if let Some(host) = policy::profile_host_for(&reported, &hosts) {

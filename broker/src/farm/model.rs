@@ -1,7 +1,8 @@
 //! The farm's vocabulary, a leaf module: sessions with their status, server health, the agent transports' kinds.
 //!
 //! Everything else in the farm (policy, balancer, supervisor, transports, the agent command
-//! line) depends on this module; it depends on nothing of the broker.
+//! line) depends on this module; it depends on nothing of the broker (the session status is
+//! the agent protocol crate's).
 
 /// What the broker knows of a server's agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -33,36 +34,9 @@ impl Via {
     }
 }
 
-/// An X2Go session's state as `x2golistsessions` reports it (field 5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SessionStatus {
-    /// `R`: someone is connected.
-    Running,
-    /// `S`: suspended, waiting to be resumed.
-    Suspended,
-    /// Any other letter (`F` failed, `T` terminated, …): neither resumed nor taken over.
-    Other(char),
-}
-
-impl SessionStatus {
-    /// The status of a session line's status letter.
-    pub fn from_letter(letter: char) -> SessionStatus {
-        match letter {
-            'R' => SessionStatus::Running,
-            'S' => SessionStatus::Suspended,
-            other => SessionStatus::Other(other),
-        }
-    }
-
-    /// The letter X2Go writes for this status.
-    pub fn letter(self) -> char {
-        match self {
-            SessionStatus::Running => 'R',
-            SessionStatus::Suspended => 'S',
-            SessionStatus::Other(letter) => letter,
-        }
-    }
-}
+/// An X2Go session's state (`R`, `S`, `T`, `F`, …): the agent protocol's, one enum for the
+/// broker and the agent.
+pub use x2gobroker_agent_protocol::SessionStatus;
 
 /// One session as the farm state keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -431,7 +431,7 @@ pub(crate) fn test_session(id: &str, user: &str, server: &str, status: char) -> 
         session_id: id.into(),
         user: user.into(),
         server: server.into(),
-        status: SessionStatus::from_letter(status),
+        status: SessionStatus::from_field(&status.to_string()),
         raw_line: format!("1|{id}|50|{server}|{status}|x|{user}"),
     }
 }

@@ -403,8 +403,8 @@ pub fn session_status(status: i32) -> SessionStatus {
     match pb::SessionStatus::try_from(status) {
         Ok(pb::SessionStatus::Running) => SessionStatus::Running,
         Ok(pb::SessionStatus::Suspended) => SessionStatus::Suspended,
-        Ok(pb::SessionStatus::Terminated) => SessionStatus::Other('T'),
-        Ok(pb::SessionStatus::Failed) => SessionStatus::Other('F'),
+        Ok(pb::SessionStatus::Terminated) => SessionStatus::Terminated,
+        Ok(pb::SessionStatus::Failed) => SessionStatus::Failed,
         _ => SessionStatus::Other('?'),
     }
 }

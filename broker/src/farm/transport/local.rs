@@ -4,7 +4,7 @@
 //! iff the first line starts with `OK`; a program that cannot be run is a failed call. Every
 //! argument is validated first ([`agentcmd::local_argv`]).
 
-use crate::farm::agentcmd::{self, Answer, CommandError, Task};
+use crate::farm::agentcmd::{self, Answer, ArgumentError, Task};
 use std::process::Stdio;
 use std::time::Duration;
 use thiserror::Error;
@@ -15,7 +15,7 @@ pub enum LocalError {
     #[error("local agent did not finish within {0:?}")]
     Timeout(Duration),
     #[error(transparent)]
-    Refused(#[from] CommandError),
+    Refused(#[from] ArgumentError),
 }
 
 /// The agent on the broker host.

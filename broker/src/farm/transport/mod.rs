@@ -39,7 +39,7 @@ fn ok(answer: agentcmd::Answer, task: &Task) -> Result<Vec<String>, TransportErr
     if answer.ok {
         Ok(answer.lines)
     } else {
-        Err(TransportError::NotOk(task.name()))
+        Err(TransportError::NotOk(task.word()))
     }
 }
 
@@ -150,6 +150,6 @@ impl Transport {
         let load = self
             .legacy(agentcmd::ANY_USER, Task::CheckLoad, None)
             .await?;
-        Ok(agentcmd::load_factor(&load).ok())
+        Ok(agentcmd::checkload_factor(&load).ok())
     }
 }

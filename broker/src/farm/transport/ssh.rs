@@ -5,7 +5,7 @@
 //! command string comes from [`agentcmd::ssh_command`] (validated arguments only) and is sent
 //! as it is (`raw_command`), so it reaches the Perl agent's forced-command handling byte-exact.
 
-use crate::farm::agentcmd::{self, Answer, CommandError, HostKeyCheck, Task};
+use crate::farm::agentcmd::{self, Answer, ArgumentError, HostKeyCheck, Task};
 use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -49,7 +49,7 @@ pub enum SshError {
     #[error("ssh to {0} did not finish within {1:?}")]
     Timeout(String, Duration),
     #[error(transparent)]
-    Refused(#[from] CommandError),
+    Refused(#[from] ArgumentError),
 }
 
 /// A master connection nobody used for that long exits.

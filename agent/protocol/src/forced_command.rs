@@ -1,4 +1,4 @@
-//! `SSH_ORIGINAL_COMMAND` handling for the legacy agent, without a shell.
+//! The agent's reading of `SSH_ORIGINAL_COMMAND` (the broker's exec string), without a shell.
 //!
 //! The reference runs the forced command's original text through `/bin/sh` (spec §9.1,
 //! §16 S2). We only *split* it into words: blanks separate words, single and double quotes
@@ -6,7 +6,7 @@
 //! Like the reference, everything from the first `;` on is dropped (it is never run), and
 //! `sh -c '<agent> …'` — what the broker sends — is unwrapped.
 
-/// Characters refused anywhere in the command (after the `;` cut).
+/// Characters refused anywhere in the command (after the `;` cut), but a `$` that ends a word.
 pub const REFUSED_CHARACTERS: &[char] = &[
     '$', '`', '\\', '|', '&', '<', '>', '(', ')', '{', '}', '*', '?', '[', ']', '~', '!', '#',
     '\n', '\r', '\0',
@@ -14,7 +14,7 @@ pub const REFUSED_CHARACTERS: &[char] = &[
 
 /// Why a forced command was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SshCommandError {
+pub enum ForcedCommandError {
     #[error("shell metacharacter {0:?} is not allowed")]
     Metacharacter(char),
     #[error("unterminated {0} quote")]
@@ -34,13 +34,10 @@ pub fn names_agent(command: &str) -> bool {
 
 /// Parses the forced command into the agent's arguments (user, task, …), the agent path
 /// itself removed.
-pub fn parse_forced_command(command: &str) -> Result<Vec<String>, SshCommandError> {
+pub fn parse_forced_command(command: &str) -> Result<Vec<String>, ForcedCommandError> {
     let before_semicolon = command.split(';').next().unwrap_or_default();
-    if let Some(bad) = before_semicolon
-        .chars()
-        .find(|c| REFUSED_CHARACTERS.contains(c))
-    {
-        return Err(SshCommandError::Metacharacter(bad));
+    if let Some(bad) = first_refused_character(before_semicolon) {
+        return Err(ForcedCommandError::Metacharacter(bad));
     }
     let mut words = split_words(before_semicolon)?;
     if words.len() == 3 && matches!(words[0].as_str(), "sh" | "/bin/sh") && words[1] == "-c" {
@@ -48,8 +45,22 @@ pub fn parse_forced_command(command: &str) -> Result<Vec<String>, SshCommandErro
     }
     match words.first() {
         Some(program) if is_agent_path(program) => Ok(words[1..].to_vec()),
-        _ => Err(SshCommandError::NotTheAgent),
+        _ => Err(ForcedCommandError::NotTheAgent),
     }
+}
+
+/// The first of [`REFUSED_CHARACTERS`] in the text, but a `$` that ends a word (followed by a
+/// blank or the end): that is how a machine-account name (`host$`, allowed by
+/// [`crate::arguments::check_user_name`]) arrives, and no shell expands it.
+fn first_refused_character(text: &str) -> Option<char> {
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        let ends_word = matches!(chars.peek(), None | Some(' ' | '\t'));
+        if REFUSED_CHARACTERS.contains(&c) && !(c == '$' && ends_word) {
+            return Some(c);
+        }
+    }
+    None
 }
 
 /// `/usr/<something>/x2go/x2gobroker-agent`.
@@ -63,7 +74,7 @@ fn is_agent_path(program: &str) -> bool {
 }
 
 /// Splits on blanks; `'…'` and `"…"` group literally and may be adjacent to other text.
-pub fn split_words(text: &str) -> Result<Vec<String>, SshCommandError> {
+pub fn split_words(text: &str) -> Result<Vec<String>, ForcedCommandError> {
     let mut words = Vec::new();
     let mut current = String::new();
     let mut in_word = false;
@@ -87,7 +98,7 @@ pub fn split_words(text: &str) -> Result<Vec<String>, SshCommandError> {
                     current.push(inner);
                 }
                 if !closed {
-                    return Err(SshCommandError::UnterminatedQuote(if c == '\'' {
+                    return Err(ForcedCommandError::UnterminatedQuote(if c == '\'' {
                         "single"
                     } else {
                         "double"
@@ -135,7 +146,7 @@ mod tests {
 
     #[test]
     fn parses_broker_commands() {
-        let table: [(&str, Result<Vec<String>, SshCommandError>); 9] = [
+        let table: [(&str, Result<Vec<String>, ForcedCommandError>); 9] = [
             ("sh -c '/usr/lib/x2go/x2gobroker-agent x2gotest ping'", Ok(strings(&["x2gotest", "ping"]))),
             ("/usr/lib/x2go/x2gobroker-agent x2gotest ping; echo INJECTED", Ok(strings(&["x2gotest", "ping"]))),
             (
@@ -144,24 +155,49 @@ mod tests {
             ),
             (
                 "sh -c '/usr/lib/x2go/x2gobroker-agent $(echo x2gotest) availabletasks'",
-                Err(SshCommandError::Metacharacter('$')),
+                Err(ForcedCommandError::Metacharacter('$')),
             ),
-            ("/usr/lib/x2go/x2gobroker-agent `id` ping", Err(SshCommandError::Metacharacter('`'))),
-            ("/usr/lib/x2go/x2gobroker-agent u ping | tee /tmp/x", Err(SshCommandError::Metacharacter('|'))),
-            ("/usr/lib/x2go/x2gobroker-agent u ping > /tmp/x", Err(SshCommandError::Metacharacter('>'))),
-            ("sh -c '/usr/lib/x2go/x2gobroker-agent u ping", Err(SshCommandError::UnterminatedQuote("single"))),
-            ("/tmp/usr/x2go/x2gobroker-agent u ping", Err(SshCommandError::NotTheAgent)),
+            ("/usr/lib/x2go/x2gobroker-agent `id` ping", Err(ForcedCommandError::Metacharacter('`'))),
+            ("/usr/lib/x2go/x2gobroker-agent u ping | tee /tmp/x", Err(ForcedCommandError::Metacharacter('|'))),
+            ("/usr/lib/x2go/x2gobroker-agent u ping > /tmp/x", Err(ForcedCommandError::Metacharacter('>'))),
+            ("sh -c '/usr/lib/x2go/x2gobroker-agent u ping", Err(ForcedCommandError::UnterminatedQuote("single"))),
+            ("/tmp/usr/x2go/x2gobroker-agent u ping", Err(ForcedCommandError::NotTheAgent)),
         ];
         for (command, expected) in table {
             assert_eq!(parse_forced_command(command), expected, "{command:?}");
         }
         assert_eq!(
+            parse_forced_command("sh -c '/usr/lib/x2go/x2gobroker-agent host$ listsessions'"),
+            Ok(strings(&["host$", "listsessions"]))
+        );
+        let dollars: [(&str, Result<Vec<String>, ForcedCommandError>); 4] = [
+            (
+                "/usr/lib/x2go/x2gobroker-agent host$x ping",
+                Err(ForcedCommandError::Metacharacter('$')),
+            ),
+            (
+                "/usr/lib/x2go/x2gobroker-agent $HOME ping",
+                Err(ForcedCommandError::Metacharacter('$')),
+            ),
+            (
+                "sh -c '/usr/lib/x2go/x2gobroker-agent u ping $'",
+                Err(ForcedCommandError::Metacharacter('$')),
+            ),
+            (
+                "/usr/lib/x2go/x2gobroker-agent u ping $",
+                Ok(strings(&["u", "ping", "$"])),
+            ),
+        ];
+        for (command, expected) in dollars {
+            assert_eq!(parse_forced_command(command), expected, "{command:?}");
+        }
+        assert_eq!(
             parse_forced_command("/usr/../tmp/x2go/x2gobroker-agent u ping"),
-            Err(SshCommandError::NotTheAgent)
+            Err(ForcedCommandError::NotTheAgent)
         );
         assert_eq!(
             parse_forced_command("bash -c '/usr/lib/x2go/x2gobroker-agent u ping'"),
-            Err(SshCommandError::NotTheAgent)
+            Err(ForcedCommandError::NotTheAgent)
         );
     }
 
