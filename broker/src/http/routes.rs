@@ -275,7 +275,7 @@ async fn broker_endpoint(
 
 fn get_requests_allowed(broker: &Broker) -> bool {
     match &broker.snapshot().config {
-        Ok(config) => config.global_bool("allow-get-requests").unwrap_or(true),
+        Ok(config) => config.global.allow_get_requests.get().unwrap_or(true),
         Err(_) => true,
     }
 }
@@ -314,7 +314,7 @@ async fn uccs_user(
     headers: &HeaderMap,
     client_ip: &IpAddr,
 ) -> Result<Option<String>, BrokerError> {
-    let (require_password, require_cookie) = config.credential_requirements()?;
+    let (require_password, require_cookie) = config.global.credential_requirements()?;
     if !require_password && !require_cookie {
         return Ok(Some("anonymous".to_string()));
     }
@@ -360,13 +360,13 @@ async fn uccs_api(
         return error_page(StatusCode::METHOD_NOT_ALLOWED, method);
     }
     let result: Result<String, BrokerError> = async {
-        if !config.global_bool("enable-uccs-output")? {
+        if !config.global.enable_uccs_output.get()? {
             return Err(BrokerError::NotFound);
         }
         let backend = broker
             .backend_for(backend_name)
             .ok_or(BrokerError::NotFound)?;
-        if backend == Backend::Base || !config.backend_enabled(backend)? {
+        if backend == Backend::Base || !config.backend(backend).enable.get()? {
             return Err(BrokerError::NotFound);
         }
         let profiles = broker
@@ -379,20 +379,13 @@ async fn uccs_api(
                 ListingFlavour::Uccs,
             )
             .await?;
-        let url_base = config.global_str("my-uccs-url-base")?;
+        let url_base = &config.global.my_uccs_url_base;
         let mut pick = |hosts: &[String]| {
             use rand::seq::IndexedRandom;
             hosts.choose(&mut rand::rng()).cloned()
         };
-        frontend::uccs::render(
-            &url_base,
-            backend_name,
-            version,
-            &user,
-            &profiles,
-            &mut pick,
-        )
-        .map_err(|error| BrokerError::Internal(error.to_string()))
+        frontend::uccs::render(url_base, backend_name, version, &user, &profiles, &mut pick)
+            .map_err(|error| BrokerError::Internal(error.to_string()))
     }
     .await;
     match result {
