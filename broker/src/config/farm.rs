@@ -149,7 +149,9 @@ impl FarmSettings {
             }
             Ok(seconds) => {
                 farm.problems.push(format!(
-                    "[global] load-checker-intervals = {seconds} is out of range (1-86400 seconds); the farm uses 300"
+                    "[{}] {} = {seconds} is out of range (1-86400 seconds); the farm uses 300",
+                    keys::global::SECTION,
+                    keys::global::LOAD_CHECKER_INTERVALS
                 ));
                 Duration::from_secs(300)
             }

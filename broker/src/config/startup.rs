@@ -104,6 +104,8 @@ pub struct Reported {
     pub name: String,
     pub value: String,
     pub source: Source,
+    /// For [`Source::File`]: which key of x2gobroker.conf.
+    pub file_key: Option<String>,
 }
 
 /// The process-wide settings (§2), resolved once at start-up.
@@ -316,17 +318,22 @@ impl StartupSettings {
         };
         let command_line = &inputs.command_line;
         let mut report = Vec::new();
-        let mut record = |name: &str, (value, source): (String, Source)| {
-            report.push(Reported {
-                name: name.to_string(),
-                value: value.clone(),
-                source,
-            });
-            (value, source)
-        };
+        let mut record =
+            |name: &str, file_key: Option<(&str, &str)>, (value, source): (String, Source)| {
+                report.push(Reported {
+                    name: name.to_string(),
+                    value: value.clone(),
+                    source,
+                    file_key: file_key
+                        .filter(|_| source == Source::File)
+                        .map(|(section, key)| format!("[{section}] {key}")),
+                });
+                (value, source)
+            };
 
         let (debug, _) = record(
             variable::DEBUG,
+            None,
             first(
                 [
                     command_line
@@ -341,6 +348,7 @@ impl StartupSettings {
         );
         let (config_file, _) = record(
             variable::CONFIG,
+            None,
             first(
                 [
                     command_line
@@ -357,6 +365,10 @@ impl StartupSettings {
         let config = config.as_ref();
         let (session_profiles, _) = record(
             variable::SESSIONPROFILES,
+            Some((
+                keys::backend::INIFILE_SECTION,
+                keys::backend::SESSION_PROFILES,
+            )),
             first(
                 [
                     levels.lookup(variable::SESSIONPROFILES),
@@ -372,10 +384,12 @@ impl StartupSettings {
         let lookup_or = |name: &str, built_in: &str| first([levels.lookup(name)], built_in);
         let (default_backend, _) = record(
             variable::DEFAULT_BACKEND,
+            None,
             lookup_or(variable::DEFAULT_BACKEND, "inifile"),
         );
         let (bind_address, _) = record(
             variable::BIND_ADDRESS,
+            None,
             first(
                 [
                     command_line
@@ -392,23 +406,28 @@ impl StartupSettings {
         };
         let ssl_certfile = optional_path(record(
             variable::SSL_CERTFILE,
+            None,
             lookup_or(variable::SSL_CERTFILE, ""),
         ));
         let ssl_keyfile = optional_path(record(
             variable::SSL_KEYFILE,
+            None,
             lookup_or(variable::SSL_KEYFILE, ""),
         ));
         let (daemon_user, _) = record(
             variable::DAEMON_USER,
+            None,
             lookup_or(variable::DAEMON_USER, DEFAULT_USER),
         );
         let (daemon_group, _) = record(
             variable::DAEMON_GROUP,
+            None,
             lookup_or(variable::DAEMON_GROUP, DEFAULT_USER),
         );
         // [farm] first (issue 11: the farm's own keys win over the process settings)
         let (agent_user, _) = record(
             variable::AGENT_USER,
+            Some((keys::farm::SECTION, keys::farm::SSH_USER)),
             first(
                 [
                     from_file(config.and_then(|config| config.farm.ssh_user.clone())),
@@ -419,6 +438,7 @@ impl StartupSettings {
         );
         let (agent_command, _) = record(
             variable::AGENT_CMD,
+            Some((keys::farm::SECTION, keys::farm::AGENT_COMMAND)),
             first(
                 [
                     from_file(config.and_then(|config| config.farm.agent_command.clone())),
@@ -474,15 +494,20 @@ impl StartupSettings {
             } else {
                 Source::BuiltIn
             });
+        let file_key = |source: Source, key: &str| {
+            (source == Source::File).then(|| format!("[{}] {key}", keys::global::SECTION))
+        };
         settings.report.push(Reported {
             name: variable::AUTHSERVICE_SOCKET.to_string(),
             value: settings.authservice_socket(global).display().to_string(),
             source: socket_source,
+            file_key: file_key(socket_source, keys::global::AUTHSERVICE_SOCKET),
         });
         settings.report.push(Reported {
             name: variable::COOKIE_DIRECTORY.to_string(),
             value: settings.cookie_directory(global).display().to_string(),
             source: cookie_source,
+            file_key: file_key(cookie_source, keys::global::COOKIE_DIRECTORY),
         });
         settings
     }
@@ -512,15 +537,23 @@ impl StartupSettings {
         }
     }
 
-    /// The effective settings, one `NAME = value (source)` line each.
+    /// The effective settings, one `NAME = value (source)` line each (`(file: [farm]
+    /// ssh-user)` names the key; an empty value shows as `(unset)`).
     pub fn report_lines(&self) -> Vec<String> {
         self.report
             .iter()
             .map(|reported| {
-                format!(
-                    "{} = {} ({})",
-                    reported.name, reported.value, reported.source
-                )
+                let value = if reported.value.is_empty() {
+                    "(unset)"
+                } else {
+                    reported.value.as_str()
+                };
+                match &reported.file_key {
+                    Some(key) => {
+                        format!("{} = {value} ({}: {key})", reported.name, reported.source)
+                    }
+                    None => format!("{} = {value} ({})", reported.name, reported.source),
+                }
             })
             .collect()
     }
