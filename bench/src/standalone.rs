@@ -45,16 +45,17 @@ pub fn serve_broker(config_path: &Path, address: SocketAddr) -> anyhow::Result<(
     use x2gobroker::config::store::ConfigStore;
     use x2gobroker::service::Broker;
     x2gobroker::logging::init(false);
-    let profiles_path = x2gobroker::app::profiles_path(config_path);
-    let store = ConfigStore::open(Some(config_path.to_path_buf()), Some(profiles_path));
-    let farm = match &store.current().config {
-        Ok(config) => match x2gobroker::farm::FarmConfig::from_config(config) {
-            Some(farm_config) => Some(x2gobroker::farm::FarmHandle::start(farm_config)?),
-            None => None,
-        },
-        Err(_) => None,
+    let command_line = x2gobroker::config::startup::CommandLine {
+        config_file: Some(config_path.to_path_buf()),
+        ..Default::default()
     };
-    let broker = Broker::with_farm(store, x2gobroker::app::settings_from_environment(), farm);
+    let startup = x2gobroker::app::startup_settings(command_line, "x2gobroker-daemon");
+    let store = ConfigStore::open(
+        Some(startup.config_file.clone()),
+        Some(startup.session_profiles.clone()),
+    );
+    let farm = x2gobroker::app::start_farm(&store, &startup).map_err(anyhow::Error::msg)?;
+    let broker = Broker::with_farm(store, startup, farm);
     runtime()?.block_on(async move {
         let listener = bind(address).await?;
         x2gobroker::app::serve(listener, None, broker, shutdown_signal()).await;

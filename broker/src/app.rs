@@ -1,82 +1,99 @@
-//! Start-up: resolving settings (command line > environment > file > default), `--check-config`, running a mode.
+//! Start-up: the start-up settings read once (command line > environment > defaults.conf > file > built-in; the setuid rule), `--check-config`, privilege dropping, running a mode.
 
-use crate::cli::{bind_address, env_flag, env_value, Cli, Mode, EXIT_USAGE};
+use crate::cli::{bind_address, Cli, Mode, EXIT_USAGE};
+use crate::config::startup::{CommandLine, StartupInputs};
 use crate::config::store::ConfigStore;
-use crate::config::{BrokerConfig, IniDocument};
-use crate::service::{Broker, Settings};
-use std::path::{Path, PathBuf};
+use crate::config::{BrokerConfig, IniDocument, StartupSettings};
+use crate::service::Broker;
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The reference's default config file.
-pub const DEFAULT_CONFIG: &str = "/etc/x2go/x2gobroker.conf";
-/// The reference's default session profiles file.
-pub const DEFAULT_PROFILES: &str = "/etc/x2go/broker/x2gobroker-sessionprofiles.conf";
+pub use crate::config::startup::{DEFAULT_CONFIG, DEFAULT_PROFILES};
 
-/// The config file: `-C`, else `X2GOBROKER_CONFIG`, else the default.
-pub fn config_path(cli: &Cli) -> PathBuf {
-    cli.config_file
-        .clone()
-        .or_else(|| env_value("X2GOBROKER_CONFIG").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG))
-}
-
-/// The session profiles: `X2GOBROKER_SESSIONPROFILES`, else `[broker_inifile] session-profiles`
-/// (relative to the config file; the reference never reads that key), else the default.
-pub fn profiles_path(config_path: &Path) -> PathBuf {
-    match env_value("X2GOBROKER_SESSIONPROFILES") {
-        Some(path) => PathBuf::from(path),
-        None => profiles_path_from_config(config_path),
+/// What the command line says about the start-up settings (`-C`, `-b`, `-d`/`-i`).
+pub fn command_line(cli: &Cli) -> CommandLine {
+    CommandLine {
+        config_file: cli.config_file.clone(),
+        bind: cli.bind.clone(),
+        debug: cli.debug || cli.debug_interactively,
     }
 }
 
-/// The session profiles named by `[broker_inifile] session-profiles`, else the default.
-pub fn profiles_path_from_config(config_path: &Path) -> PathBuf {
-    let configured = std::fs::read_to_string(config_path)
+/// Whether this process runs setuid (its real and effective users differ).
+pub fn is_setuid() -> bool {
+    nix::unistd::getuid() != nix::unistd::geteuid()
+}
+
+fn read_text(path: &Path) -> Option<String> {
+    std::fs::read(path)
         .ok()
-        .and_then(|text| BrokerConfig::parse(&text).ok())
-        .and_then(|config| {
-            config
-                .document()
-                .get("broker_inifile", "session-profiles")
-                .map(str::to_string)
-        })
-        .filter(|path| !path.is_empty());
-    match configured {
-        Some(path) => {
-            let path = PathBuf::from(path);
-            if path.is_relative() {
-                config_path.parent().unwrap_or(Path::new(".")).join(path)
-            } else {
-                path
-            }
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The start-up settings of this process, read once (`program`: the name it runs as, which
+/// picks its defaults.conf section). A setuid broker (the SSH mode installed as
+/// x2gobroker-ssh) must not let its caller choose files or settings: it ignores `-C` and the
+/// whole environment; the built-in paths, `/etc/x2go/broker/defaults.conf` and
+/// x2gobroker.conf apply.
+pub fn startup_settings(command_line: CommandLine, program: &str) -> StartupSettings {
+    let setuid = is_setuid();
+    let process_environment: BTreeMap<String, String> = std::env::vars_os()
+        .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
+        .collect();
+    let caller_chose_paths = command_line.config_file.is_some()
+        || process_environment
+            .keys()
+            .any(|name| name.starts_with("X2GOBROKER_"));
+    let environment = if setuid {
+        BTreeMap::new()
+    } else {
+        process_environment
+    };
+    let command_line = if setuid {
+        CommandLine {
+            config_file: None,
+            ..command_line
         }
-        None => PathBuf::from(DEFAULT_PROFILES),
+    } else {
+        command_line
+    };
+    let inputs = StartupInputs {
+        command_line,
+        environment,
+        program: program.to_string(),
+    };
+    let mut settings = StartupSettings::resolve(&inputs, &read_text);
+    if setuid && caller_chose_paths {
+        settings.notices.push(
+            "running setuid: -C and the caller's environment (X2GOBROKER_*) are ignored"
+                .to_string(),
+        );
     }
+    settings
 }
 
-/// Process settings from the environment (§2).
-pub fn settings_from_environment() -> Settings {
-    let defaults = Settings::default();
-    Settings {
-        default_backend: env_value("X2GOBROKER_DEFAULT_BACKEND")
-            .unwrap_or(defaults.default_backend),
-        authservice_socket: env_value("X2GOBROKER_AUTHSERVICE_SOCKET").map(PathBuf::from),
-        daemon_user: env_value("X2GOBROKER_DAEMON_USER").unwrap_or(defaults.daemon_user),
-        auth_timeout: defaults.auth_timeout,
-        cookie_directory: env_value("X2GOBROKER_COOKIE_DIRECTORY").map(PathBuf::from),
+/// `--check-config`: the effective start-up settings with their sources, then every problem
+/// of defaults.conf, x2gobroker.conf and the session profiles at once; exit 0 when clean, 64
+/// otherwise.
+pub fn check_config(startup: &StartupSettings) -> i32 {
+    let config_path = &startup.config_file;
+    let profiles_path = &startup.session_profiles;
+    let section = startup
+        .defaults_section
+        .as_deref()
+        .map(|section| format!("[{section}] and [common]"))
+        .unwrap_or_else(|| "[common]".to_string());
+    println!(
+        "start-up settings (cli > environment > defaults.conf {} {section} > file > built-in):",
+        startup.defaults_conf.display()
+    );
+    for line in startup.report_lines() {
+        println!("  {line}");
     }
-}
-
-/// Whether debug logging is on (`-d`, `-i` or `X2GOBROKER_DEBUG`).
-pub fn debug_enabled(cli: &Cli) -> bool {
-    cli.debug || cli.debug_interactively || env_flag("X2GOBROKER_DEBUG")
-}
-
-/// `--check-config`: every problem of both files, printed; exit 0 when clean, 64 otherwise.
-pub fn check_config(config_path: &Path, profiles_path: &Path) -> i32 {
-    let mut problems = Vec::new();
-    let read = |path: &Path| std::fs::read_to_string(path).unwrap_or_default();
+    let mut problems = startup.problems.clone();
+    let read = |path: &Path| read_text(path).unwrap_or_default();
     if !config_path.exists() {
         problems.push(format!(
             "{}: no such file (built-in defaults apply)",
@@ -139,8 +156,8 @@ pub fn drop_privileges(user_name: &str, group_name: &str) -> Result<(), String> 
     Ok(())
 }
 
-/// Runs the chosen mode; returns the process exit code.
-pub fn run(cli: Cli, invoked_as_daemon: bool, usage: String) -> i32 {
+/// Runs the chosen mode with the start-up settings; returns the process exit code.
+pub fn run(cli: Cli, startup: StartupSettings, invoked_as_daemon: bool, usage: String) -> i32 {
     let mode = match cli.mode(invoked_as_daemon) {
         Ok(mode) => mode,
         Err(message) => {
@@ -148,43 +165,34 @@ pub fn run(cli: Cli, invoked_as_daemon: bool, usage: String) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let setuid = nix::unistd::getuid() != nix::unistd::geteuid();
-    let (config_path, profiles_path, settings) = if setuid {
-        // A setuid broker (the SSH mode installed as x2gobroker-ssh) must not let its caller
-        // choose files: only the built-in paths and settings apply.
-        if cli.config_file.is_some() || env_value("X2GOBROKER_CONFIG").is_some() {
-            tracing::warn!("running setuid: -C and X2GOBROKER_* paths from the caller are ignored");
-        }
-        let config_path = PathBuf::from(DEFAULT_CONFIG);
-        let profiles_path = profiles_path_from_config(&config_path);
-        (config_path, profiles_path, Settings::default())
-    } else {
-        let config_path = config_path(&cli);
-        let profiles_path = profiles_path(&config_path);
-        (config_path, profiles_path, settings_from_environment())
-    };
+    for notice in &startup.notices {
+        tracing::warn!("{notice}");
+    }
     if cli.check_config {
-        return check_config(&config_path, &profiles_path);
+        return check_config(&startup);
+    }
+    for problem in &startup.problems {
+        tracing::error!("{problem}");
     }
     match mode {
-        Mode::Ssh => run_ssh(cli, config_path, profiles_path, settings, &usage),
-        Mode::Http => run_http(cli, config_path, profiles_path, settings),
+        Mode::Ssh => run_ssh(cli, startup, &usage),
+        Mode::Http => run_http(cli, startup),
     }
 }
 
-fn run_ssh(
-    cli: Cli,
-    config_path: PathBuf,
-    profiles_path: PathBuf,
-    settings: Settings,
-    usage: &str,
-) -> i32 {
+fn open_store(startup: &StartupSettings) -> ConfigStore {
+    ConfigStore::open(
+        Some(startup.config_file.clone()),
+        Some(startup.session_profiles.clone()),
+    )
+}
+
+fn run_ssh(cli: Cli, startup: StartupSettings, usage: &str) -> i32 {
     let Some(caller) = crate::sshmode::real_user_name() else {
         eprintln!("x2gobroker: the calling user has no passwd entry");
         return 1;
     };
-    let store = ConfigStore::open(Some(config_path), Some(profiles_path));
-    let broker = Broker::new(store, settings);
+    let broker = Broker::new(open_store(&startup), startup);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -195,6 +203,7 @@ fn run_ssh(
             return 1;
         }
     };
+    // the SSH request's client address (a request value, like an HTTP peer address)
     let ssh_client = std::env::var("SSH_CLIENT").ok();
     let outcome = runtime.block_on(crate::sshmode::run(
         &broker,
@@ -210,25 +219,17 @@ fn run_ssh(
     outcome.exit_code
 }
 
-fn run_http(cli: Cli, config_path: PathBuf, profiles_path: PathBuf, settings: Settings) -> i32 {
-    let bind_text = cli
-        .bind
-        .clone()
-        .or_else(|| env_value("DAEMON_BIND_ADDRESS"))
-        .unwrap_or_else(|| "127.0.0.1:8080".to_string());
-    let address = match bind_address(&bind_text) {
+fn run_http(cli: Cli, startup: StartupSettings) -> i32 {
+    let address = match bind_address(&startup.bind_address) {
         Ok(address) => address,
         Err(message) => {
             eprintln!("x2gobroker: {message}");
             return EXIT_USAGE;
         }
     };
-    let tls = match (
-        env_value("X2GOBROKER_SSL_CERTFILE"),
-        env_value("X2GOBROKER_SSL_KEYFILE"),
-    ) {
+    let tls = match (&startup.ssl_certfile, &startup.ssl_keyfile) {
         (Some(certificate), Some(key)) => {
-            match crate::http::tls_config_from_files(Path::new(&certificate), Path::new(&key)) {
+            match crate::http::tls_config_from_files(certificate, key) {
                 Ok(config) => Some(config),
                 Err(error) => {
                     eprintln!("x2gobroker: {error}");
@@ -246,9 +247,8 @@ fn run_http(cli: Cli, config_path: PathBuf, profiles_path: PathBuf, settings: Se
         }
     };
     if cli.drop_privileges {
-        let user = env_value("X2GOBROKER_DAEMON_USER").unwrap_or_else(|| "x2gobroker".into());
-        let group = env_value("X2GOBROKER_DAEMON_GROUP").unwrap_or_else(|| "x2gobroker".into());
-        if let Err(message) = drop_privileges(&user, &group) {
+        let (user, group) = (&startup.daemon_user, &startup.daemon_group);
+        if let Err(message) = drop_privileges(user, group) {
             eprintln!("x2gobroker: cannot drop privileges to {user}:{group}: {message}");
             return 1;
         }
@@ -261,15 +261,15 @@ fn run_http(cli: Cli, config_path: PathBuf, profiles_path: PathBuf, settings: Se
     if cli.daemonize {
         tracing::warn!("-D/--daemonize is not supported: staying in the foreground (use systemd)");
     }
-    let store = ConfigStore::open(Some(config_path), Some(profiles_path));
-    let farm = match start_farm(&store) {
+    let store = open_store(&startup);
+    let farm = match start_farm(&store, &startup) {
         Ok(farm) => farm,
         Err(message) => {
             eprintln!("x2gobroker: {message}");
             return EXIT_USAGE;
         }
     };
-    let broker = Broker::with_farm(store, settings, farm);
+    let broker = Broker::with_farm(store, startup, farm);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -302,16 +302,23 @@ fn run_http(cli: Cli, config_path: PathBuf, profiles_path: PathBuf, settings: Se
     })
 }
 
-/// Starts the live farm when `[farm] agent-port` is configured (changing `[farm]` needs a
-/// restart); supervisors for profile hosts start on first use.
-fn start_farm(store: &ConfigStore) -> Result<Option<crate::farm::FarmHandle>, String> {
+/// Starts the live farm when x2gobroker.conf has a `[farm]` section (changing `[farm]` needs
+/// a restart); supervisors for profile hosts start on first use. A `[farm]` value that does
+/// not fit is one logged error, and its default is used.
+pub fn start_farm(
+    store: &ConfigStore,
+    startup: &StartupSettings,
+) -> Result<Option<crate::farm::FarmHandle>, String> {
     let snapshot = store.current();
     let Ok(config) = &snapshot.config else {
         return Ok(None);
     };
-    let Some(farm_config) = crate::farm::FarmConfig::from_config(config) else {
+    let Some(farm_config) = config.farm.farm_config(&startup.farm_defaults()) else {
         return Ok(None);
     };
+    for problem in &config.farm.problems {
+        tracing::error!("{}: {problem}", startup.config_file.display());
+    }
     tracing::info!(
         agent_port = farm_config.agent_port,
         "live farm state enabled"
@@ -352,12 +359,9 @@ async fn collect_expired_cookies(broker: Arc<Broker>) {
         let Ok(config) = &snapshot.config else {
             continue;
         };
-        let Ok(directory) = broker.cookie_directory(config) else {
+        let directory = broker.cookie_directory(config);
+        let Ok(timeout) = config.global.auth_timeout.get() else {
             continue;
-        };
-        let timeout = match config.global("auth-timeout") {
-            Ok(crate::config::Value::Int(seconds)) => seconds,
-            _ => continue,
         };
         let store = crate::auth::cookies::CookieStore::new(directory);
         let removed = tokio::task::spawn_blocking(move || {

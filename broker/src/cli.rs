@@ -109,18 +109,6 @@ impl Cli {
     }
 }
 
-/// True for `1 on true yes` (any case), as the reference reads boolean environment variables.
-pub fn env_flag(name: &str) -> bool {
-    std::env::var(name)
-        .map(|value| matches!(value.to_lowercase().as_str(), "1" | "on" | "true" | "yes"))
-        .unwrap_or(false)
-}
-
-/// A non-empty environment variable.
-pub fn env_value(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|value| !value.is_empty())
-}
-
 /// The reference's bind-address parsing (§3.1) with our default address 127.0.0.1.
 pub fn bind_address(text: &str) -> Result<std::net::SocketAddr, String> {
     let trimmed = text.trim();

@@ -3,16 +3,17 @@
 use clap::{CommandFactory, Parser};
 
 fn main() {
-    let invoked_as_daemon = std::env::args()
+    let program = std::env::args()
         .next()
-        .map(|argv0| argv0.ends_with("x2gobroker-daemon"))
-        .unwrap_or(false);
-    std::process::exit(x2gobroker_main(invoked_as_daemon));
+        .unwrap_or_else(|| "x2gobroker".to_string());
+    std::process::exit(x2gobroker_main(&program));
 }
 
-fn x2gobroker_main(invoked_as_daemon: bool) -> i32 {
+fn x2gobroker_main(program: &str) -> i32 {
     let cli = x2gobroker::cli::Cli::parse();
-    x2gobroker::logging::init(x2gobroker::app::debug_enabled(&cli));
+    let startup = x2gobroker::app::startup_settings(x2gobroker::app::command_line(&cli), program);
+    x2gobroker::logging::init(startup.debug);
     let usage = x2gobroker::cli::Cli::command().render_usage().to_string();
-    x2gobroker::app::run(cli, invoked_as_daemon, usage)
+    let invoked_as_daemon = program.ends_with("x2gobroker-daemon");
+    x2gobroker::app::run(cli, startup, invoked_as_daemon, usage)
 }

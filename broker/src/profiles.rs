@@ -1,7 +1,8 @@
-//! Session profiles of the inifile backend (§7): building (once per loaded file, `ProfileSet`), key order, the listing transform, zeroconf's profile.
+//! Session profiles of the inifile backend (§7): building (once per loaded version, `ProfileSet`, with each profile's broker settings), key order, the listing transform, zeroconf's profile.
 
 use crate::acl::ProfileAcls;
-use crate::config::{typing, IniDocument, Value, ValueError};
+use crate::config::{settings, typing, Backend, BrokerConfig, IniDocument, ProfileSettings};
+use crate::config::{Value, ValueError};
 use crate::hosts;
 use std::sync::Arc;
 
@@ -226,18 +227,22 @@ pub fn id_warnings(document: &IniDocument) -> Vec<String> {
         .collect()
 }
 
-/// Every problem of a profiles document at once (for `--check-config`).
+/// Every problem of a profiles document at once (for `--check-config`), `broker-*` keys
+/// checked against the key table.
 pub fn problems(document: &IniDocument) -> Vec<String> {
     let mut problems = id_warnings(document);
     for id in profile_ids(document) {
-        if let Err(error) = build_profile(document, &id) {
-            problems.push(error.to_string());
+        match build_profile(document, &id) {
+            Ok(Some(profile)) => problems.extend(settings::profile_problems(&profile)),
+            Ok(None) => {}
+            Err(error) => problems.push(error.to_string()),
         }
     }
     problems
 }
 
-/// A profile built once per loaded profiles file, with what every request derives from it.
+/// A profile built once per loaded version of the files, with what every request derives
+/// from it.
 #[derive(Debug)]
 pub struct BuiltProfile {
     pub profile: Profile,
@@ -245,11 +250,13 @@ pub struct BuiltProfile {
     pub acls: ProfileAcls,
     /// Its host names, shared with the live farm's messages.
     pub hosts: Arc<[String]>,
+    /// Its broker settings (agent mode, switches, key file) under the loaded x2gobroker.conf.
+    pub settings: ProfileSettings,
 }
 
 impl BuiltProfile {
-    /// Wraps a built profile.
-    pub fn new(profile: Profile) -> BuiltProfile {
+    /// Wraps a built profile and its broker settings.
+    pub fn new(profile: Profile, settings: ProfileSettings) -> BuiltProfile {
         let acls = ProfileAcls::from_keys(
             profile
                 .acls
@@ -261,6 +268,7 @@ impl BuiltProfile {
             profile,
             acls,
             hosts,
+            settings,
         }
     }
 }
@@ -273,8 +281,8 @@ pub struct ProfileSet {
 }
 
 impl ProfileSet {
-    /// Builds every profile of `document`.
-    pub fn build(document: &IniDocument) -> ProfileSet {
+    /// Builds every profile of `document`, with its broker settings under `config`.
+    pub fn build(document: &IniDocument, config: &BrokerConfig) -> ProfileSet {
         let mut ids = profile_ids(document);
         ids.sort();
         ids.dedup();
@@ -284,7 +292,10 @@ impl ProfileSet {
                 let built = build_profile(document, &id).transpose()?;
                 Some((
                     id,
-                    built.map(|profile| Arc::new(BuiltProfile::new(profile))),
+                    built.map(|profile| {
+                        let settings = ProfileSettings::resolve(config, Backend::Inifile, &profile);
+                        Arc::new(BuiltProfile::new(profile, settings))
+                    }),
                 ))
             })
             .collect();

@@ -5,18 +5,15 @@ use crate::auth::cookies::{self, AccessPolicy, CookieStore};
 use crate::auth::throttle::{LoginThrottle, ThrottleConfig};
 use crate::auth::{self, AuthEnvironment, Mechanism};
 use crate::config::store::{ConfigStore, Snapshot};
-use crate::config::{Backend, BrokerConfig, ConfigError, Value};
+use crate::config::{Backend, BrokerConfig, ConfigError, ProfileSettings, StartupSettings, Value};
 use crate::farm::FarmHandle;
 use crate::nss;
-use crate::profiles::{
-    self, BuiltProfile, HostStatus, ListedProfile, ListingFlavour, Profile, ProfileSet,
-};
+use crate::profiles::{self, BuiltProfile, HostStatus, ListedProfile, ListingFlavour, ProfileSet};
 use crate::reply::{BrokerReply, RemoteDesktop, Selection, TaskOutcome, UccsReply};
 use crate::select::{self, RealWorld};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::time::Instant;
 
 /// Which client protocol a request came through.
@@ -78,33 +75,6 @@ impl From<profiles::ProfileError> for BrokerError {
     }
 }
 
-/// Process-wide settings (§2) that are not in `x2gobroker.conf`.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// `X2GOBROKER_DEFAULT_BACKEND` (may name an unknown backend: then such requests get 404).
-    pub default_backend: String,
-    /// `X2GOBROKER_AUTHSERVICE_SOCKET`; `None` = the config key or the built-in path.
-    pub authservice_socket: Option<PathBuf>,
-    /// `X2GOBROKER_DAEMON_USER`, whose `~/.ssh` holds the broker's keys (`/pubkeys`).
-    pub daemon_user: String,
-    /// Timeout of one authentication round trip.
-    pub auth_timeout: Duration,
-    /// `X2GOBROKER_COOKIE_DIRECTORY`: overrides the `cookie-directory` key.
-    pub cookie_directory: Option<PathBuf>,
-}
-
-impl Default for Settings {
-    fn default() -> Settings {
-        Settings {
-            default_backend: "inifile".to_string(),
-            authservice_socket: None,
-            daemon_user: "x2gobroker".to_string(),
-            auth_timeout: Duration::from_secs(30),
-            cookie_directory: None,
-        }
-    }
-}
-
 /// The per-request settings of the ACL check (§6.3), looked up once for all profiles.
 struct AclCheck {
     name_service: Box<dyn nss::NameService>,
@@ -113,13 +83,15 @@ struct AclCheck {
 
 impl AclCheck {
     fn new(config: &BrokerConfig, backend: Backend) -> Result<AclCheck, BrokerError> {
-        let group_db = config.group_db(backend)?;
-        let name_service = nss::name_service(&group_db)
+        let group_db = &config.backend(backend).group_db;
+        let name_service = nss::name_service(group_db)
             .ok_or_else(|| BrokerError::Internal(format!("unknown group-db {group_db:?}")))?;
         Ok(AclCheck {
             name_service,
             ignore_primary_group_memberships: config
-                .global_bool("ignore-primary-group-memberships")?,
+                .global
+                .ignore_primary_group_memberships
+                .get()?,
         })
     }
 
@@ -135,12 +107,12 @@ impl AclCheck {
 }
 
 /// The default auth-service socket (fix B20: never the doubled path).
-pub const DEFAULT_AUTHSERVICE_SOCKET: &str = "/run/x2gobroker/x2gobroker-authservice.socket";
+pub use crate::config::keys::DEFAULT_AUTHSERVICE_SOCKET;
 
-/// The broker: its config files and settings. Shared by every request.
+/// The broker: its config files and start-up settings. Shared by every request.
 pub struct Broker {
     pub store: ConfigStore,
-    pub settings: Settings,
+    pub settings: StartupSettings,
     /// Failed-login counters (`login-throttling`).
     throttle: std::sync::Mutex<LoginThrottle>,
     /// The live farm state (`[farm]` in x2gobroker.conf), when configured.
@@ -149,14 +121,14 @@ pub struct Broker {
 
 impl Broker {
     /// A broker over `store`.
-    pub fn new(store: ConfigStore, settings: Settings) -> Arc<Broker> {
+    pub fn new(store: ConfigStore, settings: StartupSettings) -> Arc<Broker> {
         Broker::with_farm(store, settings, None)
     }
 
     /// A broker over `store` that asks the live `farm` for agent-driven profiles.
     pub fn with_farm(
         store: ConfigStore,
-        settings: Settings,
+        settings: StartupSettings,
         farm: Option<FarmHandle>,
     ) -> Arc<Broker> {
         Arc::new(Broker {
@@ -184,7 +156,7 @@ impl Broker {
         password: &str,
         client_ip: &IpAddr,
     ) -> Result<bool, BrokerError> {
-        let throttling = config.global_bool("login-throttling")?;
+        let throttling = config.global.login_throttling.get()?;
         if throttling {
             if let Err(retry_after) =
                 self.throttle()
@@ -196,8 +168,11 @@ impl Broker {
             }
         }
         let environment = self.auth_environment(config);
-        let mechanism =
-            Mechanism::from_config(&config.auth_mech(backend)?, config, environment.timeout);
+        let mechanism = Mechanism::from_settings(
+            &config.backend(backend).auth_mech,
+            &config.https_get,
+            environment.timeout,
+        )?;
         let granted = auth::authenticate(&mechanism, &environment, user, password).await;
         if throttling {
             let mut throttle = self.throttle();
@@ -229,26 +204,15 @@ impl Broker {
     }
 
     fn auth_environment(&self, config: &BrokerConfig) -> AuthEnvironment {
-        let socket = self.settings.authservice_socket.clone().unwrap_or_else(|| {
-            let configured = config.global_raw("authservice-socket").unwrap_or("");
-            PathBuf::from(if configured.is_empty() {
-                DEFAULT_AUTHSERVICE_SOCKET
-            } else {
-                configured
-            })
-        });
         AuthEnvironment {
-            authservice_socket: socket,
+            authservice_socket: self.settings.authservice_socket(&config.global),
             timeout: self.settings.auth_timeout,
         }
     }
 
     /// The cookie directory: the environment override, else the `cookie-directory` key.
-    pub fn cookie_directory(&self, config: &BrokerConfig) -> Result<PathBuf, BrokerError> {
-        match &self.settings.cookie_directory {
-            Some(directory) => Ok(directory.clone()),
-            None => Ok(PathBuf::from(config.global_str("cookie-directory")?)),
-        }
+    pub fn cookie_directory(&self, config: &BrokerConfig) -> PathBuf {
+        self.settings.cookie_directory(&config.global)
     }
 
     /// `check_access` (§6.2) with this broker's configuration.
@@ -260,27 +224,22 @@ impl Broker {
         client_ip: &IpAddr,
         password_already_verified: bool,
     ) -> Result<(bool, Option<String>), BrokerError> {
-        let (require_password, require_cookie) = config.credential_requirements()?;
+        let global = &config.global;
+        let (require_password, require_cookie) = global.credential_requirements()?;
         if !require_password && !require_cookie {
             return Ok((true, None));
         }
-        let my_cookie_file = config.global_str("my-cookie-file")?;
-        let preshared_cookie = cookies::preshared_cookie(
-            std::path::Path::new(&my_cookie_file),
-            config.global_raw("my-cookie"),
-        );
+        let preshared_cookie =
+            cookies::preshared_cookie(&global.my_cookie_file, global.my_cookie.as_deref());
         let policy = AccessPolicy {
             require_password,
             require_cookie,
-            use_static_cookie: config.global_bool("use-static-cookie")?,
-            auth_timeout_seconds: match config.global("auth-timeout")? {
-                Value::Int(seconds) => seconds,
-                _ => 36000,
-            },
-            verify_ip: config.global_bool("verify-ip")?,
+            use_static_cookie: global.use_static_cookie.get()?,
+            auth_timeout_seconds: global.auth_timeout.get()?,
+            verify_ip: global.verify_ip.get()?,
             preshared_cookie,
         };
-        let store = CookieStore::new(self.cookie_directory(config)?);
+        let store = CookieStore::new(self.cookie_directory(config));
         let mut password_error = None;
         let access = cookies::check_access(
             &policy,
@@ -325,17 +284,17 @@ impl Broker {
             .ok_or(BrokerError::NotFound)?;
         let snapshot = self.snapshot();
         let config = snapshot.config.clone().map_err(BrokerError::Internal)?;
-        let output_key = match frontend {
-            Frontend::Plain => Some("enable-plain-output"),
-            Frontend::Json => Some("enable-json-output"),
+        let output_enabled = match frontend {
+            Frontend::Plain => Some(&config.global.enable_plain_output),
+            Frontend::Json => Some(&config.global.enable_json_output),
             Frontend::Ssh => None,
         };
-        if let Some(key) = output_key {
-            if !config.global_bool(key)? {
+        if let Some(enabled) = output_enabled {
+            if !enabled.get()? {
                 return Err(BrokerError::NotFound);
             }
         }
-        if backend == Backend::Base || !config.backend_enabled(backend)? {
+        if backend == Backend::Base || !config.backend(backend).enable.get()? {
             return Err(BrokerError::NotFound);
         }
         if frontend == Frontend::Json && request.task == "listsessions" {
@@ -399,7 +358,7 @@ impl Broker {
     /// cannot be read, so that the request gets its 500 from `process`).
     pub fn allows_get_requests(&self) -> bool {
         match &self.snapshot().config {
-            Ok(config) => config.global_bool("allow-get-requests").unwrap_or(true),
+            Ok(config) => config.global.allow_get_requests.get().unwrap_or(true),
             Err(_) => true,
         }
     }
@@ -414,7 +373,7 @@ impl Broker {
     ) -> Result<UccsCaller, BrokerError> {
         let snapshot = self.snapshot();
         let config = snapshot.config.clone().map_err(BrokerError::Internal)?;
-        let (require_password, require_cookie) = config.credential_requirements()?;
+        let (require_password, require_cookie) = config.global.credential_requirements()?;
         if !require_password && !require_cookie {
             return Ok(UccsCaller {
                 snapshot,
@@ -454,13 +413,13 @@ impl Broker {
         client_ip: &IpAddr,
     ) -> Result<UccsReply, BrokerError> {
         let config = &caller.config;
-        if !config.global_bool("enable-uccs-output")? {
+        if !config.global.enable_uccs_output.get()? {
             return Err(BrokerError::NotFound);
         }
         let backend = self
             .backend_for(backend_name)
             .ok_or(BrokerError::NotFound)?;
-        if backend == Backend::Base || !config.backend_enabled(backend)? {
+        if backend == Backend::Base || !config.backend(backend).enable.get()? {
             return Err(BrokerError::NotFound);
         }
         let profiles = self
@@ -473,7 +432,7 @@ impl Broker {
                 ListingFlavour::Uccs,
             )
             .await?;
-        let url_base = config.global_str("my-uccs-url-base")?;
+        let url_base = config.global.my_uccs_url_base.clone();
         let mut pick = |hosts: &[String]| {
             use rand::seq::IndexedRandom;
             hosts.choose(&mut rand::rng()).cloned()
@@ -494,42 +453,19 @@ impl Broker {
         snapshot.profile_set().map_err(BrokerError::Internal)
     }
 
-    /// How the live farm drives a profile, `None` when it does not: agent-query-mode `GRPC`
-    /// (the default when `[farm] agent-port` is configured and no mode is set anywhere) or
-    /// `SSH` (when `[farm] ssh-key-file` is configured). Shadow profiles never.
-    fn farm_plan(
-        &self,
-        config: &BrokerConfig,
-        backend: Backend,
-        profile: &Profile,
-    ) -> Result<Option<crate::farm::AgentPlan>, BrokerError> {
-        let Some(farm) = &self.farm else {
-            return Ok(None);
-        };
-        if profile.is_shadow() {
-            return Ok(None);
-        }
-        let profile_mode = profile.broker_key("broker-agent-query-mode");
-        let explicit = profile_mode.is_some_and(|mode| !mode.is_empty())
-            || config
-                .document()
-                .get(&format!("broker_{}", backend.name()), "agent-query-mode")
-                .is_some_and(|mode| !mode.is_empty())
-            || config.global_raw("default-agent-query-mode").is_some();
-        let mode = if explicit {
-            farm.mode_for(Some(&config.agent_query_mode(backend, profile_mode)?))
-        } else {
-            farm.mode_for(None)
-        };
-        let Some(mode) = mode else {
-            return Ok(None);
-        };
-        let host_key_policy = config
-            .agent_hostkey_policy(backend, profile.broker_key("broker-agent-hostkey-policy"))?;
-        Ok(Some(crate::farm::AgentPlan {
+    /// How the live farm drives a profile, `None` when it does not (no farm, or the profile's
+    /// mode is not one the farm serves: [`crate::config::effective_agent_mode`]).
+    fn farm_plan(&self, built: &BuiltProfile) -> Option<crate::farm::AgentPlan> {
+        let farm = self.farm.as_ref()?;
+        let mode = crate::config::effective_agent_mode(
+            built.settings.agent_query_mode,
+            built.settings.shadow,
+            Some(farm.config()),
+        )?;
+        Some(crate::farm::AgentPlan {
             mode,
-            host_key_policy,
-        }))
+            host_key_policy: built.settings.agent_hostkey_policy.clone(),
+        })
     }
 
     /// The profiles `user` may see, transformed for listing and sorted by id (§7.4, §8), with
@@ -552,9 +488,7 @@ impl Broker {
             self.visible_profiles(snapshot, config, backend, user, client_ip)?
         {
             let mut host_status = HostStatus::Unknown;
-            if let (Some(farm), Some(plan)) =
-                (&self.farm, self.farm_plan(config, backend, &built.profile)?)
-            {
+            if let (Some(farm), Some(plan)) = (&self.farm, self.farm_plan(&built)) {
                 if let Some((host, status)) = farm.listing_status(&built, &plan, user).await {
                     host_status = HostStatus::Narrowed {
                         host,
@@ -571,14 +505,6 @@ impl Broker {
             ));
         }
         Ok(listed)
-    }
-
-    /// Whether a profile hands out autologin keys (B7: the profile can switch it on, not off).
-    fn autologin_enabled(config: &BrokerConfig, profile: &Profile) -> Result<bool, BrokerError> {
-        Ok(config.profile_switch(
-            "default-session-autologin",
-            profile.broker_key("broker-session-autologin"),
-        )?)
     }
 
     /// The inifile profiles `user` may see from `client_ip`, sorted by id, with their
@@ -598,7 +524,7 @@ impl Broker {
             if !acl_check.allows(&built.acls, user, client_ip) {
                 continue;
             }
-            let autologin = Self::autologin_enabled(config, &built.profile)?;
+            let autologin = built.settings.session_autologin.get()?;
             visible.push((built.clone(), autologin));
         }
         Ok(visible)
@@ -618,10 +544,11 @@ impl Broker {
             if flavour == ListingFlavour::Uccs {
                 return Ok(Vec::new());
             }
-            let shell = config.backend(backend, "desktop-shell")?.render_plain();
-            let profile = profiles::zeroconf_profile(&uuid::Uuid::new_v4().to_string(), &shell);
+            let shell = &config.backend(backend).desktop_shell;
+            let profile = profiles::zeroconf_profile(&uuid::Uuid::new_v4().to_string(), shell);
+            let settings = ProfileSettings::resolve(config, backend, &profile);
             return Ok(vec![profiles::listing_profile(
-                &Arc::new(BuiltProfile::new(profile)),
+                &Arc::new(BuiltProfile::new(profile, settings)),
                 user,
                 flavour,
                 false,
@@ -659,25 +586,22 @@ impl Broker {
             tracing::warn!(user = %request.user, profile = %profile.id, "selection of a profile the ACLs hide refused");
             return Ok(Selection::server("no-server-available", 22));
         }
-        if let (Some(plan), Some(farm)) = (self.farm_plan(config, backend, profile)?, &self.farm) {
+        if let (Some(plan), Some(farm)) = (self.farm_plan(built), &self.farm) {
             // Sessions are looked up and keys installed for the authenticated user only
             // (fix §16 S3): a different `login` is ignored.
             if !request.login.is_empty() && request.login != request.user {
                 tracing::warn!(user = %request.user, login = %request.login, "login differs from the authenticated user: ignored");
             }
-            let autologin = Self::autologin_enabled(config, profile)?;
+            let autologin = built.settings.session_autologin.get()?;
             let autologin =
                 (autologin && !request.user.is_empty()).then(|| crate::farm::AutologinRequest {
                     pubkey: request.pubkey.clone(),
-                    key_file: crate::farm::authorized_keys_path(config, profile),
+                    key_file: built.settings.authorized_keys.clone(),
                 });
             let choice = crate::farm::ServerChoice {
-                portscan: config.profile_switch(
-                    "default-portscan-x2goservers",
-                    profile.broker_key("broker-portscan-x2goservers"),
-                )?,
+                portscan: built.settings.portscan_x2goservers.get()?,
                 ranking: crate::farm::policy::Ranking::with_load_checker(
-                    config.uses_load_checker(backend, profile)?,
+                    built.settings.use_load_checker.get()?,
                 ),
             };
             let (selection, outcome) = farm
@@ -686,10 +610,7 @@ impl Broker {
             tracing::info!(user = %request.user, profile = %profile.id, server = %selection.server, ?outcome, "selected from live state");
             return Ok(selection);
         }
-        let portscan = config.profile_switch(
-            "default-portscan-x2goservers",
-            profile.broker_key("broker-portscan-x2goservers"),
-        )?;
+        let portscan = built.settings.portscan_x2goservers.get()?;
         Ok(select::select_without_agent(profile, portscan, &mut RealWorld).await)
     }
 }
@@ -747,8 +668,10 @@ mod tests {
     fn listed(profiles_text: &str, id: &str) -> ListedProfile {
         let document = IniDocument::parse(profiles_text).unwrap();
         let profile = profiles::build_profile(&document, id).unwrap().unwrap();
+        let settings =
+            ProfileSettings::resolve(&BrokerConfig::default(), Backend::Inifile, &profile);
         profiles::listing_profile(
-            &Arc::new(BuiltProfile::new(profile)),
+            &Arc::new(BuiltProfile::new(profile, settings)),
             "maja",
             ListingFlavour::Uccs,
             false,

@@ -550,19 +550,17 @@ mod tests {
             let directory = tempfile::tempdir().unwrap();
             let config =
                 crate::config::BrokerConfig::parse(record["config"].as_str().unwrap()).unwrap();
-            let mut file = config.global_str("my-cookie-file").unwrap();
+            let mut file = config.global.my_cookie_file.clone();
             if let Some(content) = record["authid_file"].as_str() {
                 let written = directory.path().join("authid");
                 std::fs::write(&written, content).unwrap();
-                file = written.display().to_string();
+                file = written;
             }
-            let cookie = preshared_cookie(Path::new(&file), config.global_raw("my-cookie"));
+            let my_cookie = config.global.my_cookie.as_deref();
+            let cookie = preshared_cookie(&file, my_cookie);
             if record["case"].as_str().unwrap().contains("random") {
                 assert!(is_issued_cookie_shape(&cookie));
-                assert_ne!(
-                    cookie,
-                    preshared_cookie(Path::new(&file), config.global_raw("my-cookie"))
-                );
+                assert_ne!(cookie, preshared_cookie(&file, my_cookie));
             } else {
                 assert_eq!(
                     cookie,

@@ -5,6 +5,7 @@ pub mod cookies;
 pub mod https_get;
 pub mod throttle;
 
+use crate::config::{ConfigError, HttpsGetSettings};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -32,36 +33,26 @@ pub enum Mechanism {
 }
 
 impl Mechanism {
-    /// The mechanism for a (lower-cased) config name.
-    pub fn from_config(
+    /// The mechanism for a (lower-cased) config name; `https_get` takes its settings from
+    /// `[authmech_https_get]` (a bad port there fails the logins that use it).
+    pub fn from_settings(
         name: &str,
-        config: &crate::config::BrokerConfig,
+        https_get: &HttpsGetSettings,
         timeout: Duration,
-    ) -> Mechanism {
-        match name {
+    ) -> Result<Mechanism, ConfigError> {
+        Ok(match name {
             "none" => Mechanism::None,
             "testsuite" => Mechanism::Testsuite,
             "pam" => Mechanism::Pam,
-            "https_get" => {
-                let document = config.document();
-                let get = |key: &str| {
-                    document
-                        .get("authmech_https_get", key)
-                        .unwrap_or("")
-                        .to_string()
-                };
-                Mechanism::HttpsGet(https_get::HttpsGetConfig {
-                    host: get("host"),
-                    port: get("port").trim().parse().unwrap_or(443),
-                    path: get("path"),
-                    extra_ca_pem: Some(get("ca-file"))
-                        .filter(|path| !path.is_empty())
-                        .map(PathBuf::from),
-                    timeout,
-                })
-            }
+            "https_get" => Mechanism::HttpsGet(https_get::HttpsGetConfig {
+                host: https_get.host.clone(),
+                port: https_get.port.get()?,
+                path: https_get.path.clone(),
+                extra_ca_pem: https_get.ca_file.clone(),
+                timeout,
+            }),
             other => Mechanism::Unknown(other.to_string()),
-        }
+        })
     }
 }
 

@@ -4,7 +4,9 @@ use clap::{CommandFactory, Parser};
 
 fn main() {
     let cli = x2gobroker::cli::Cli::parse();
-    x2gobroker::logging::init(x2gobroker::app::debug_enabled(&cli));
+    let startup =
+        x2gobroker::app::startup_settings(x2gobroker::app::command_line(&cli), "x2gobroker-daemon");
+    x2gobroker::logging::init(startup.debug);
     let usage = x2gobroker::cli::Cli::command().render_usage().to_string();
-    std::process::exit(x2gobroker::app::run(cli, true, usage));
+    std::process::exit(x2gobroker::app::run(cli, startup, true, usage));
 }

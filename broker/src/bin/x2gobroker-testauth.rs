@@ -27,11 +27,12 @@ struct Cli {
 fn main() {
     let cli = Cli::parse();
     x2gobroker::logging::init(false);
-    let config_path = cli
-        .config_file
-        .clone()
-        .or_else(|| std::env::var_os("X2GOBROKER_CONFIG").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(x2gobroker::app::DEFAULT_CONFIG));
+    let command_line = x2gobroker::config::startup::CommandLine {
+        config_file: cli.config_file.clone(),
+        ..Default::default()
+    };
+    let mut settings = x2gobroker::app::startup_settings(command_line, "x2gobroker-testauth");
+    let config_path = settings.config_file.clone();
     let text = std::fs::read_to_string(&config_path).unwrap_or_default();
     let config = match BrokerConfig::parse(&text) {
         Ok(config) => config,
@@ -44,30 +45,23 @@ fn main() {
         println!("FAIL: unknown backend {:?}", cli.backend);
         std::process::exit(64);
     };
-    let mechanism_name = match config.auth_mech(backend) {
-        Ok(name) => name,
-        Err(error) => {
-            println!("FAIL: {error}");
-            std::process::exit(64);
-        }
-    };
-    let mut settings = x2gobroker::app::settings_from_environment();
+    let mechanism_name = config.backend(backend).auth_mech.clone();
     if cli.authservice_socket.is_some() {
         settings.authservice_socket = cli.authservice_socket.clone();
     }
-    let socket = settings.authservice_socket.clone().unwrap_or_else(|| {
-        PathBuf::from(
-            config
-                .global_raw("authservice-socket")
-                .filter(|path| !path.is_empty())
-                .unwrap_or(x2gobroker::service::DEFAULT_AUTHSERVICE_SOCKET),
-        )
-    });
+    let socket = settings.authservice_socket(&config.global);
     eprintln!("password for {} (read from standard input):", cli.user);
     let mut password = String::new();
     let _ = std::io::stdin().lock().read_line(&mut password);
     let password = password.trim_end_matches(['\n', '\r']).to_string();
-    let mechanism = Mechanism::from_config(&mechanism_name, &config, settings.auth_timeout);
+    let mechanism =
+        match Mechanism::from_settings(&mechanism_name, &config.https_get, settings.auth_timeout) {
+            Ok(mechanism) => mechanism,
+            Err(error) => {
+                println!("FAIL: {error}");
+                std::process::exit(64);
+            }
+        };
     println!("mechanism: {mechanism_name} (backend {})", backend.name());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

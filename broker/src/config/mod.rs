@@ -1,11 +1,20 @@
-//! Broker configuration: `x2gobroker.conf` typed after its built-in defaults (§5) and the resolution rules.
+//! Broker configuration: the key table, `x2gobroker.conf` typed once per loaded version (§5), the resolution rules, the start-up settings.
 
+pub mod agent_mode;
+pub mod farm;
 pub mod ini;
+pub mod keys;
+pub mod settings;
+pub mod startup;
 pub mod store;
 pub mod typing;
 pub mod value;
 
+pub use agent_mode::{configured_agent_query_mode, effective_agent_mode, AgentQueryMode};
+pub use farm::{FarmConfig, FarmDefaults, FarmSettings};
 pub use ini::{IniDocument, IniError};
+pub use settings::{BackendSettings, GlobalSettings, HttpsGetSettings, ProfileSettings, Setting};
+pub use startup::{Source, StartupSettings};
 pub use typing::ValueError;
 pub use value::Value;
 
@@ -37,109 +46,6 @@ impl Backend {
             Backend::Base => "base",
         }
     }
-
-    fn section(self) -> &'static str {
-        match self {
-            Backend::Inifile => "broker_inifile",
-            Backend::Zeroconf => "broker_zeroconf",
-            Backend::Base => "broker_base",
-        }
-    }
-}
-
-fn s(text: &str) -> Value {
-    Value::Str(text.to_string())
-}
-
-/// Built-in defaults of `[global]` (§5.2), typed; order as the reference materialises them.
-pub fn global_defaults() -> &'static [(&'static str, Value)] {
-    static DEFAULTS: std::sync::LazyLock<Vec<(&'static str, Value)>> =
-        std::sync::LazyLock::new(build_global_defaults);
-    &DEFAULTS
-}
-
-fn build_global_defaults() -> Vec<(&'static str, Value)> {
-    vec![
-        ("require-password", Value::Bool(true)),
-        ("require-cookie", Value::Bool(false)),
-        ("check-credentials", Value::Bool(true)),
-        ("use-static-cookie", Value::Bool(false)),
-        ("auth-timeout", Value::Int(36000)),
-        ("cookie-directory", s("/var/lib/x2gobroker/cookies")),
-        ("verify-ip", Value::Bool(true)),
-        ("pre_auth_scripts", Value::List(vec![])),
-        ("post_auth_scripts", Value::List(vec![])),
-        ("select_session_scripts", Value::List(vec![])),
-        ("my-cookie-file", s("/etc/x2go/broker/x2gobroker.authid")),
-        ("enable-plain-output", Value::Bool(true)),
-        ("enable-json-output", Value::Bool(true)),
-        ("enable-uccs-output", Value::Bool(false)),
-        ("my-uccs-url-base", s("http://localhost:8080/")),
-        ("default-auth-mech", s("pam")),
-        ("default-user-db", s("libnss")),
-        ("default-group-db", s("libnss")),
-        ("ignore-primary-group-memberships", Value::Bool(true)),
-        ("default-session-autologin", Value::Bool(false)),
-        ("default-authorized-keys", s("%h/.x2go/authorized_keys")),
-        (
-            "default-sshproxy-authorized-keys",
-            s("%h/.x2go/authorized_keys"),
-        ),
-        ("default-agent-query-mode", s("NONE")),
-        ("default-agent-hostkey-policy", s("RejectPolicy")),
-        ("default-portscan-x2goservers", Value::Bool(true)),
-        ("default-use-load-checker", Value::Bool(false)),
-        ("load-checker-intervals", Value::Int(300)),
-        // Our additions (not in the reference): see etc/x2gobroker.conf.
-        ("allow-get-requests", Value::Bool(true)),
-        ("login-throttling", Value::Bool(true)),
-        ("authservice-socket", s("")),
-    ]
-}
-
-/// Keys of `[global]` that x2gobroker-rs adds to the reference's.
-pub const OUR_GLOBAL_KEYS: [&str; 3] = [
-    "allow-get-requests",
-    "login-throttling",
-    "authservice-socket",
-];
-
-/// Built-in defaults of a backend section (§5.2).
-pub fn backend_defaults(backend: Backend) -> &'static [(&'static str, Value)] {
-    type Defaults = std::sync::LazyLock<Vec<(&'static str, Value)>>;
-    static BASE: Defaults = Defaults::new(|| build_backend_defaults(Backend::Base));
-    static ZEROCONF: Defaults = Defaults::new(|| build_backend_defaults(Backend::Zeroconf));
-    static INIFILE: Defaults = Defaults::new(|| build_backend_defaults(Backend::Inifile));
-    match backend {
-        Backend::Base => &BASE,
-        Backend::Zeroconf => &ZEROCONF,
-        Backend::Inifile => &INIFILE,
-    }
-}
-
-fn build_backend_defaults(backend: Backend) -> Vec<(&'static str, Value)> {
-    match backend {
-        Backend::Base => vec![("enable", Value::Bool(false))],
-        Backend::Zeroconf => vec![
-            ("enable", Value::Bool(false)),
-            ("auth-mech", s("pam")),
-            ("user-db", s("libnss")),
-            ("group-db", s("libnss")),
-            ("desktop-shell", s("KDE")),
-            ("load-checker", Value::Bool(false)),
-        ],
-        Backend::Inifile => vec![
-            ("enable", Value::Bool(true)),
-            (
-                "session-profiles",
-                s("/etc/x2go/broker/x2gobroker-sessionprofiles.conf"),
-            ),
-            ("auth-mech", s("")),
-            ("user-db", s("")),
-            ("group-db", s("")),
-            ("use-load-checker", Value::Bool(true)),
-        ],
-    }
 }
 
 /// A configuration value that cannot be used; the requests that need it answer 500.
@@ -155,264 +61,100 @@ pub enum ConfigError {
     Unloadable(String),
 }
 
-/// The typed view of one `x2gobroker.conf` text.
-#[derive(Debug, Clone, Default)]
+/// One `x2gobroker.conf` text, typed once: every section of the key table resolved into its
+/// settings (requests only read fields).
+#[derive(Debug, Clone)]
 pub struct BrokerConfig {
+    /// The parsed text; read only inside `config/`.
     document: IniDocument,
+    pub global: GlobalSettings,
+    pub inifile: BackendSettings,
+    pub zeroconf: BackendSettings,
+    pub base: BackendSettings,
+    pub https_get: HttpsGetSettings,
+    pub farm: FarmSettings,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> BrokerConfig {
+        BrokerConfig::new(IniDocument::default())
+    }
 }
 
 impl BrokerConfig {
-    /// Wraps a parsed document.
+    /// Types a parsed document.
     pub fn new(document: IniDocument) -> BrokerConfig {
-        BrokerConfig { document }
+        let global = GlobalSettings::resolve(&document);
+        BrokerConfig {
+            inifile: BackendSettings::resolve(&document, Backend::Inifile, &global),
+            zeroconf: BackendSettings::resolve(&document, Backend::Zeroconf, &global),
+            base: BackendSettings::resolve(&document, Backend::Base, &global),
+            https_get: HttpsGetSettings::resolve(&document),
+            farm: FarmSettings::resolve(&document, &global),
+            global,
+            document,
+        }
     }
 
-    /// Parses the text of an `x2gobroker.conf`.
+    /// Parses and types the text of an `x2gobroker.conf`.
     pub fn parse(text: &str) -> Result<BrokerConfig, IniError> {
         IniDocument::parse(text).map(BrokerConfig::new)
     }
 
-    /// The underlying document.
-    pub fn document(&self) -> &IniDocument {
-        &self.document
-    }
-
-    fn typed(
-        &self,
-        section: &str,
-        key: &str,
-        defaults: &[(&'static str, Value)],
-    ) -> Result<Value, ConfigError> {
-        let default = defaults
-            .iter()
-            .find(|(name, _)| *name == key)
-            .map(|(_, value)| value.clone());
-        match (self.document.get(section, key), default) {
-            (Some(raw), Some(default)) => {
-                typing::type_value(key, raw, &default).map_err(|source| ConfigError::BadValue {
-                    section: section.to_string(),
-                    source,
-                })
-            }
-            (Some(raw), None) => Ok(Value::Str(raw.to_string())),
-            (None, Some(default)) => Ok(default),
-            (None, None) => Ok(Value::Str(String::new())),
+    /// The settings of `backend`'s section.
+    pub fn backend(&self, backend: Backend) -> &BackendSettings {
+        match backend {
+            Backend::Inifile => &self.inifile,
+            Backend::Zeroconf => &self.zeroconf,
+            Backend::Base => &self.base,
         }
     }
 
-    /// A `[global]` value typed after its default.
-    pub fn global(&self, key: &str) -> Result<Value, ConfigError> {
-        self.typed("global", key, global_defaults())
-    }
-
-    /// A `[global]` boolean.
-    pub fn global_bool(&self, key: &str) -> Result<bool, ConfigError> {
-        Ok(matches!(self.global(key)?, Value::Bool(true)))
-    }
-
-    /// A `[global]` string (rendered like the plain output for other types).
-    pub fn global_str(&self, key: &str) -> Result<String, ConfigError> {
-        Ok(self.global(key)?.render_plain())
-    }
-
-    /// A raw `[global]` value, if the file sets it.
-    pub fn global_raw(&self, key: &str) -> Option<&str> {
-        self.document.get("global", key)
-    }
-
-    /// A backend-section value typed after its default.
-    pub fn backend(&self, backend: Backend, key: &str) -> Result<Value, ConfigError> {
-        self.typed(backend.section(), key, backend_defaults(backend))
-    }
-
-    /// Whether the backend's `enable` is true.
-    pub fn backend_enabled(&self, backend: Backend) -> Result<bool, ConfigError> {
-        Ok(matches!(
-            self.backend(backend, "enable")?,
-            Value::Bool(true)
-        ))
-    }
-
-    fn backend_or_global(
-        &self,
-        backend: Backend,
-        backend_key: &str,
-        global_key: &str,
-    ) -> Result<String, ConfigError> {
-        let from_backend = self.backend(backend, backend_key)?.render_plain();
-        if !from_backend.is_empty() {
-            return Ok(from_backend.to_lowercase());
-        }
-        Ok(self.global_str(global_key)?.to_lowercase())
-    }
-
-    /// The authentication mechanism of a backend, lower-cased (§5.2).
-    pub fn auth_mech(&self, backend: Backend) -> Result<String, ConfigError> {
-        self.backend_or_global(backend, "auth-mech", "default-auth-mech")
-    }
-
-    /// The user name service of a backend (`libnss`, `testsuite`).
-    pub fn user_db(&self, backend: Backend) -> Result<String, ConfigError> {
-        self.backend_or_global(backend, "user-db", "default-user-db")
-    }
-
-    /// The group name service of a backend.
-    pub fn group_db(&self, backend: Backend) -> Result<String, ConfigError> {
-        self.backend_or_global(backend, "group-db", "default-group-db")
-    }
-
-    /// The agent query mode for a profile, upper-cased (§5.2): profile key, backend key, global.
-    pub fn agent_query_mode(
-        &self,
-        backend: Backend,
-        profile_mode: Option<&str>,
-    ) -> Result<String, ConfigError> {
-        if let Some(mode) = profile_mode.filter(|mode| !mode.is_empty()) {
-            return Ok(mode.to_uppercase());
-        }
-        let from_backend = self
-            .document
-            .get(backend.section(), "agent-query-mode")
-            .unwrap_or("");
-        if !from_backend.is_empty() {
-            return Ok(from_backend.to_uppercase());
-        }
-        Ok(self.global_str("default-agent-query-mode")?.to_uppercase())
-    }
-
-    /// The SSH host-key policy for a profile; invalid values give `RejectPolicy`.
-    pub fn agent_hostkey_policy(
-        &self,
-        backend: Backend,
-        profile_policy: Option<&str>,
-    ) -> Result<String, ConfigError> {
-        let from_backend = self
-            .document
-            .get(backend.section(), "agent-hostkey-policy")
-            .unwrap_or("");
-        let chosen = match profile_policy.filter(|policy| !policy.is_empty()) {
-            Some(policy) => policy.to_string(),
-            None if !from_backend.is_empty() => from_backend.to_string(),
-            None => self.global_str("default-agent-hostkey-policy")?,
-        };
-        Ok(match chosen.as_str() {
-            "AutoAddPolicy" | "RejectPolicy" | "WarningPolicy" => chosen,
-            _ => "RejectPolicy".to_string(),
-        })
-    }
-
-    /// `require-password` and `require-cookie`, both false when legacy `check-credentials` is false.
-    pub fn credential_requirements(&self) -> Result<(bool, bool), ConfigError> {
-        if !self.global_bool("check-credentials")? {
-            return Ok((false, false));
-        }
-        Ok((
-            self.global_bool("require-password")?,
-            self.global_bool("require-cookie")?,
-        ))
-    }
-
-    /// The global default OR-ed with a profile's `broker-*` switch (B7: a profile can switch
-    /// these on but never off).
-    pub fn profile_switch(
-        &self,
-        global_key: &str,
-        profile_value: Option<&str>,
-    ) -> Result<bool, ConfigError> {
-        let from_profile = profile_value
-            .map(|value| matches!(value.to_lowercase().as_str(), "1" | "true"))
-            .unwrap_or(false);
-        Ok(from_profile || self.global_bool(global_key)?)
-    }
-
-    /// Whether a profile spreads new sessions by load factor (§11.3, the reference's
-    /// `use_load_checker`): two hosts or more; at least one non-empty `broker-*` key (B8, kept:
-    /// a profile without any is never load-checked); `broker-use-load-checker`, when set, one of
-    /// `1 true TRUE True`; and the global, backend or profile switch on.
-    pub fn uses_load_checker(
-        &self,
-        backend: Backend,
-        profile: &crate::profiles::Profile,
-    ) -> Result<bool, ConfigError> {
-        let profile_switch = profile.broker_key("broker-use-load-checker");
-        if profile.host_names().len() < 2
-            || profile.broker.is_empty()
-            || profile_switch.is_some_and(|value| !matches!(value, "1" | "true" | "TRUE" | "True"))
-        {
-            return Ok(false);
-        }
-        Ok(profile_switch.is_some()
-            || self.global_bool("default-use-load-checker")?
-            || matches!(
-                self.backend(backend, "use-load-checker")?,
-                Value::Bool(true)
-            ))
+    /// Whether the file sets `key` of `section` (`[DEFAULT]` included).
+    fn is_set(&self, section: &str, key: &str) -> bool {
+        self.document.get(section, key).is_some()
     }
 
     /// `[global]` as the reference materialises it (`get_global_config`): every reference key,
     /// typed, with absent defaults rendered and re-typed (so empty lists become `[""]`) and
-    /// `my-cookie` absent as `None`.
+    /// keys without a default (`my-cookie`) absent as `None`.
     pub fn reference_global_view(&self) -> Result<Vec<(String, Option<Value>)>, ConfigError> {
+        let read = settings::Reader::new(&self.document, &keys::GLOBAL);
         let mut view = Vec::new();
-        for &(key, ref default) in global_defaults() {
-            if OUR_GLOBAL_KEYS.contains(&key) {
-                continue;
-            }
-            let value = match self.global_raw(key) {
-                Some(_) => self.global(key)?,
-                None => {
-                    let rendered = match default {
+        for key in keys::GLOBAL.keys.iter().filter(|key| !key.ours) {
+            let value = match (read.raw(key.name), key.default_value()) {
+                (Some(_), _) => Some(read.value(key.name)?),
+                (None, Some(default)) => {
+                    let rendered = match &default {
                         Value::List(items) => items.join(", "),
                         other => other.render_plain(),
                     };
-                    typing::type_value(key, &rendered, default).unwrap_or_else(|_| default.clone())
+                    Some(typing::type_value(key.name, &rendered, &default).unwrap_or(default))
                 }
+                (None, None) => None,
             };
-            view.push((key.to_string(), Some(value)));
+            view.push((key.name.to_string(), value));
         }
-        view.push((
-            "my-cookie".to_string(),
-            self.global_raw("my-cookie")
-                .map(|raw| Value::Str(raw.to_string())),
-        ));
         Ok(view)
     }
 
-    /// Every problem of this configuration at once (for `--check-config`).
+    /// Every problem of this configuration at once (for `--check-config`): each names the
+    /// section, the key and the value.
     pub fn problems(&self) -> Vec<String> {
-        let mut problems = Vec::new();
-        for &(key, _) in global_defaults() {
-            if let Err(error) = self.global(key) {
-                problems.push(error.to_string());
-            }
-        }
-        for backend in [Backend::Inifile, Backend::Zeroconf, Backend::Base] {
-            for &(key, _) in backend_defaults(backend) {
-                if let Err(error) = self.backend(backend, key) {
-                    problems.push(error.to_string());
-                }
-            }
-        }
-        let known_sections = [
-            "global",
-            "broker_inifile",
-            "broker_zeroconf",
-            "broker_base",
-            "broker_ldap",
-            "authmech_https_get",
-        ];
-        for section in &self.document.sections {
-            if !known_sections.contains(&section.name.as_str()) {
-                problems.push(format!("unknown section [{}] is ignored", section.name));
-            }
-        }
-        problems
+        settings::problems(&self.document)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn uses_load_checker(config: &BrokerConfig, profile: &crate::profiles::Profile) -> bool {
+        ProfileSettings::resolve(config, Backend::Inifile, profile)
+            .use_load_checker
+            .get()
+            .unwrap()
+    }
 
     fn golden(name: &str) -> String {
         let path = format!("{}/tests/golden/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -438,17 +180,9 @@ mod tests {
         ];
         for (text, inifile, zeroconf) in cases {
             let config = BrokerConfig::parse(text).unwrap();
-            assert_eq!(
-                config.auth_mech(Backend::Inifile).unwrap(),
-                inifile,
-                "{text}"
-            );
-            assert_eq!(
-                config.auth_mech(Backend::Zeroconf).unwrap(),
-                zeroconf,
-                "{text}"
-            );
-            assert_eq!(config.user_db(Backend::Inifile).unwrap(), "libnss");
+            assert_eq!(config.inifile.auth_mech, inifile, "{text}");
+            assert_eq!(config.zeroconf.auth_mech, zeroconf, "{text}");
+            assert_eq!(config.inifile.group_db, "libnss");
         }
     }
 
@@ -510,9 +244,7 @@ mod tests {
                 .unwrap();
             let polled = record["reply"].as_str().unwrap() != "\n";
             assert_eq!(
-                config
-                    .uses_load_checker(Backend::Inifile, &profile)
-                    .unwrap(),
+                uses_load_checker(&config, &profile),
                 polled,
                 "{}",
                 record["id"]
@@ -538,46 +270,51 @@ mod tests {
         };
         let backend_off =
             BrokerConfig::parse("[broker_inifile]\nuse-load-checker = false\n").unwrap();
-        assert!(!backend_off
-            .uses_load_checker(Backend::Inifile, &profile("lc-multi-anybrokerkey"))
-            .unwrap());
-        assert!(backend_off
-            .uses_load_checker(Backend::Inifile, &profile("lc-multi"))
-            .unwrap());
+        assert!(!uses_load_checker(
+            &backend_off,
+            &profile("lc-multi-anybrokerkey")
+        ));
+        assert!(uses_load_checker(&backend_off, &profile("lc-multi")));
         let global_on = BrokerConfig::parse(
             "[global]\ndefault-use-load-checker = true\n[broker_inifile]\nuse-load-checker = false\n",
         )
         .unwrap();
-        assert!(global_on
-            .uses_load_checker(Backend::Inifile, &profile("lc-multi-anybrokerkey"))
-            .unwrap());
-        assert!(!global_on
-            .uses_load_checker(Backend::Inifile, &profile("lc-multi-nobrokerkey"))
-            .unwrap());
-    }
-
-    #[test]
-    fn bad_values_fail_only_their_key() {
-        let config =
-            BrokerConfig::parse("[global]\nrequire-password = maybe\nauth-timeout = 60\n").unwrap();
-        assert!(config.global_bool("require-password").is_err());
-        assert_eq!(config.global("auth-timeout").unwrap(), Value::Int(60));
-        assert_eq!(config.problems().len(), 1);
+        assert!(uses_load_checker(
+            &global_on,
+            &profile("lc-multi-anybrokerkey")
+        ));
+        assert!(!uses_load_checker(
+            &global_on,
+            &profile("lc-multi-nobrokerkey")
+        ));
     }
 
     #[test]
     fn profile_switches_cannot_turn_off_the_global_default() {
-        let config =
-            BrokerConfig::parse("[global]\ndefault-portscan-x2goservers = true\n").unwrap();
-        assert!(config
-            .profile_switch("default-portscan-x2goservers", Some("false"))
-            .unwrap());
-        let off = BrokerConfig::parse("[global]\ndefault-portscan-x2goservers = false\n").unwrap();
-        assert!(off
-            .profile_switch("default-portscan-x2goservers", Some("TRUE"))
-            .unwrap());
-        assert!(!off
-            .profile_switch("default-portscan-x2goservers", None)
-            .unwrap());
+        let document =
+            IniDocument::parse("[on]\nhost = a\nbroker-portscan-x2goservers = false\n[off]\nhost = a\nbroker-portscan-x2goservers = TRUE\n[unset]\nhost = a\n")
+                .unwrap();
+        let portscan = |config: &str, id: &str| {
+            let config = BrokerConfig::parse(config).unwrap();
+            let profile = crate::profiles::build_profile(&document, id)
+                .unwrap()
+                .unwrap();
+            ProfileSettings::resolve(&config, Backend::Inifile, &profile)
+                .portscan_x2goservers
+                .get()
+                .unwrap()
+        };
+        assert!(portscan(
+            "[global]\ndefault-portscan-x2goservers = true\n",
+            "on"
+        ));
+        assert!(portscan(
+            "[global]\ndefault-portscan-x2goservers = false\n",
+            "off"
+        ));
+        assert!(!portscan(
+            "[global]\ndefault-portscan-x2goservers = false\n",
+            "unset"
+        ));
     }
 }

@@ -33,7 +33,8 @@ pub struct Snapshot {
     pub config: Result<Arc<BrokerConfig>, String>,
     /// The session profiles file, or why it has never loaded.
     pub profiles: Result<Arc<IniDocument>, String>,
-    /// The profiles of `profiles`, built on first use.
+    /// The profiles of `profiles` with their broker settings under `config`, built on first
+    /// use.
     built: OnceLock<Arc<ProfileSet>>,
 }
 
@@ -50,12 +51,14 @@ impl Snapshot {
         }
     }
 
-    /// The session profiles, built once for this version of the file.
+    /// The session profiles with their broker settings, built once for this version of
+    /// both files.
     pub fn profile_set(&self) -> Result<&ProfileSet, String> {
+        let config = self.config.as_ref().map_err(String::clone)?;
         let document = self.profiles.as_ref().map_err(String::clone)?;
         Ok(self
             .built
-            .get_or_init(|| Arc::new(ProfileSet::build(document))))
+            .get_or_init(|| Arc::new(ProfileSet::build(document, config))))
     }
 }
 
@@ -318,33 +321,23 @@ mod tests {
         let store = ConfigStore::open(Some(config_path.clone()), Some(profiles_path.clone()));
         let first = store.current();
         let config = first.config.as_ref().unwrap();
-        assert_eq!(config.global_str("auth-timeout").unwrap(), "5");
+        assert_eq!(config.global.auth_timeout.get(), Ok(5));
         assert!(first.profiles.as_ref().unwrap().sections.is_empty());
 
         std::fs::write(&config_path, "[global]\nauth-timeout = 77\n").unwrap();
         std::fs::write(&profiles_path, "[p]\nhost = a\n").unwrap();
         let second = store.current();
         assert_eq!(
-            second
-                .config
-                .as_ref()
-                .unwrap()
-                .global_str("auth-timeout")
-                .unwrap(),
-            "77"
+            second.config.as_ref().unwrap().global.auth_timeout.get(),
+            Ok(77)
         );
         assert_eq!(second.profiles.as_ref().unwrap().sections.len(), 1);
 
         std::fs::write(&config_path, "[global]\nbroken line without delimiter\n").unwrap();
         let third = store.current();
         assert_eq!(
-            third
-                .config
-                .as_ref()
-                .unwrap()
-                .global_str("auth-timeout")
-                .unwrap(),
-            "77",
+            third.config.as_ref().unwrap().global.auth_timeout.get(),
+            Ok(77),
             "the last good version keeps serving"
         );
     }
@@ -355,8 +348,11 @@ mod tests {
             .config
             .as_ref()
             .unwrap()
-            .global_str("auth-timeout")
+            .global
+            .auth_timeout
+            .get()
             .unwrap()
+            .to_string()
     }
 
     fn watched(store: &ConfigStore) -> bool {

@@ -3,15 +3,39 @@
 use super::Value;
 use thiserror::Error;
 
-/// A raw value that does not fit the type of its key's default.
+/// A raw value that does not fit its key; the message names the key and the value
+/// (`heartbeat-ms = "banana": not a whole number of milliseconds`).
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum ValueError {
-    #[error("{key}: {raw:?} is not a boolean (1 yes true on / 0 no false off)")]
+    #[error("{key} = {raw:?}: not a boolean (1 yes true on / 0 no false off)")]
     NotABool { key: String, raw: String },
-    #[error("{key}: {raw:?} is not an integer")]
+    #[error("{key} = {raw:?}: not an integer")]
     NotAnInteger { key: String, raw: String },
-    #[error("{key}: {raw:?} is not a valid list literal")]
+    #[error("{key} = {raw:?}: not a valid list literal")]
     BadListLiteral { key: String, raw: String },
+    #[error("{key} = {raw:?}: not a whole number{}{unit}", if unit.is_empty() { "" } else { " of " })]
+    NotAWholeNumber {
+        key: String,
+        raw: String,
+        unit: &'static str,
+    },
+    #[error("{key} = {raw:?}: out of range ({min}-{max}{}{unit})", if unit.is_empty() { "" } else { " " })]
+    OutOfRange {
+        key: String,
+        raw: String,
+        min: i64,
+        max: i64,
+        unit: &'static str,
+    },
+    #[error("{key} = {raw:?}: not a port number (1-65535)")]
+    NotAPort { key: String, raw: String },
+    #[error("{key} = {raw:?}: not one of {names} ({read_as})")]
+    NotOneOf {
+        key: String,
+        raw: String,
+        names: String,
+        read_as: String,
+    },
 }
 
 /// Parses a boolean the way ConfigParser does.

@@ -11,7 +11,7 @@
 
 use super::policy::{self, Health, ServerView, SessionView};
 use super::{agentcmd, model::Via};
-use crate::config::{Backend, BrokerConfig, IniDocument};
+use crate::config::{Backend, BrokerConfig, IniDocument, ProfileSettings};
 use crate::profiles::{build_profile, Profile};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -131,8 +131,9 @@ fn api_select_session_records() {
         let hosts = profile.hosts();
         let config = BrokerConfig::parse(record["config"].as_str().unwrap_or("")).unwrap();
         let ranking = policy::Ranking::with_load_checker(
-            config
-                .uses_load_checker(Backend::Inifile, &profile)
+            ProfileSettings::resolve(&config, Backend::Inifile, &profile)
+                .use_load_checker
+                .get()
                 .unwrap(),
         );
         // the port scan excludes hosts from the selection, not from the listing: the live

@@ -16,7 +16,7 @@ pub mod transport;
 #[cfg(test)]
 mod golden_select;
 
-use crate::config::{BrokerConfig, Value};
+pub use crate::config::farm::FarmConfig;
 use crate::profiles::{BuiltProfile, Profile};
 use crate::reply::Selection;
 use actix::prelude::*;
@@ -33,136 +33,6 @@ use transport::grpc::{GrpcTarget, TlsSettings};
 use transport::local::LocalAgent;
 use transport::ssh::{SshAgent, SshSettings, SshTarget};
 use transport::Transport;
-
-/// The `[farm]` section of x2gobroker.conf.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FarmConfig {
-    /// TCP port of `x2gobroker-agentd` on every server's address (none: SSH agents only).
-    pub agent_port: Option<u16>,
-    /// File holding the agents' bearer token.
-    pub token_file: Option<PathBuf>,
-    /// TLS towards the agents: CA file, and the broker's client certificate and key.
-    pub tls_files: Option<(PathBuf, Option<(PathBuf, PathBuf)>)>,
-    /// Heartbeat asked of the agents' watch streams.
-    pub heartbeat: Duration,
-    /// Timeout of one agent call (and lateness allowed beyond the heartbeat).
-    pub call_timeout: Duration,
-    /// How long a take-over waits for the agent to confirm the suspension.
-    pub takeover_wait: Duration,
-    /// Lifetime of one-time autologin keys.
-    pub key_lifetime: Duration,
-    /// How long an unconfirmed placement counts as load.
-    pub pending_ttl: Duration,
-    /// The legacy agent over SSH (agent-query-mode SSH, and the fallback of GRPC).
-    pub ssh: Option<SshSettings>,
-    /// Whether GRPC profiles fall back to SSH for servers without a gRPC agent.
-    pub ssh_fallback: bool,
-    /// How long the SSH fallback is used before gRPC is tried again.
-    pub grpc_retry: Duration,
-    /// How often the legacy agent (SSH, LOCAL) is pinged (`[farm] legacy-poll-ms`).
-    pub legacy_poll: Duration,
-    /// How often the legacy agent's `checkload` runs (`[global] load-checker-intervals`).
-    pub load_interval: Duration,
-    /// The agent's path (on the servers for SSH, on the broker host for LOCAL).
-    pub agent_command: String,
-    /// Whether the legacy agents' servers share one session DB (how many a request asks).
-    pub shared_session_db: model::SharedSessionDb,
-    /// How long a listing's legacy-agent answer serves the user's next selection.
-    pub legacy_reuse: Duration,
-}
-
-fn farm_number(config: &BrokerConfig, key: &str, default: u64) -> u64 {
-    config
-        .document()
-        .get("farm", key)
-        .and_then(|raw| raw.trim().parse::<u64>().ok())
-        .unwrap_or(default)
-}
-
-fn farm_path(config: &BrokerConfig, key: &str) -> Option<PathBuf> {
-    config
-        .document()
-        .get("farm", key)
-        .map(str::trim)
-        .filter(|path| !path.is_empty())
-        .map(PathBuf::from)
-}
-
-impl FarmConfig {
-    /// The farm settings, when x2gobroker.conf has a `[farm]` section (else there is no live
-    /// farm). Which profiles it drives: see [`FarmHandle::mode_for`].
-    pub fn from_config(config: &BrokerConfig) -> Option<FarmConfig> {
-        let agent_port = config
-            .document()
-            .get("farm", "agent-port")
-            .and_then(|raw| raw.trim().parse::<u16>().ok());
-        let agent_command = config
-            .document()
-            .get("farm", "agent-command")
-            .map(str::trim)
-            .filter(|command| !command.is_empty())
-            .unwrap_or(agentcmd::DEFAULT_AGENT_COMMAND)
-            .to_string();
-        let ssh = farm_path(config, "ssh-key-file").map(|key_file| SshSettings {
-            user: config
-                .document()
-                .get("farm", "ssh-user")
-                .map(str::to_string)
-                .or_else(|| std::env::var("X2GOBROKER_AGENT_USER").ok())
-                .filter(|user| !user.is_empty())
-                .unwrap_or_else(|| "x2gobroker".to_string()),
-            key_file,
-            known_hosts: farm_path(config, "ssh-known-hosts-file"),
-            config_file: farm_path(config, "ssh-config-file"),
-            control_directory: farm_path(config, "ssh-control-directory")
-                .unwrap_or_else(std::env::temp_dir),
-            agent_command: agent_command.clone(),
-        });
-        config.document().section("farm")?;
-        let tls_files = farm_path(config, "agent-ca-file").map(|ca| {
-            let identity =
-                farm_path(config, "agent-client-cert").zip(farm_path(config, "agent-client-key"));
-            (ca, identity)
-        });
-        let ssh_fallback = !matches!(
-            config.document().get("farm", "ssh-fallback").map(str::trim),
-            Some("false" | "False" | "FALSE" | "0" | "no")
-        );
-        Some(FarmConfig {
-            agent_port,
-            token_file: farm_path(config, "agent-token-file"),
-            tls_files,
-            heartbeat: Duration::from_millis(farm_number(config, "heartbeat-ms", 2000)),
-            call_timeout: Duration::from_millis(farm_number(config, "call-timeout-ms", 2000)),
-            takeover_wait: Duration::from_millis(farm_number(config, "takeover-wait-ms", 3000)),
-            key_lifetime: Duration::from_secs(farm_number(config, "autologin-key-lifetime", 20)),
-            pending_ttl: Duration::from_secs(farm_number(config, "pending-placement-ttl", 30)),
-            ssh,
-            ssh_fallback,
-            grpc_retry: Duration::from_millis(farm_number(config, "grpc-retry-ms", 30000)),
-            legacy_poll: Duration::from_millis(farm_number(config, "legacy-poll-ms", 10000)),
-            load_interval: Duration::from_secs(match config.global("load-checker-intervals") {
-                Ok(Value::Int(seconds)) if seconds > 0 => seconds as u64,
-                _ => 300,
-            }),
-            agent_command,
-            shared_session_db: match config
-                .document()
-                .get("farm", "legacy-shared-session-db")
-                .map(str::trim)
-            {
-                Some("yes") => model::SharedSessionDb::Yes,
-                Some("no") => model::SharedSessionDb::No,
-                _ => model::SharedSessionDb::Auto,
-            },
-            legacy_reuse: Duration::from_millis(farm_number(
-                config,
-                "legacy-answer-reuse-ms",
-                10000,
-            )),
-        })
-    }
-}
 
 /// How the farm reaches a profile's agents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -339,17 +209,10 @@ impl FarmHandle {
         })
     }
 
-    /// The agent mode a profile gets from its (upper-cased) agent-query-mode, `None` when no
-    /// mode is set anywhere; `None` as answer: not driven by the farm.
-    pub fn mode_for(&self, configured: Option<&str>) -> Option<AgentMode> {
-        match configured {
-            None if self.config.agent_port.is_some() => Some(AgentMode::Grpc),
-            None => self.ssh.as_ref().map(|_| AgentMode::Ssh),
-            Some("GRPC") if self.config.agent_port.is_some() => Some(AgentMode::Grpc),
-            Some("SSH") => self.ssh.as_ref().map(|_| AgentMode::Ssh),
-            Some("LOCAL") => Some(AgentMode::Local),
-            Some(_) => None,
-        }
+    /// The configuration the farm runs with (which profiles it drives:
+    /// [`crate::config::effective_agent_mode`]).
+    pub fn config(&self) -> &FarmConfig {
+        &self.config
     }
 
     /// Whether this host list is known to be supervised and heard of.
@@ -888,15 +751,4 @@ pub struct AutologinRequest {
     pub pubkey: String,
     /// The authorized_keys path (`%h/.x2go/authorized_keys` by default).
     pub key_file: String,
-}
-
-/// The authorized_keys path for a profile: `broker-authorized-keys`, else the global default.
-pub fn authorized_keys_path(config: &BrokerConfig, profile: &Profile) -> String {
-    match profile.broker_key("broker-authorized-keys") {
-        Some(path) => path.to_string(),
-        None => match config.global("default-authorized-keys") {
-            Ok(Value::Str(path)) => path,
-            _ => "%h/.x2go/authorized_keys".to_string(),
-        },
-    }
 }

@@ -66,7 +66,12 @@ fn api_profiles_golden_records() {
             (ListingFlavour::Broker, "get_profile_for_user(maja)"),
             (ListingFlavour::Uccs, "get_profile_for_user(maja, uccs)"),
         ] {
-            let built = Arc::new(BuiltProfile::new(profile.clone()));
+            let settings = crate::config::ProfileSettings::resolve(
+                &crate::config::BrokerConfig::default(),
+                crate::config::Backend::Inifile,
+                &profile,
+            );
+            let built = Arc::new(BuiltProfile::new(profile.clone(), settings));
             let listed = listing_profile(&built, "maja", flavour, autologin, &HostStatus::Unknown);
             let keys: Vec<(String, Value)> = listed
                 .keys()
