@@ -290,7 +290,16 @@ fn run_http(cli: Cli, startup: StartupSettings) -> i32 {
             }
         };
         tracing::info!(%address, tls = tls.is_some(), "x2gobroker listening");
+        let tls = tls.map(crate::http::ReloadableTls::new);
         tokio::spawn(collect_expired_cookies(broker.clone()));
+        tokio::spawn(reload_on_sighup(broker.clone(), tls.clone()));
+        // the farm is live from start-up: every server of the profiles is supervised now,
+        // not at its first request
+        let supervised = broker.supervise_all();
+        tracing::info!(
+            servers = supervised,
+            "farm: servers supervised from start-up"
+        );
         // shutdown in order: stop accepting and drain the requests (serve), then the farm
         // (waiting keys removed, supervisors stopped, actor system stopped)
         serve(listener, tls, broker.clone(), shutdown_signal()).await;
@@ -302,9 +311,9 @@ fn run_http(cli: Cli, startup: StartupSettings) -> i32 {
     })
 }
 
-/// Starts the live farm when x2gobroker.conf has a `[farm]` section (changing `[farm]` needs
-/// a restart); supervisors for profile hosts start on first use. A `[farm]` value that does
-/// not fit is one logged error, and its default is used.
+/// Starts the live farm, with or without a `[farm]` section (the reference's LOCAL and SSH
+/// profiles need none); SIGHUP applies a changed `[farm]`. A `[farm]` value that does not
+/// fit is one logged error at start-up, and its default is used.
 pub fn start_farm(
     store: &ConfigStore,
     startup: &StartupSettings,
@@ -313,9 +322,7 @@ pub fn start_farm(
     let Ok(config) = &snapshot.config else {
         return Ok(None);
     };
-    let Some(farm_config) = config.farm.farm_config(&startup.farm_defaults()) else {
-        return Ok(None);
-    };
+    let farm_config = config.farm.farm_config(&startup.farm_defaults());
     for problem in &config.farm.problems {
         tracing::error!("{}: {problem}", startup.config_file.display());
     }
@@ -328,10 +335,45 @@ pub fn start_farm(
         .map_err(|error| error.to_string())
 }
 
+/// SIGHUP reloads, never kills: the config files are read again (a file that cannot be
+/// parsed keeps the last good version), `[farm]` and the agents' token and TLS files are
+/// applied (a `[farm]` with problems keeps the running farm), servers new in the profiles are
+/// supervised and servers gone from them stopped, and the listener's TLS certificate and key
+/// are read again (unreadable ones keep the old pair). Each outcome is one log line.
+async fn reload_on_sighup(broker: Arc<Broker>, tls: Option<Arc<crate::http::ReloadableTls>>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot handle SIGHUP: reloads need a restart");
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading");
+        let reloader = broker.clone();
+        let outcome = tokio::task::spawn_blocking(move || reloader.reload()).await;
+        if let Err(error) = outcome {
+            tracing::error!(%error, "reload failed");
+        }
+        if let (Some(tls), (Some(certificate), Some(key))) = (
+            &tls,
+            (&broker.settings.ssl_certfile, &broker.settings.ssl_keyfile),
+        ) {
+            match crate::http::tls_config_from_files(certificate, key) {
+                Ok(config) => {
+                    tls.replace(config);
+                    tracing::info!(certificate = %certificate.display(), "TLS certificate and key reloaded");
+                }
+                Err(error) => {
+                    tracing::error!(%error, "TLS certificate or key unusable: the old pair keeps serving")
+                }
+            }
+        }
+    }
+}
+
 /// Serves the broker on `listener` until `shutdown` (the library entry point tests use).
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<Arc<crate::http::ReloadableTls>>,
     broker: Arc<Broker>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {

@@ -460,12 +460,73 @@ impl Broker {
         let mode = crate::config::effective_agent_mode(
             built.settings.agent_query_mode,
             built.settings.shadow,
-            Some(farm.config()),
+            Some(&farm.runtime().config),
         )?;
         Some(crate::farm::AgentPlan {
             mode,
             host_key_policy: built.settings.agent_hostkey_policy.clone(),
         })
+    }
+
+    /// Supervises every server of the current profiles that the farm drives, and stops the
+    /// supervisors of servers no profile names any more. Answers how many are supervised.
+    pub fn supervise_all(&self) -> usize {
+        let Some(farm) = &self.farm else {
+            return 0;
+        };
+        let snapshot = self.snapshot();
+        let Ok(set) = snapshot.profile_set() else {
+            return 0;
+        };
+        let mut wanted = std::collections::HashSet::new();
+        for built in set.iter().flatten() {
+            if let Some(plan) = self.farm_plan(built) {
+                farm.supervise(built, &plan);
+                wanted.extend(built.hosts.iter().cloned());
+            }
+        }
+        let removed = farm.retain_servers(&wanted);
+        if removed > 0 {
+            tracing::info!(
+                removed,
+                "farm: servers no profile names any more are no longer supervised"
+            );
+        }
+        wanted.len()
+    }
+
+    /// A reload (SIGHUP): the config files as they are now, `[farm]` applied to the running
+    /// farm (unless it has problems: then the running farm is kept), every server of the
+    /// profiles supervised, the ones gone stopped.
+    pub fn reload(&self) {
+        let snapshot = self.store.current();
+        let config = match &snapshot.config {
+            Ok(config) => config.clone(),
+            Err(error) => {
+                tracing::error!(%error, "reload: the configuration cannot be loaded; the last good version keeps serving");
+                return;
+            }
+        };
+        if let Some(farm) = &self.farm {
+            if config.farm.problems.is_empty() {
+                let farm_config = config.farm.farm_config(&self.settings.farm_defaults());
+                match farm.reload(farm_config) {
+                    Ok(reloaded) => {
+                        tracing::info!(restarted = reloaded.restarted, "reload: [farm] applied")
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "reload: [farm] not applied, the running farm is kept")
+                    }
+                }
+            } else {
+                for problem in &config.farm.problems {
+                    tracing::error!("reload: {}: {problem}", self.settings.config_file.display());
+                }
+                tracing::error!("reload: [farm] has problems: the running farm is kept");
+            }
+        }
+        let supervised = self.supervise_all();
+        tracing::info!(servers = supervised, "reload done");
     }
 
     /// The profiles `user` may see, transformed for listing and sorted by id (§7.4, §8), with

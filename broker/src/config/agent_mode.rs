@@ -42,10 +42,13 @@ pub fn configured_agent_query_mode(
 }
 
 /// How the live farm drives a profile, `None` when it does not (the profile is then answered
-/// as NONE: agent-less selection). `farm` is the running farm's configuration (none without a
-/// `[farm]` section). GRPC is the default when `[farm] agent-port` is set and no mode is set
-/// anywhere (else SSH, when `[farm] ssh-key-file` is); GRPC needs `agent-port`, SSH needs
-/// `ssh-key-file`, LOCAL only the farm; NONE and shadow profiles never.
+/// as NONE: agent-less selection). `farm` is the running farm's configuration (with or
+/// without a `[farm]` section). GRPC is the default when `[farm] agent-port` is set and no
+/// mode is set anywhere (else SSH, when `[farm] ssh-key-file` names a key; set nowhere is
+/// NONE in the reference); GRPC needs `agent-port`, SSH
+/// a broker key (`[farm] ssh-key-file`, else the one found in the broker's `~/.ssh`, §5.3:
+/// without one SSH behaves as NONE, as in the reference), LOCAL nothing; NONE and shadow
+/// profiles never.
 pub fn effective_agent_mode(
     configured: Option<AgentQueryMode>,
     shadow: bool,
@@ -57,8 +60,9 @@ pub fn effective_agent_mode(
     }
     let grpc = farm.agent_port.map(|_| AgentMode::Grpc);
     let ssh = farm.ssh.as_ref().map(|_| AgentMode::Ssh);
+    let ssh_by_default = ssh.filter(|_| farm.ssh_key_configured);
     match configured {
-        None => grpc.or(ssh),
+        None => grpc.or(ssh_by_default),
         Some(AgentQueryMode::Grpc) => grpc,
         Some(AgentQueryMode::Ssh) => ssh,
         Some(AgentQueryMode::Local) => Some(AgentMode::Local),
@@ -103,57 +107,70 @@ mod tests {
         }
     }
 
-    fn farm(section: &str) -> Option<FarmConfig> {
+    fn farm_with(section: &str, key_found: Option<&str>) -> Option<FarmConfig> {
         let document = IniDocument::parse(section).unwrap();
         let global = crate::config::GlobalSettings::resolve(&document);
         let defaults = crate::config::farm::FarmDefaults {
             agent_user: "x2gobroker".to_string(),
             agent_command: crate::config::keys::DEFAULT_AGENT_COMMAND.to_string(),
+            ssh_key_file: key_found.map(std::path::PathBuf::from),
         };
-        FarmSettings::resolve(&document, &global).farm_config(&defaults)
+        Some(FarmSettings::resolve(&document, &global).farm_config(&defaults))
     }
 
-    /// Today's behaviour, row by row.
+    fn farm(section: &str) -> Option<FarmConfig> {
+        farm_with(section, None)
+    }
+
+    /// Row by row: the reference's modes need no `[farm]` (SSH with the key found in the
+    /// broker's `~/.ssh`), GRPC needs `agent-port`.
     #[test]
     fn effective_mode_follows_the_running_farm() {
         use AgentMode::{Grpc, Local, Ssh};
         use AgentQueryMode as Q;
-        let no_farm = None;
+        let no_section = farm("");
+        let no_section_key_found = farm_with("", Some("/var/lib/x2gobroker/.ssh/id_rsa"));
         let bare = farm("[farm]\n");
         let grpc = farm("[farm]\nagent-port = 50051\n");
         let ssh = farm("[farm]\nssh-key-file = /k\n");
         let both = farm("[farm]\nagent-port = 50051\nssh-key-file = /k\n");
-        assert!(bare.is_some() && farm("").is_none());
-        let farms = [&no_farm, &bare, &grpc, &ssh, &both];
-        // configured, shadow, then the answer for: no farm, bare [farm], agent-port,
-        // ssh-key-file, both
-        let rows: [(Option<Q>, bool, [Option<AgentMode>; 5]); 11] = [
-            (None, false, [None, None, Some(Grpc), Some(Ssh), Some(Grpc)]),
-            (Some(Q::None), false, [None; 5]),
+        let farms = [
+            &no_section,
+            &no_section_key_found,
+            &bare,
+            &grpc,
+            &ssh,
+            &both,
+        ];
+        // configured, shadow, then the answer for: no [farm], no [farm] but a key in
+        // ~/.ssh, bare [farm], agent-port, ssh-key-file, both
+        let rows: [(Option<Q>, bool, [Option<AgentMode>; 6]); 11] = [
+            (
+                None,
+                false,
+                [None, None, None, Some(Grpc), Some(Ssh), Some(Grpc)],
+            ),
+            (Some(Q::None), false, [None; 6]),
             (
                 Some(Q::Grpc),
                 false,
-                [None, None, Some(Grpc), None, Some(Grpc)],
+                [None, None, None, Some(Grpc), None, Some(Grpc)],
             ),
             (
                 Some(Q::Ssh),
                 false,
-                [None, None, None, Some(Ssh), Some(Ssh)],
+                [None, Some(Ssh), None, None, Some(Ssh), Some(Ssh)],
             ),
-            (
-                Some(Q::Local),
-                false,
-                [None, Some(Local), Some(Local), Some(Local), Some(Local)],
-            ),
-            (None, true, [None; 5]),
-            (Some(Q::Grpc), true, [None; 5]),
-            (Some(Q::Ssh), true, [None; 5]),
-            (Some(Q::Local), true, [None; 5]),
-            (Some(Q::None), true, [None; 5]),
+            (Some(Q::Local), false, [Some(Local); 6]),
+            (None, true, [None; 6]),
+            (Some(Q::Grpc), true, [None; 6]),
+            (Some(Q::Ssh), true, [None; 6]),
+            (Some(Q::Local), true, [None; 6]),
+            (Some(Q::None), true, [None; 6]),
             (
                 configured_agent_query_mode(None, None, Some("")),
                 false,
-                [None; 5],
+                [None; 6],
             ),
         ];
         for (configured, shadow, expected) in rows {
@@ -165,5 +182,7 @@ mod tests {
                 );
             }
         }
+        // no farm at all (a broker without the actor system) drives nothing
+        assert_eq!(effective_agent_mode(Some(Q::Local), false, None), None);
     }
 }

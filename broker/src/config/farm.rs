@@ -43,20 +43,37 @@ pub struct FarmConfig {
     pub shared_session_db: SharedSessionDb,
     /// How long a listing's legacy-agent answer serves the user's next selection.
     pub legacy_reuse: Duration,
+    /// Whether `[farm] ssh-key-file` names the key (then SSH is the default mode of profiles
+    /// that set none); a key only found in `~/.ssh` serves profiles that say SSH.
+    pub ssh_key_configured: bool,
 }
 
 /// Defaults of `[farm]` that come from the start-up settings (`X2GOBROKER_AGENT_USER`,
-/// `X2GOBROKER_AGENT_CMD`, with `[farm]`'s own keys already applied).
+/// `X2GOBROKER_AGENT_CMD`, with `[farm]`'s own keys already applied) and the machine: the
+/// broker's SSH key as the reference finds it (§5.3: `~/.ssh/id_rsa`, `id_dsa`, `id_ecdsa` of
+/// the effective user, and ours `id_ed25519`), when `[farm] ssh-key-file` names none.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FarmDefaults {
     pub agent_user: String,
     pub agent_command: String,
+    pub ssh_key_file: Option<PathBuf>,
+}
+
+/// The key files the reference looks for in the broker's `~/.ssh` (§5.3), then ours.
+pub const BROKER_KEY_FILES: [&str; 4] = ["id_rsa", "id_dsa", "id_ecdsa", "id_ed25519"];
+
+/// The broker's SSH key in `home`/.ssh: the first of [`BROKER_KEY_FILES`] that exists.
+pub fn discover_broker_key(home: &std::path::Path) -> Option<PathBuf> {
+    BROKER_KEY_FILES
+        .iter()
+        .map(|name| home.join(".ssh").join(name))
+        .find(|path| path.is_file())
 }
 
 /// `[farm]` of one loaded x2gobroker.conf, typed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FarmSettings {
-    /// Whether the file has a `[farm]` section (the live farm runs only then).
+    /// Whether the file has a `[farm]` section (the farm runs without one too).
     pub present: bool,
     pub agent_port: Option<u16>,
     pub agent_token_file: Option<PathBuf>,
@@ -206,13 +223,16 @@ impl FarmSettings {
         }
     }
 
-    /// The farm's configuration, when the file has a `[farm]` section (else there is no live
-    /// farm). Which profiles it drives: [`super::effective_agent_mode`].
-    pub fn farm_config(&self, defaults: &FarmDefaults) -> Option<FarmConfig> {
-        if !self.present {
-            return None;
-        }
-        let ssh = self.ssh_key_file.clone().map(|key_file| SshSettings {
+    /// The farm's configuration, with or without a `[farm]` section: the live farm drives
+    /// the reference's LOCAL and SSH profiles as they are (SSH with the key `[farm]
+    /// ssh-key-file` names, else the one found in the broker's `~/.ssh`), and GRPC ones when
+    /// `agent-port` is set. Which profiles it drives: [`super::effective_agent_mode`].
+    pub fn farm_config(&self, defaults: &FarmDefaults) -> FarmConfig {
+        let key_file = self
+            .ssh_key_file
+            .clone()
+            .or_else(|| defaults.ssh_key_file.clone());
+        let ssh = key_file.map(|key_file| SshSettings {
             user: defaults.agent_user.clone(),
             key_file,
             known_hosts: self.ssh_known_hosts_file.clone(),
@@ -230,7 +250,7 @@ impl FarmSettings {
                 .zip(self.agent_client_key.clone());
             (ca, identity)
         });
-        Some(FarmConfig {
+        FarmConfig {
             agent_port: self.agent_port,
             token_file: self.agent_token_file.clone(),
             tls_files,
@@ -247,7 +267,8 @@ impl FarmSettings {
             agent_command: defaults.agent_command.clone(),
             shared_session_db: self.legacy_shared_session_db,
             legacy_reuse: self.legacy_answer_reuse,
-        })
+            ssh_key_configured: self.ssh_key_file.is_some(),
+        }
     }
 }
 
@@ -264,6 +285,7 @@ mod tests {
         FarmDefaults {
             agent_user: "agent".to_string(),
             agent_command: "/agent".to_string(),
+            ssh_key_file: None,
         }
     }
 
@@ -273,7 +295,7 @@ mod tests {
             "[global]\nload-checker-intervals = 60\n[farm]\nagent-port = 50051\nagent-token-file = /t\nheartbeat-ms = 1500\ncall-timeout-ms = 700\ntakeover-wait-ms = 900\nautologin-key-lifetime = 5\npending-placement-ttl = 6\nagent-ca-file = /ca\nagent-client-cert = /c\nagent-client-key = /k\nlegacy-poll-ms = 100\nssh-key-file = /id\nssh-known-hosts-file = /kh\nssh-config-file = /dev/null\nssh-control-directory = /run/s\nssh-fallback = off\ngrpc-retry-ms = 200\nlegacy-shared-session-db = YES\nlegacy-answer-reuse-ms = 2500\n",
         );
         assert!(farm.problems.is_empty(), "{:?}", farm.problems);
-        let config = farm.farm_config(&defaults()).unwrap();
+        let config = farm.farm_config(&defaults());
         assert_eq!(
             config,
             FarmConfig {
@@ -300,6 +322,7 @@ mod tests {
                 agent_command: "/agent".into(),
                 shared_session_db: SharedSessionDb::Yes,
                 legacy_reuse: Duration::from_millis(2500),
+                ssh_key_configured: true,
             }
         );
     }
@@ -308,7 +331,7 @@ mod tests {
     fn defaults_apply_and_bad_values_are_problems() {
         let bare = settings("[farm]\n");
         assert!(bare.problems.is_empty());
-        let config = bare.farm_config(&defaults()).unwrap();
+        let config = bare.farm_config(&defaults());
         assert_eq!(config.agent_port, None);
         assert_eq!(config.ssh, None);
         assert_eq!(config.heartbeat, Duration::from_millis(2000));
@@ -320,7 +343,25 @@ mod tests {
         assert_eq!(config.legacy_poll, Duration::from_millis(10000));
         assert_eq!(config.load_interval, Duration::from_secs(300));
         assert!(config.ssh_fallback);
-        assert_eq!(settings("").farm_config(&defaults()), None);
+        // no [farm] at all: the same defaults, SSH only with a key found in ~/.ssh
+        let none = settings("").farm_config(&defaults());
+        assert_eq!((none.agent_port, none.ssh.as_ref()), (None, None));
+        assert_eq!(none.heartbeat, Duration::from_millis(2000));
+        let found = FarmDefaults {
+            ssh_key_file: Some("/var/lib/x2gobroker/.ssh/id_rsa".into()),
+            ..defaults()
+        };
+        let discovered = settings("").farm_config(&found);
+        assert_eq!(
+            discovered.ssh.map(|ssh| ssh.key_file),
+            Some("/var/lib/x2gobroker/.ssh/id_rsa".into())
+        );
+        let named = settings("[farm]\nssh-key-file = /etc/x2go/broker.key\n").farm_config(&found);
+        assert_eq!(
+            named.ssh.map(|ssh| ssh.key_file),
+            Some("/etc/x2go/broker.key".into()),
+            "[farm] ssh-key-file wins over the key found"
+        );
 
         let bad = settings(
             "[global]\nload-checker-intervals = 0\n[farm]\nheartbeat-ms = banana\nagent-port = 70000\nssh-fallback = nope\nautologin-key-lifetime = -1\nssh-user =\n",
@@ -335,11 +376,30 @@ mod tests {
                 "[farm] ssh-fallback = \"nope\": not a boolean (1 yes true on / 0 no false off); the default true is used",
             ]
         );
-        let config = bad.farm_config(&defaults()).unwrap();
+        let config = bad.farm_config(&defaults());
         assert_eq!(config.heartbeat, Duration::from_millis(2000));
         assert_eq!(config.agent_port, None);
         assert!(config.ssh_fallback);
         assert_eq!(config.key_lifetime, Duration::from_secs(20));
         assert_eq!(bad.ssh_user, None, "empty is unset");
+    }
+
+    #[test]
+    fn the_broker_key_is_found_as_the_reference_looks_for_it() {
+        let home = tempfile::tempdir().unwrap();
+        assert_eq!(discover_broker_key(home.path()), None);
+        std::fs::create_dir(home.path().join(".ssh")).unwrap();
+        std::fs::write(home.path().join(".ssh/id_ed25519"), "key").unwrap();
+        assert_eq!(
+            discover_broker_key(home.path()),
+            Some(home.path().join(".ssh/id_ed25519"))
+        );
+        // the reference's order: id_rsa before id_dsa, id_ecdsa, then ours
+        std::fs::write(home.path().join(".ssh/id_ecdsa"), "key").unwrap();
+        std::fs::write(home.path().join(".ssh/id_rsa"), "key").unwrap();
+        assert_eq!(
+            discover_broker_key(home.path()),
+            Some(home.path().join(".ssh/id_rsa"))
+        );
     }
 }

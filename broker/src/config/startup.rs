@@ -530,10 +530,17 @@ impl StartupSettings {
     }
 
     /// The `[farm]` defaults these settings supply.
+    /// The `[farm]` defaults these settings supply, with the broker key found in the
+    /// effective user's `~/.ssh` (so: after dropping privileges).
     pub fn farm_defaults(&self) -> FarmDefaults {
+        let home = nix::unistd::User::from_uid(nix::unistd::geteuid())
+            .ok()
+            .flatten()
+            .map(|user| user.dir);
         FarmDefaults {
             agent_user: self.agent_user.clone(),
             agent_command: self.agent_command.clone(),
+            ssh_key_file: home.and_then(|home| super::farm::discover_broker_key(&home)),
         }
     }
 

@@ -76,6 +76,13 @@ pub struct PlacementAbandoned {
     pub server: String,
 }
 
+/// A server no profile names any more: its state is dropped (event).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Forget {
+    pub server: String,
+}
+
 /// Answered once every one of `hosts` has been heard of (a report or a failure): a request
 /// for servers seen for the first time waits for it (the caller bounds the wait).
 #[derive(Debug, Message)]
@@ -370,6 +377,20 @@ impl Handler<AgentUnreachable> for Balancer {
         // (a slow poll) still carries the sessions just sent to it
         entry.view.health = Health::Down;
         self.answer_waiters(&event.server);
+    }
+}
+
+impl Handler<Forget> for Balancer {
+    type Result = ();
+
+    fn handle(&mut self, event: Forget, _: &mut Context<Self>) {
+        self.replace_sessions(&event.server, Vec::new());
+        self.servers.remove(event.server.as_str());
+        self.legacy.remove(event.server.as_str());
+        self.legacy_count
+            .store(self.legacy.len(), Ordering::Relaxed);
+        // its placements in the time-ordered queue expire on their own; `expire` skips
+        // servers it no longer knows
     }
 }
 

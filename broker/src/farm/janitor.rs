@@ -24,6 +24,15 @@ pub struct RemoveKeyLater {
 #[rtype(result = "usize")]
 pub struct RemoveAllNow;
 
+/// `server` has a new supervisor (a reload replaced it): the keys waiting there are removed
+/// through it (imperative).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct Rebind {
+    pub server: String,
+    pub supervisor: Addr<Supervisor>,
+}
+
 /// Private event: one removal was attempted.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -134,6 +143,18 @@ impl Handler<RemoveAllNow> for KeyJanitor {
             futures::future::join_all(waiting.into_iter().map(remove)).await;
             count
         })
+    }
+}
+
+impl Handler<Rebind> for KeyJanitor {
+    type Result = ();
+
+    fn handle(&mut self, rebind: Rebind, _: &mut Context<Self>) {
+        for (request, _) in self.waiting.values_mut() {
+            if request.server == rebind.server {
+                request.supervisor = rebind.supervisor.clone();
+            }
+        }
     }
 }
 

@@ -82,10 +82,8 @@ struct ServerEntry {
 
 /// The broker's handle on the farm's actors.
 pub struct FarmHandle {
-    config: FarmConfig,
-    token: Option<Arc<str>>,
-    tls: Option<Arc<TlsSettings>>,
-    ssh: Option<Arc<SshSettings>>,
+    /// What the farm runs with, swapped whole by a reload.
+    runtime: std::sync::RwLock<Arc<FarmRuntime>>,
     balancer: Addr<balancer::Balancer>,
     /// How many servers report through the legacy agent (kept by the balancer).
     legacy_servers: Arc<AtomicUsize>,
@@ -102,6 +100,50 @@ pub struct FarmHandle {
     legacy_views: Mutex<HashMap<String, BTreeSet<String>>>,
     /// A listing's legacy answers per (user, host list), for that user's next selection.
     recent_answers: Mutex<HashMap<AnswerKey, (Instant, Vec<SessionView>)>>,
+}
+
+/// The farm's configuration and what its files hold (the agents' token, TLS material).
+#[derive(Debug, PartialEq)]
+pub struct FarmRuntime {
+    pub config: FarmConfig,
+    token: Option<Arc<str>>,
+    tls: Option<Arc<TlsSettings>>,
+    ssh: Option<Arc<SshSettings>>,
+}
+
+impl FarmRuntime {
+    /// Reads the files `config` names.
+    fn load(config: FarmConfig) -> Result<FarmRuntime, FarmError> {
+        let token = match &config.token_file {
+            Some(path) => Some(Arc::from(
+                String::from_utf8_lossy(&read(path)?).trim().to_string(),
+            )),
+            None => None,
+        };
+        let tls = match &config.tls_files {
+            Some((ca, identity)) => Some(Arc::new(TlsSettings {
+                ca_pem: read(ca)?,
+                client_identity: match identity {
+                    Some((certificate, key)) => Some((read(certificate)?, read(key)?)),
+                    None => None,
+                },
+            })),
+            None => None,
+        };
+        Ok(FarmRuntime {
+            ssh: config.ssh.clone().map(Arc::new),
+            config,
+            token,
+            tls,
+        })
+    }
+}
+
+/// What a reload changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Reloaded {
+    /// Supervisors restarted with the new settings.
+    pub restarted: usize,
 }
 
 /// A user and a profile's host list: what a kept legacy answer is for.
@@ -152,24 +194,9 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl FarmHandle {
     /// Starts the actor system on its own thread.
     pub fn start(config: FarmConfig) -> Result<FarmHandle, FarmError> {
-        let token = match &config.token_file {
-            Some(path) => Some(Arc::from(
-                String::from_utf8_lossy(&read(path)?).trim().to_string(),
-            )),
-            None => None,
-        };
-        let tls = match &config.tls_files {
-            Some((ca, identity)) => Some(Arc::new(TlsSettings {
-                ca_pem: read(ca)?,
-                client_identity: match identity {
-                    Some((certificate, key)) => Some((read(certificate)?, read(key)?)),
-                    None => None,
-                },
-            })),
-            None => None,
-        };
+        let runtime = FarmRuntime::load(config)?;
+        let pending_ttl = runtime.config.pending_ttl;
         let (sender, receiver) = std::sync::mpsc::channel();
-        let pending_ttl = config.pending_ttl;
         std::thread::Builder::new()
             .name("farm-actors".to_string())
             .spawn(move || {
@@ -193,10 +220,7 @@ impl FarmHandle {
         let (balancer, legacy_servers, janitor, arbiter, system) =
             receiver.recv().map_err(|_| FarmError::System)?;
         Ok(FarmHandle {
-            ssh: config.ssh.clone().map(Arc::new),
-            config,
-            token,
-            tls,
+            runtime: std::sync::RwLock::new(Arc::new(runtime)),
             balancer,
             legacy_servers,
             janitor,
@@ -211,8 +235,11 @@ impl FarmHandle {
 
     /// The configuration the farm runs with (which profiles it drives:
     /// [`crate::config::effective_agent_mode`]).
-    pub fn config(&self) -> &FarmConfig {
-        &self.config
+    pub fn runtime(&self) -> Arc<FarmRuntime> {
+        self.runtime
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// Whether this host list is known to be supervised and heard of.
@@ -244,9 +271,14 @@ impl FarmHandle {
     }
 
     /// The supervisor of one server, with the transports its plan gives it.
-    fn new_supervisor(&self, host: &str, plan: &ServerPlan) -> Addr<supervisor::Supervisor> {
+    fn new_supervisor(
+        &self,
+        runtime: &FarmRuntime,
+        host: &str,
+        plan: &ServerPlan,
+    ) -> Addr<supervisor::Supervisor> {
         let address = &plan.address;
-        let grpc = match (plan.mode, self.config.agent_port) {
+        let grpc = match (plan.mode, runtime.config.agent_port) {
             (AgentMode::Grpc, Some(port)) => Some(GrpcTarget {
                 server: host.to_string(),
                 address: if address.contains(':') && !address.starts_with('[') {
@@ -254,18 +286,18 @@ impl FarmHandle {
                 } else {
                     format!("{address}:{port}")
                 },
-                token: self.token.clone(),
-                tls: self.tls.clone(),
-                timeout: self.config.call_timeout,
+                token: runtime.token.clone(),
+                tls: runtime.tls.clone(),
+                timeout: runtime.config.call_timeout,
             }),
             _ => None,
         };
         let wants_ssh = plan.mode == AgentMode::Ssh
-            || (plan.mode == AgentMode::Grpc && self.config.ssh_fallback);
-        let legacy = match (&self.ssh, wants_ssh) {
+            || (plan.mode == AgentMode::Grpc && runtime.config.ssh_fallback);
+        let legacy = match (&runtime.ssh, wants_ssh) {
             _ if plan.mode == AgentMode::Local => Some(Transport::Local(Arc::new(LocalAgent {
-                agent_command: self.config.agent_command.clone(),
-                timeout: self.config.call_timeout,
+                agent_command: runtime.config.agent_command.clone(),
+                timeout: runtime.config.call_timeout,
             }))),
             (Some(settings), true) => Some(Transport::Ssh(Arc::new(SshAgent::new(
                 settings.clone(),
@@ -273,7 +305,7 @@ impl FarmHandle {
                     address: address.trim_matches(['[', ']']).to_string(),
                     port: plan.ssh_port,
                     host_key_check: agentcmd::host_key_check(Some(&plan.host_key_policy)),
-                    timeout: self.config.call_timeout,
+                    timeout: runtime.config.call_timeout,
                 },
             )))),
             _ => None,
@@ -284,12 +316,12 @@ impl FarmHandle {
             grpc,
             legacy,
             supervisor::SupervisorSettings {
-                heartbeat: self.config.heartbeat,
-                timeout: self.config.call_timeout,
+                heartbeat: runtime.config.heartbeat,
+                timeout: runtime.config.call_timeout,
                 max_backoff: Duration::from_secs(10),
-                grpc_retry: self.config.grpc_retry,
-                legacy_poll: self.config.legacy_poll,
-                load_interval: self.config.load_interval,
+                grpc_retry: runtime.config.grpc_retry,
+                legacy_poll: runtime.config.legacy_poll,
+                load_interval: runtime.config.load_interval,
             },
             self.balancer.clone(),
         );
@@ -300,6 +332,7 @@ impl FarmHandle {
     /// concurrent first requests never start two); a profile that configures a known server
     /// differently is logged (the first profile's plan stays).
     fn start_supervisors(&self, profile: &Profile, plan: &AgentPlan) -> bool {
+        let runtime = self.runtime();
         let mut started = false;
         let mut registry = lock(&self.servers);
         for host in profile.host_names() {
@@ -313,7 +346,7 @@ impl FarmHandle {
                 continue;
             }
             started = true;
-            let supervisor = self.new_supervisor(host, &wanted);
+            let supervisor = self.new_supervisor(&runtime, host, &wanted);
             registry.insert(
                 host.clone(),
                 ServerEntry {
@@ -335,7 +368,7 @@ impl FarmHandle {
             return;
         }
         self.supervise(built, plan);
-        let limit = self.config.heartbeat + self.config.call_timeout;
+        let limit = self.runtime().config.heartbeat + self.runtime().config.call_timeout;
         let wait = self.balancer.send(balancer::WaitHeard {
             hosts: built.hosts.clone(),
         });
@@ -438,7 +471,7 @@ impl FarmHandle {
         if reuse == Reuse::Take {
             let recent = lock(&self.recent_answers).remove(&key);
             if let Some((asked_at, sessions)) = recent {
-                if asked_at.elapsed() <= self.config.legacy_reuse {
+                if asked_at.elapsed() <= self.runtime().config.legacy_reuse {
                     return (sessions, true);
                 }
             }
@@ -455,7 +488,7 @@ impl FarmHandle {
             policy::legacy_hosts_to_ask(
                 &legacy,
                 |host| views.get(host),
-                self.config.shared_session_db,
+                self.runtime().config.shared_session_db,
             )
         };
         let asks = asked_hosts.iter().map(|host| async move {
@@ -490,7 +523,7 @@ impl FarmHandle {
         tracing::debug!(user, asked = ?asked_hosts, sessions = sessions.len(), "legacy agents asked");
         if reuse == Reuse::Keep {
             let mut recent = lock(&self.recent_answers);
-            let reuse_for = self.config.legacy_reuse;
+            let reuse_for = self.runtime().config.legacy_reuse;
             if recent.len() >= MAX_RECENT_ANSWERS {
                 recent.retain(|_, (asked_at, _)| asked_at.elapsed() <= reuse_for);
             }
@@ -614,7 +647,7 @@ impl FarmHandle {
         user: &str,
         session: &SessionView,
     ) -> Option<String> {
-        let wait = self.config.takeover_wait;
+        let wait = self.runtime().config.takeover_wait;
         let deadline = Instant::now() + wait;
         let suspend = supervisor::AgentCall::Suspend {
             user: user.to_string(),
@@ -711,7 +744,7 @@ impl FarmHandle {
                     user: user.to_string(),
                     key,
                     key_file: autologin.key_file,
-                    after: self.config.key_lifetime,
+                    after: self.runtime().config.key_lifetime,
                 });
             }
             Err(error) => {
@@ -720,11 +753,69 @@ impl FarmHandle {
         }
     }
 
+    /// Applies a new configuration (SIGHUP): the token and TLS files are read again (a file
+    /// that cannot be read leaves the running farm as it is), and when anything changed every
+    /// supervisor is replaced by one with the new settings. The balancer keeps each server's
+    /// state meanwhile (a replaced supervisor's first report refreshes it), so no request
+    /// sees a server vanish; waiting key removals follow their server's new supervisor.
+    pub fn reload(&self, config: FarmConfig) -> Result<Reloaded, FarmError> {
+        let runtime = Arc::new(FarmRuntime::load(config)?);
+        if *self.runtime() == *runtime {
+            return Ok(Reloaded::default());
+        }
+        *self
+            .runtime
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = runtime.clone();
+        let mut restarted = 0;
+        let mut registry = lock(&self.servers);
+        for (host, entry) in registry.iter_mut() {
+            let replacement = self.new_supervisor(&runtime, host, &entry.plan);
+            let old = std::mem::replace(&mut entry.supervisor, replacement.clone());
+            old.do_send(supervisor::Stop);
+            self.janitor.do_send(janitor::Rebind {
+                server: host.clone(),
+                supervisor: replacement,
+            });
+            restarted += 1;
+        }
+        drop(registry);
+        lock(&self.settled).clear();
+        Ok(Reloaded { restarted })
+    }
+
+    /// Stops supervising every server not in `wanted` (no profile names it any more) and
+    /// forgets its state. Answers how many were stopped.
+    pub fn retain_servers(&self, wanted: &std::collections::HashSet<String>) -> usize {
+        let removed: Vec<(String, ServerEntry)> = {
+            let mut registry = lock(&self.servers);
+            let gone: Vec<String> = registry
+                .keys()
+                .filter(|host| !wanted.contains(*host))
+                .cloned()
+                .collect();
+            gone.into_iter()
+                .filter_map(|host| registry.remove(&host).map(|entry| (host, entry)))
+                .collect()
+        };
+        for (host, entry) in &removed {
+            tracing::info!(server = %host, "no profile names this server any more: not supervised");
+            entry.supervisor.do_send(supervisor::Stop);
+            self.balancer.do_send(balancer::Forget {
+                server: host.clone(),
+            });
+        }
+        if !removed.is_empty() {
+            lock(&self.settled).clear();
+        }
+        removed.len()
+    }
+
     /// Stops the farm in order, after the HTTP side has drained: the waiting one-time keys
     /// are removed now (each bounded by the call timeout), then the supervisors stop (their
     /// watch streams and polls end), then the actor system.
     pub async fn shutdown(&self) {
-        let limit = self.config.call_timeout + Duration::from_secs(1);
+        let limit = self.runtime().config.call_timeout + Duration::from_secs(1);
         match tokio::time::timeout(limit, self.janitor.send(janitor::RemoveAllNow)).await {
             Ok(Ok(removed)) => tracing::info!(removed, "farm: waiting autologin keys removed"),
             _ => tracing::warn!("farm: not every waiting autologin key could be removed"),

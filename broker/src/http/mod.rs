@@ -4,4 +4,4 @@ pub mod request;
 pub mod routes;
 pub mod server;
 
-pub use server::{serve, tls_config_from_files, ServeError};
+pub use server::{serve, tls_config_from_files, ReloadableTls, ServeError};

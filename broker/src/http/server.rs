@@ -55,15 +55,45 @@ pub fn tls_config_from_files(
     Ok(Arc::new(config))
 }
 
+/// The listener's TLS configuration, replaceable while serving (a reload swaps in a new
+/// certificate and key; connections already made keep theirs).
+#[derive(Debug)]
+pub struct ReloadableTls {
+    current: std::sync::RwLock<Arc<rustls::ServerConfig>>,
+}
+
+impl ReloadableTls {
+    pub fn new(config: Arc<rustls::ServerConfig>) -> Arc<ReloadableTls> {
+        Arc::new(ReloadableTls {
+            current: std::sync::RwLock::new(config),
+        })
+    }
+
+    /// The configuration new connections get.
+    pub fn get(&self) -> Arc<rustls::ServerConfig> {
+        self.current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// New connections get `config` from now on.
+    pub fn replace(&self, config: Arc<rustls::ServerConfig>) {
+        *self
+            .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = config;
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` resolves, then stops accepting and gives
 /// in-flight requests `SHUTDOWN_GRACE` to finish.
 pub async fn serve(
     listener: TcpListener,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<Arc<ReloadableTls>>,
     router: Router,
     shutdown: impl Future<Output = ()>,
 ) {
-    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -91,7 +121,10 @@ pub async fn serve(
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT)
             .keep_alive(true);
-        match &acceptor {
+        match tls
+            .as_ref()
+            .map(|tls| tokio_rustls::TlsAcceptor::from(tls.get()))
+        {
             None => {
                 let connection = builder.serve_connection(TokioIo::new(stream), service);
                 let watched = graceful.watch(connection);

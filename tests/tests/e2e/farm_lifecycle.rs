@@ -14,16 +14,25 @@ async fn fifty_concurrent_first_requests_start_one_supervisor_and_one_watch_stre
     rebuild_farm();
     let work = tempfile::tempdir().unwrap();
     let agents = Agents::start(work.path());
+    // the servers of the profiles are supervised from start-up: the race is for servers a
+    // changed profiles file adds while the broker runs, so it starts with none of them
     let profiles = work.path().join("profiles.ini");
-    std::fs::write(&profiles, PROFILES).unwrap();
+    std::fs::write(&profiles, "[DEFAULT]\nuser = BROKER_USER\n").unwrap();
     let (_broker_directory, broker) =
         broker_with_config(&farm_config(&agents), Some(&profiles), &[]);
     let port = broker.address.port();
     let pid = broker.child.id();
     assert!(
-        connections_to_port(pid, agents.port).is_empty(),
-        "no server is supervised before the first request"
+        !plain(port, "task=listsessions&user=x2gocarol").await.contains('['),
+        "no profile yet"
     );
+    assert!(
+        connections_to_port(pid, agents.port).is_empty(),
+        "no server is supervised before a profile names it"
+    );
+    let staged = work.path().join("profiles.ini.new");
+    std::fs::write(&staged, PROFILES).unwrap();
+    std::fs::rename(&staged, &profiles).unwrap();
 
     // 50 first requests at once: half listings, half new-session selections
     let started = Instant::now();

@@ -12,7 +12,7 @@ use x2gobroker_proto::agent::v1 as pb;
 
 /// TLS towards the agents: the CA that signed their certificates, and the broker's client
 /// certificate for mutual TLS.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct TlsSettings {
     pub ca_pem: Vec<u8>,
     pub client_identity: Option<(Vec<u8>, Vec<u8>)>,
