@@ -101,6 +101,26 @@ impl Daemon {
         daemon
     }
 
+    /// Starts `command` with its stderr (the broker's log) in `log`, and waits until it
+    /// listens on `address`.
+    pub fn start_logged(mut command: Command, address: SocketAddr, log: &Path) -> Daemon {
+        let file = std::fs::File::create(log).expect("log file");
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(file));
+        let child = command.spawn().expect("spawn daemon");
+        let mut daemon = Daemon { child, address };
+        if !wait_for_port(address, Duration::from_secs(20)) {
+            let status = daemon.child.try_wait();
+            panic!(
+                "daemon did not listen on {address} (status {status:?}): {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        daemon
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

@@ -6,7 +6,7 @@ use super::farm::{
 };
 use std::time::Duration;
 use tokio::time::Instant;
-use x2gobroker_e2e::{broker_with_config, connections_to_port};
+use x2gobroker_e2e::{binary, broker_with_config, connections_to_port, free_port, Daemon};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_concurrent_first_requests_start_one_supervisor_and_one_watch_stream_per_server() {
@@ -23,7 +23,9 @@ async fn fifty_concurrent_first_requests_start_one_supervisor_and_one_watch_stre
     let port = broker.address.port();
     let pid = broker.child.id();
     assert!(
-        !plain(port, "task=listsessions&user=x2gocarol").await.contains('['),
+        !plain(port, "task=listsessions&user=x2gocarol")
+            .await
+            .contains('['),
         "no profile yet"
     );
     assert!(
@@ -172,4 +174,217 @@ async fn sigterm_during_a_take_over_answers_it_removes_its_key_and_stops() {
         keys_after, keys_before,
         "the autologin key was removed at shutdown"
     );
+}
+
+/// The broker daemon on `config` and `profiles` with its log in `log`.
+fn logged_broker(
+    config: &std::path::Path,
+    profiles: &std::path::Path,
+    log: &std::path::Path,
+) -> Daemon {
+    let address: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut command = std::process::Command::new(binary("x2gobroker-daemon"));
+    command
+        .arg("-C")
+        .arg(config)
+        .arg("-b")
+        .arg(address.to_string())
+        .env("X2GOBROKER_SESSIONPROFILES", profiles)
+        .env(
+            "X2GOBROKER_COOKIE_DIRECTORY",
+            config.parent().unwrap().join("cookies"),
+        )
+        .env("RUST_LOG", "info")
+        .env_remove("X2GOBROKER_DEFAULT_BACKEND")
+        .env_remove("X2GOBROKER_CONFIG");
+    Daemon::start_logged(command, address, log)
+}
+
+/// Waits until `condition` holds for the body of `request`, at most `limit`.
+async fn wait_for_answer(
+    port: u16,
+    request: &str,
+    limit: Duration,
+    condition: impl Fn(&str) -> bool,
+) -> String {
+    let started = Instant::now();
+    loop {
+        let answer = plain(port, request).await;
+        if condition(&answer) || started.elapsed() > limit {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sighup_applies_a_new_farm_token_and_servers_and_keeps_serving() {
+    let _db = SESSION_DB.lock().await;
+    rebuild_farm();
+    let work = tempfile::tempdir().unwrap();
+    let mut agents = Agents::start(work.path());
+    let config = work.path().join("x2gobroker.conf");
+    std::fs::write(&config, farm_config(&agents)).unwrap();
+    let profiles = work.path().join("profiles.ini");
+    let four = "[DEFAULT]\nuser = BROKER_USER\n\n[farm4]\nname = Four\n\
+        host = x2go-node1 (127.0.0.11), x2go-node2 (127.0.0.12), x2go-node3 (127.0.0.13), x2go-node4 (127.0.0.14)\n";
+    std::fs::write(&profiles, four).unwrap();
+    let log = work.path().join("broker.log");
+    let mut broker = logged_broker(&config, &profiles, &log);
+    let port = broker.address.port();
+    let pid = broker.child.id();
+    let hangup = || {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGHUP,
+        )
+        .unwrap()
+    };
+    let alice_suspended = |answer: &str| answer.contains("\nstatus=S\n");
+    let first = wait_for_answer(
+        port,
+        "task=listsessions&user=x2goalice",
+        Duration::from_secs(5),
+        alice_suspended,
+    )
+    .await;
+    assert!(alice_suspended(&first), "{first}");
+
+    // a client keeps listing throughout: every answer must be a full listing
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let looping = stop.clone();
+    let client = tokio::spawn(async move {
+        let (mut answered, mut failed) = (0u32, Vec::new());
+        while !looping.load(std::sync::atomic::Ordering::Relaxed) {
+            let response = reqwest::Client::new()
+                .post(format!("http://127.0.0.1:{port}/plain/inifile/"))
+                .body("task=listsessions&user=x2gobob")
+                .send()
+                .await;
+            match response {
+                Ok(response) if response.status() == 200 => {
+                    let body = response.text().await.unwrap_or_default();
+                    if body.contains("[farm4]") {
+                        answered += 1;
+                    } else {
+                        failed.push(body);
+                    }
+                }
+                other => failed.push(format!("{other:?}")),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        (answered, failed)
+    });
+
+    // 1. the agents get a new token, the broker's config a new token file and a new server
+    let new_token = work.path().join("agent.token.new");
+    std::fs::write(&new_token, "farm-test-token-new-fedcba9876543210\n").unwrap();
+    // agentd refuses a token file others may read
+    std::fs::set_permissions(
+        &new_token,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    agents.token_file = new_token.clone();
+    for node in 1..=5 {
+        agents.kill_node(node);
+        agents.start_node(node);
+    }
+    let old_config = farm_config(&agents);
+    assert!(old_config.contains("agent.token.new"));
+    std::fs::write(&config, &old_config).unwrap();
+    let five = format!("{four}\n[new5]\nname = The new server\nhost = x2go-node5 (127.0.0.15)\n");
+    std::fs::write(&profiles, five).unwrap();
+    let reloaded_at = Instant::now();
+    hangup();
+    // the new server is supervised from the reload on, before any request names it
+    let mut streams = connections_to_port(pid, agents.port);
+    while !streams.contains_key(&std::net::Ipv4Addr::new(127, 0, 0, 15))
+        && reloaded_at.elapsed() < Duration::from_secs(5)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        streams = connections_to_port(pid, agents.port);
+    }
+    assert_eq!(
+        streams.get(&std::net::Ipv4Addr::new(127, 0, 0, 15)),
+        Some(&1),
+        "node5 supervised after SIGHUP: {streams:?}"
+    );
+    println!(
+        "farm: SIGHUP -> new server streamed after {:?}",
+        reloaded_at.elapsed()
+    );
+    // the new token is sent (the agents accept nothing else): the farm reports again
+    let listing = wait_for_answer(
+        port,
+        "task=listsessions&user=x2goalice",
+        Duration::from_secs(5),
+        alice_suspended,
+    )
+    .await;
+    assert!(alice_suspended(&listing), "{listing}");
+    assert!(listing.contains("[new5]"), "{listing}");
+    let carol = wait_for_answer(
+        port,
+        "task=listsessions&user=x2gocarol",
+        Duration::from_secs(5),
+        |answer| answer.contains("[new5]") && answer.contains("\nhost=x2go-node5\n"),
+    )
+    .await;
+    assert!(
+        carol.contains("\nhost=x2go-node5\n"),
+        "the new server reported: {carol}"
+    );
+    let selected = select(port, "x2gocarol", "new5").await;
+    assert!(server_of(&selected).starts_with("127.0.0.15"), "{selected}");
+
+    // 2. a broken [farm] and SIGHUP: the running farm is kept, and the log says why
+    let bad_value = old_config.replace(
+        &format!("heartbeat-ms = {}", super::farm::HEARTBEAT_MS),
+        "heartbeat-ms = banana",
+    );
+    assert_ne!(bad_value, old_config);
+    std::fs::write(&config, bad_value).unwrap();
+    hangup();
+    let started = Instant::now();
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("the running farm is kept")
+        && started.elapsed() < Duration::from_secs(5)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(text.contains("heartbeat-ms = \"banana\""), "{text}");
+    assert!(text.contains("the running farm is kept"), "{text}");
+    // and a file that cannot be parsed at all (a duplicate key): the last good one serves
+    std::fs::write(&config, format!("{old_config}call-timeout-ms = 1\n")).unwrap();
+    hangup();
+    let started = Instant::now();
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("last good version keeps serving")
+        && started.elapsed() < Duration::from_secs(5)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(text.contains("last good version keeps serving"), "{text}");
+    tokio::time::sleep(Duration::from_millis(3 * super::farm::HEARTBEAT_MS)).await;
+    let still = plain(port, "task=listsessions&user=x2goalice").await;
+    assert!(
+        alice_suspended(&still),
+        "the old farm still reports: {still}"
+    );
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (answered, failed) = client.await.unwrap();
+    println!(
+        "farm: client loop through two reloads: {answered} listings, {} failed",
+        failed.len()
+    );
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(answered > 20, "{answered}");
+    assert!(broker.is_running(), "SIGHUP never kills the broker");
 }
