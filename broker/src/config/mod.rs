@@ -94,14 +94,16 @@ fn build_global_defaults() -> Vec<(&'static str, Value)> {
         ("allow-get-requests", Value::Bool(true)),
         ("login-throttling", Value::Bool(true)),
         ("authservice-socket", s("")),
+        ("pubkeys-all-types", Value::Bool(false)),
     ]
 }
 
 /// Keys of `[global]` that x2gobroker-rs adds to the reference's.
-pub const OUR_GLOBAL_KEYS: [&str; 3] = [
+pub const OUR_GLOBAL_KEYS: [&str; 4] = [
     "allow-get-requests",
     "login-throttling",
     "authservice-socket",
+    "pubkeys-all-types",
 ];
 
 /// Built-in defaults of a backend section (§5.2).

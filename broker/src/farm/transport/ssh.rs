@@ -29,6 +29,18 @@ pub struct SshSettings {
     pub agent_command: String,
 }
 
+/// The broker's private keys as §5.3 names them (`id_rsa`, `id_dsa`, `id_ecdsa`), plus
+/// `id_ed25519`, in the order they are looked for.
+pub const BROKER_KEY_NAMES: [&str; 4] = ["id_rsa", "id_dsa", "id_ecdsa", "id_ed25519"];
+
+/// The first of [`BROKER_KEY_NAMES`] that exists in `home/.ssh`.
+pub fn broker_key_file(home: &std::path::Path) -> Option<PathBuf> {
+    BROKER_KEY_NAMES
+        .iter()
+        .map(|name| home.join(".ssh").join(name))
+        .find(|path| path.is_file())
+}
+
 /// One server reached over SSH.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SshTarget {
