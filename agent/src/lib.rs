@@ -3,6 +3,7 @@
 //!
 //! Pure logic (parsers, load arithmetic, validation, busy percentages) lives in modules
 //! without I/O; [`tools`], [`authkeys`] and [`load::read_load`] touch the system.
+//! [`pubkeyauth`] decides what `x2gobroker-pubkeyauthorizer` installs from a broker's `/pubkeys`.
 
 pub mod auth;
 pub mod authkeys;
@@ -10,6 +11,7 @@ pub mod convert;
 pub mod daemon;
 pub mod legacy;
 pub mod load;
+pub mod pubkeyauth;
 pub mod servers;
 pub mod service;
 pub mod session;
