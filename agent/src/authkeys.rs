@@ -438,7 +438,9 @@ mod tests {
 
     #[test]
     fn updating_drops_and_adds_in_one_rewrite() {
-        let table: [(&str, &[&str], &[&str], Option<&str>); 5] = [
+        // (content, lines to drop, lines to add, new content)
+        type Case<'a> = (&'a str, &'a [&'a str], &'a [&'a str], Option<&'a str>);
+        let table: [Case; 5] = [
             ("", &[], &[KEY], Some("KEY\n")),
             ("KEY\n", &[], &[KEY], None),
             ("old\nKEY2\n", &["old"], &[KEY], Some("KEY2\nKEY\n")),

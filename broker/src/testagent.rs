@@ -436,7 +436,8 @@ mod tests {
     #[test]
     fn command_lines_planned_or_refused() {
         let no_key = || None;
-        let table: Vec<(TestAgentRequest, Result<(ToolTask, &str), UsageError>)> = vec![
+        type Expected = Result<(ToolTask, &'static str), UsageError>;
+        let table: Vec<(TestAgentRequest, Expected)> = vec![
             (
                 request("ping", None),
                 Ok((ToolTask::Agent(Task::Ping), agentcmd::ANY_USER)),
