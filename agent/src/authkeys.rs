@@ -114,6 +114,101 @@ pub fn content_without_key(content: &str, key: &str) -> Option<String> {
     removed.then_some(new_content)
 }
 
+/// The content without the lines equal to one of `drop` and with each of `add` that no line
+/// equals appended, or `None` when nothing changes.
+pub fn content_updated(content: &str, drop: &[String], add: &[String]) -> Option<String> {
+    let mut changed = false;
+    let mut new_content = String::with_capacity(content.len());
+    for line in content.split_inclusive('\n') {
+        let bare = line.trim_end_matches('\n').trim_end_matches('\r');
+        if drop.iter().any(|dropped| dropped == bare) {
+            changed = true;
+        } else {
+            new_content.push_str(line);
+        }
+    }
+    for key in add {
+        if let Some(appended) = content_with_key(&new_content, key) {
+            new_content = appended;
+            changed = true;
+        }
+    }
+    changed.then_some(new_content)
+}
+
+/// Drops the lines equal to one of `drop` and appends each of `add` not yet there, in one
+/// rewrite as the user (temporary file renamed over the old one; new files 0600, a missing
+/// directory 0700). Only the added lines are validated: dropped ones are removed as they
+/// are. Returns whether the file changed.
+pub fn update_keys(
+    account: &UserAccount,
+    path: &Path,
+    drop: &[String],
+    add: &[String],
+) -> Result<bool, AuthKeysError> {
+    // the added lines are `/pubkeys` lines (`command="…",<restrictions> <key>`) that
+    // `pubkeyauth` checked in full; their key part passes the shared key rule here too
+    for key in add {
+        let key_part = match key.split_once(' ') {
+            Some((options, rest)) if options.starts_with("command=") => rest,
+            _ => key.as_str(),
+        };
+        check_key_line(key_part)?;
+    }
+    check_resolved_key_file(&path.to_string_lossy())?;
+    as_user(account, || update_keys_here(path, drop, add))
+}
+
+fn update_keys_here(path: &Path, drop: &[String], add: &[String]) -> Result<bool, AuthKeysError> {
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        if !dir.exists() {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io_error(dir))?;
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_error(dir))?;
+        }
+    }
+    let content = match fs::symlink_metadata(path) {
+        Ok(meta) if !meta.is_file() => return Err(AuthKeysError::NotAFile(path.to_owned())),
+        Ok(_) => fs::read_to_string(path).map_err(io_error(path))?,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => String::new(),
+        Err(error) => return Err(io_error(path)(error)),
+    };
+    let Some(new_content) = content_updated(&content, drop, add) else {
+        return Ok(false);
+    };
+    replace_content(path, &new_content)?;
+    Ok(true)
+}
+
+/// Writes a sibling temporary file (0600) and renames it over `path`: readers (sshd) see
+/// either the old or the new content.
+fn replace_content(path: &Path, new_content: &str) -> Result<(), AuthKeysError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temporary = dir.join(format!(".{file_name}.x2gobroker-{}", std::process::id()));
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temporary)?;
+        file.write_all(new_content.as_bytes())?;
+        file.sync_all()?;
+        fs::rename(&temporary, path)
+    })();
+    if let Err(error) = result {
+        let _ = fs::remove_file(&temporary);
+        return Err(io_error(path)(error));
+    }
+    Ok(())
+}
+
 /// Adds `key` to the file (creating it 0600, and missing directories 0700) as the user.
 /// Returns whether the file changed.
 pub fn add_key(account: &UserAccount, path: &Path, key: &str) -> Result<bool, AuthKeysError> {
@@ -186,28 +281,7 @@ fn remove_key_here(path: &Path, key: &str) -> Result<bool, AuthKeysError> {
     if !meta.is_file() {
         return Err(AuthKeysError::NotAFile(path.to_owned()));
     }
-    // Write a sibling temporary file and rename it over the original: readers (sshd) see
-    // either the old or the new content.
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temporary = dir.join(format!(".{file_name}.x2gobroker-{}", std::process::id()));
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temporary)?;
-        file.write_all(new_content.as_bytes())?;
-        file.sync_all()?;
-        fs::rename(&temporary, path)
-    })();
-    if let Err(error) = result {
-        let _ = fs::remove_file(&temporary);
-        return Err(io_error(path)(error));
-    }
+    replace_content(path, &new_content)?;
     Ok(true)
 }
 
@@ -370,5 +444,50 @@ mod tests {
         ));
         let leftovers: Vec<_> = fs::read_dir(path.parent().unwrap()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temporary files left behind");
+    }
+
+    #[test]
+    fn updating_drops_and_adds_in_one_rewrite() {
+        // (content, lines to drop, lines to add, new content)
+        type Case<'a> = (&'a str, &'a [&'a str], &'a [&'a str], Option<&'a str>);
+        let table: [Case; 5] = [
+            ("", &[], &[KEY], Some("KEY\n")),
+            ("KEY\n", &[], &[KEY], None),
+            ("old\nKEY2\n", &["old"], &[KEY], Some("KEY2\nKEY\n")),
+            ("old\r\nKEY2", &["old"], &[], Some("KEY2")),
+            ("KEY2\n", &["missing"], &[KEY2], None),
+        ];
+        let expand = |text: &str| text.replace("KEY2", KEY2).replace("KEY", KEY);
+        for (content, drop, add, expected) in table {
+            let drop: Vec<String> = drop.iter().map(|line| expand(line)).collect();
+            let add: Vec<String> = add.iter().map(|line| expand(line)).collect();
+            assert_eq!(
+                content_updated(&expand(content), &drop, &add),
+                expected.map(expand),
+                "{content:?} - {drop:?} + {add:?}"
+            );
+        }
+        let home = tempfile::tempdir().unwrap();
+        let user = account(home.path());
+        let path = home.path().join(".ssh/authorized_keys");
+        assert!(update_keys(&user, &path, &[], &[KEY.to_string()]).unwrap());
+        assert!(!update_keys(&user, &path, &[], &[KEY.to_string()]).unwrap());
+        assert!(update_keys(&user, &path, &[KEY.to_string()], &[KEY2.to_string()]).unwrap());
+        assert_eq!(fs::read_to_string(&path).unwrap(), format!("{KEY2}\n"));
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(path.parent().unwrap()).unwrap().mode() & 0o777,
+            0o700
+        );
+        // a link in place of the file is not written through
+        let elsewhere = home.path().join("elsewhere");
+        fs::write(&elsewhere, "").unwrap();
+        let linked = home.path().join(".ssh/linked");
+        std::os::unix::fs::symlink(&elsewhere, &linked).unwrap();
+        assert!(matches!(
+            update_keys(&user, &linked, &[], &[KEY.to_string()]),
+            Err(AuthKeysError::NotAFile(_))
+        ));
+        assert_eq!(fs::read_to_string(&elsewhere).unwrap(), "");
     }
 }

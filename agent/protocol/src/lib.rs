@@ -29,7 +29,7 @@ pub use answer::{
 };
 pub use arguments::{
     check_agent_command, check_key_file, check_key_line, check_resolved_key_file, check_session_id,
-    check_user_name, ArgumentError,
+    check_user_name, ArgumentError, KEY_TYPES,
 };
 pub use command::{local_argv, ssh_command};
 pub use forced_command::{names_agent, parse_forced_command, ForcedCommandError};

@@ -10,15 +10,36 @@ use x2gobroker::config::{Backend, BrokerConfig};
 #[derive(Debug, Parser)]
 #[command(name = "x2gobroker-testauth", version)]
 struct Cli {
-    /// The user name to try.
-    #[arg(short = 'u', long = "user")]
+    /// Test authentication for the account with this username.
+    #[arg(
+        short = 'u',
+        long = "username",
+        visible_alias = "user",
+        value_name = "USERNAME"
+    )]
     user: String,
+    /// Test authentication using this password (not recommended: it lands in the shell's history and the process list; without it the password is read from standard input).
+    #[arg(short = 'p', long = "password", value_name = "PASSWORD")]
+    password: Option<String>,
     /// x2gobroker.conf (default: $X2GOBROKER_CONFIG or /etc/x2go/x2gobroker.conf).
-    #[arg(short = 'C', long = "config-file")]
+    #[arg(
+        short = 'C',
+        long = "config-file",
+        visible_alias = "config",
+        value_name = "CONFIG_FILE"
+    )]
     config_file: Option<PathBuf>,
     /// Backend whose mechanism to use (inifile, zeroconf, base).
-    #[arg(long = "backend", default_value = "inifile")]
+    #[arg(
+        short = 'b',
+        long = "backend",
+        value_name = "BACKEND",
+        default_value = "inifile"
+    )]
     backend: String,
+    /// Enable debugging output.
+    #[arg(short = 'd', long = "debug")]
+    debug: bool,
     /// The auth service socket (default: $X2GOBROKER_AUTHSERVICE_SOCKET, the config, or the built-in path).
     #[arg(long = "authservice-socket")]
     authservice_socket: Option<PathBuf>,
@@ -26,7 +47,7 @@ struct Cli {
 
 fn main() {
     let cli = Cli::parse();
-    x2gobroker::logging::init(false);
+    x2gobroker::logging::init(cli.debug);
     let command_line = x2gobroker::config::startup::CommandLine {
         config_file: cli.config_file.clone(),
         ..Default::default()
@@ -50,10 +71,15 @@ fn main() {
         settings.authservice_socket = cli.authservice_socket.clone();
     }
     let socket = settings.authservice_socket(&config.global);
-    eprintln!("password for {} (read from standard input):", cli.user);
-    let mut password = String::new();
-    let _ = std::io::stdin().lock().read_line(&mut password);
-    let password = password.trim_end_matches(['\n', '\r']).to_string();
+    let password = match &cli.password {
+        Some(password) => password.clone(),
+        None => {
+            eprintln!("password for {} (read from standard input):", cli.user);
+            let mut line = String::new();
+            let _ = std::io::stdin().lock().read_line(&mut line);
+            line.trim_end_matches(['\n', '\r']).to_string()
+        }
+    };
     let mechanism =
         match Mechanism::from_settings(&mechanism_name, &config.https_get, settings.auth_timeout) {
             Ok(mechanism) => mechanism,

@@ -59,17 +59,6 @@ pub struct FarmDefaults {
     pub ssh_key_file: Option<PathBuf>,
 }
 
-/// The key files the reference looks for in the broker's `~/.ssh` (§5.3), then ours.
-pub const BROKER_KEY_FILES: [&str; 4] = ["id_rsa", "id_dsa", "id_ecdsa", "id_ed25519"];
-
-/// The broker's SSH key in `home`/.ssh: the first of [`BROKER_KEY_FILES`] that exists.
-pub fn discover_broker_key(home: &std::path::Path) -> Option<PathBuf> {
-    BROKER_KEY_FILES
-        .iter()
-        .map(|name| home.join(".ssh").join(name))
-        .find(|path| path.is_file())
-}
-
 /// `[farm]` of one loaded x2gobroker.conf, typed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FarmSettings {
@@ -382,24 +371,5 @@ mod tests {
         assert!(config.ssh_fallback);
         assert_eq!(config.key_lifetime, Duration::from_secs(20));
         assert_eq!(bad.ssh_user, None, "empty is unset");
-    }
-
-    #[test]
-    fn the_broker_key_is_found_as_the_reference_looks_for_it() {
-        let home = tempfile::tempdir().unwrap();
-        assert_eq!(discover_broker_key(home.path()), None);
-        std::fs::create_dir(home.path().join(".ssh")).unwrap();
-        std::fs::write(home.path().join(".ssh/id_ed25519"), "key").unwrap();
-        assert_eq!(
-            discover_broker_key(home.path()),
-            Some(home.path().join(".ssh/id_ed25519"))
-        );
-        // the reference's order: id_rsa before id_dsa, id_ecdsa, then ours
-        std::fs::write(home.path().join(".ssh/id_ecdsa"), "key").unwrap();
-        std::fs::write(home.path().join(".ssh/id_rsa"), "key").unwrap();
-        assert_eq!(
-            discover_broker_key(home.path()),
-            Some(home.path().join(".ssh/id_rsa"))
-        );
     }
 }

@@ -400,6 +400,7 @@ pub mod global {
     pub const ALLOW_GET_REQUESTS: &str = "allow-get-requests";
     pub const LOGIN_THROTTLING: &str = "login-throttling";
     pub const AUTHSERVICE_SOCKET: &str = "authservice-socket";
+    pub const PUBKEYS_ALL_TYPES: &str = "pubkeys-all-types";
 }
 
 /// Key names of the backend sections (`[broker_<backend>]`).
@@ -550,6 +551,7 @@ pub static GLOBAL: SectionSpec = SectionSpec {
             .default_note(
                 "X2GOBROKER_AUTHSERVICE_SOCKET wins; empty: /run/x2gobroker/x2gobroker-authservice.socket",
             ),
+        KeySpec::new(global::PUBKEYS_ALL_TYPES, Kind::Bool, Some("false")).ours(),
     ],
 };
 

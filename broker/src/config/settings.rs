@@ -173,6 +173,8 @@ pub struct GlobalSettings {
     pub load_checker_intervals: Setting<i64>,
     pub allow_get_requests: Setting<bool>,
     pub login_throttling: Setting<bool>,
+    /// `/pubkeys` serves ecdsa/ed25519 keys too (after ssh-rsa/ssh-dss; ours).
+    pub pubkeys_all_types: Setting<bool>,
     /// The auth service socket the file names, `None` when it names none.
     pub authservice_socket: Option<PathBuf>,
 }
@@ -213,6 +215,7 @@ impl GlobalSettings {
             load_checker_intervals: read.int(global::LOAD_CHECKER_INTERVALS),
             allow_get_requests: read.bool(global::ALLOW_GET_REQUESTS),
             login_throttling: read.bool(global::LOGIN_THROTTLING),
+            pubkeys_all_types: read.bool(global::PUBKEYS_ALL_TYPES),
             authservice_socket: read
                 .non_empty(global::AUTHSERVICE_SOCKET)
                 .map(PathBuf::from),

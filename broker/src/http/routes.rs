@@ -153,11 +153,16 @@ async fn route(broker: &Arc<Broker>, peer: SocketAddr, request: Request) -> Resp
         if !read_only {
             return error_page(StatusCode::METHOD_NOT_ALLOWED, &method);
         }
+        // a broken config serves the reference's types only
+        let all_types = match &broker.snapshot().config {
+            Ok(config) => config.global.pubkeys_all_types.get().unwrap_or(false),
+            Err(_) => false,
+        };
         return ok_response(
             &method,
             TEXT_HTML,
             false,
-            crate::pubkeys::render(&broker.settings.daemon_user),
+            crate::pubkeys::render(&broker.settings.daemon_user, all_types),
         );
     }
     if is_uccs_ping(&path) {

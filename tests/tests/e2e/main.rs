@@ -9,4 +9,5 @@ mod hostile;
 mod python_x2go;
 mod replay_http;
 mod replay_ssh;
+mod tools;
 mod x2goclient;

@@ -54,7 +54,7 @@ impl Transport {
 
     /// Runs a task of the legacy command line (SSH or LOCAL) within `timeout` (default: the
     /// transport's call timeout); the data lines when the answer was `OK`.
-    async fn legacy(
+    pub async fn legacy(
         &self,
         user: &str,
         task: Task,

@@ -29,6 +29,18 @@ pub struct SshSettings {
     pub agent_command: String,
 }
 
+/// The broker's private keys as §5.3 names them (`id_rsa`, `id_dsa`, `id_ecdsa`), plus
+/// `id_ed25519`, in the order they are looked for.
+pub const BROKER_KEY_NAMES: [&str; 4] = ["id_rsa", "id_dsa", "id_ecdsa", "id_ed25519"];
+
+/// The first of [`BROKER_KEY_NAMES`] that exists in `home/.ssh`.
+pub fn broker_key_file(home: &std::path::Path) -> Option<PathBuf> {
+    BROKER_KEY_NAMES
+        .iter()
+        .map(|name| home.join(".ssh").join(name))
+        .find(|path| path.is_file())
+}
+
 /// One server reached over SSH.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SshTarget {
@@ -198,5 +210,29 @@ impl SshAgent {
                 Err(SshError::Timeout(self.destination(), timeout))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_broker_key_is_found_as_the_reference_looks_for_it() {
+        let home = tempfile::tempdir().unwrap();
+        assert_eq!(broker_key_file(home.path()), None);
+        std::fs::create_dir(home.path().join(".ssh")).unwrap();
+        std::fs::write(home.path().join(".ssh/id_ed25519"), "key").unwrap();
+        assert_eq!(
+            broker_key_file(home.path()),
+            Some(home.path().join(".ssh/id_ed25519"))
+        );
+        // the reference's order: id_rsa before id_dsa, id_ecdsa, then ours
+        std::fs::write(home.path().join(".ssh/id_ecdsa"), "key").unwrap();
+        std::fs::write(home.path().join(".ssh/id_rsa"), "key").unwrap();
+        assert_eq!(
+            broker_key_file(home.path()),
+            Some(home.path().join(".ssh/id_rsa"))
+        );
     }
 }
