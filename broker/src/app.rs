@@ -192,7 +192,18 @@ fn run_ssh(cli: Cli, startup: StartupSettings, usage: &str) -> i32 {
         eprintln!("x2gobroker: the calling user has no passwd entry");
         return 1;
     };
-    let broker = Broker::new(open_store(&startup), startup);
+    // the live farm drives SSH, LOCAL and GRPC profiles in this one-shot process too: the
+    // request supervises the servers it needs and waits (at most heartbeat + call timeout)
+    // for their first reports
+    let store = open_store(&startup);
+    let farm = match start_farm(&store, &startup) {
+        Ok(farm) => farm,
+        Err(message) => {
+            eprintln!("x2gobroker: {message}");
+            return EXIT_USAGE;
+        }
+    };
+    let broker = Broker::with_farm(store, startup, farm);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -205,13 +216,14 @@ fn run_ssh(cli: Cli, startup: StartupSettings, usage: &str) -> i32 {
     };
     // the SSH request's client address (a request value, like an HTTP peer address)
     let ssh_client = std::env::var("SSH_CLIENT").ok();
-    let outcome = runtime.block_on(crate::sshmode::run(
-        &broker,
-        &cli,
-        &caller,
-        ssh_client.as_deref(),
-        usage,
-    ));
+    let outcome = runtime.block_on(async {
+        let outcome =
+            crate::sshmode::run(&broker, &cli, &caller, ssh_client.as_deref(), usage).await;
+        if let Some(farm) = &broker.farm {
+            farm.shutdown().await;
+        }
+        outcome
+    });
     use std::io::Write;
     let mut stdout = std::io::stdout();
     let _ = stdout.write_all(outcome.stdout.as_bytes());

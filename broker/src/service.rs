@@ -342,7 +342,7 @@ impl Broker {
             }
             "selectsession" if request.profile_id.is_empty() => TaskOutcome::Selection(None),
             "selectsession" => TaskOutcome::Selection(Some(
-                self.select_session(&snapshot, &config, backend, &request, &client_ip)
+                self.select_session(&snapshot, &config, backend, &request, &client_ip, frontend)
                     .await?,
             )),
             _ => TaskOutcome::None,
@@ -633,6 +633,7 @@ impl Broker {
         backend: Backend,
         request: &BrokerRequest,
         client_ip: &IpAddr,
+        frontend: Frontend,
     ) -> Result<Selection, BrokerError> {
         if backend == Backend::Zeroconf {
             return Ok(Selection::server("localhost", 22));
@@ -653,7 +654,9 @@ impl Broker {
             if !request.login.is_empty() && request.login != request.user {
                 tracing::warn!(user = %request.user, login = %request.login, "login differs from the authenticated user: ignored");
             }
-            let autologin = built.settings.session_autologin.get()?;
+            // the SSH broker mode lives for one request: a one-time key it installed could
+            // not be removed after its lifetime, so it installs none (COMPATIBILITY.md)
+            let autologin = built.settings.session_autologin.get()? && frontend != Frontend::Ssh;
             let autologin =
                 (autologin && !request.user.is_empty()).then(|| crate::farm::AutologinRequest {
                     pubkey: request.pubkey.clone(),

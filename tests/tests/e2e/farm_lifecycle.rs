@@ -388,3 +388,104 @@ async fn sighup_applies_a_new_farm_token_and_servers_and_keeps_serving() {
     assert!(answered > 20, "{answered}");
     assert!(broker.is_running(), "SIGHUP never kills the broker");
 }
+
+/// Runs the SSH broker mode (`x2gobroker`, as X2Go Client runs it over SSH) as root with
+/// `args`; its stdout and how long it took.
+fn ssh_broker_mode(work: &std::path::Path, args: &[&str]) -> (String, Duration) {
+    let started = Instant::now();
+    let output = std::process::Command::new(binary("x2gobroker"))
+        .arg("-C")
+        .arg(work.join("x2gobroker.conf"))
+        .args(args)
+        .current_dir(work)
+        .env("X2GOBROKER_SESSIONPROFILES", work.join("profiles.ini"))
+        .env("X2GOBROKER_COOKIE_DIRECTORY", work.join("cookies"))
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("x2gobroker");
+    assert!(output.status.success(), "{output:?}");
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        started.elapsed(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_ssh_broker_mode_resumes_and_takes_over_through_the_local_agent() {
+    let _db = SESSION_DB.lock().await;
+    rebuild_farm();
+    let work = tempfile::tempdir().unwrap();
+    // the reference's LOCAL mode as it is configured there: no [farm] section
+    std::fs::write(
+        work.path().join("x2gobroker.conf"),
+        "[global]\nrequire-password = false\nrequire-cookie = false\ndefault-auth-mech = none\n\
+         default-portscan-x2goservers = false\ndefault-agent-query-mode = LOCAL\n",
+    )
+    .unwrap();
+    std::fs::write(work.path().join("profiles.ini"), PROFILES).unwrap();
+    let (listing, listing_time) = ssh_broker_mode(
+        work.path(),
+        &["--task", "listsessions", "--user", "x2goalice"],
+    );
+    assert!(
+        listing.contains("[farm5]")
+            && listing.contains("\nhost=x2go-node2\n")
+            && listing.contains("\nstatus=S\n"),
+        "{listing}"
+    );
+    let (resume, resume_time) = ssh_broker_mode(
+        work.path(),
+        &[
+            "--task",
+            "selectsession",
+            "--sid",
+            "farm5",
+            "--user",
+            "x2goalice",
+        ],
+    );
+    assert!(resume.contains("SERVER:127.0.0.12:22"), "{resume}");
+    let fields = super::farm::session_info_fields(&resume);
+    assert_eq!(
+        (fields[3].as_str(), fields[4].as_str()),
+        ("x2go-node2", "S")
+    );
+    let (takeover, takeover_time) = ssh_broker_mode(
+        work.path(),
+        &[
+            "--task",
+            "selectsession",
+            "--sid",
+            "farm5",
+            "--user",
+            "x2gobob",
+        ],
+    );
+    let bob = super::farm::session_info_fields(&takeover);
+    assert_eq!(bob[4], "S", "{takeover}");
+    let in_db = database_sessions()
+        .into_iter()
+        .find(|(id, ..)| *id == bob[1])
+        .expect("bob's session");
+    assert_eq!(
+        in_db.2, "S",
+        "the DB shows the taken-over session suspended"
+    );
+    let (new, new_time) = ssh_broker_mode(
+        work.path(),
+        &[
+            "--task",
+            "selectsession",
+            "--sid",
+            "farm5",
+            "--user",
+            "x2gocarol",
+        ],
+    );
+    assert!(server_of(&new).starts_with("127.0.0.1"), "{new}");
+    assert!(!new.contains("SESSION_INFO"), "{new}");
+    println!(
+        "ssh broker mode, LOCAL agent: listing {listing_time:?}, resume {resume_time:?}, take-over {takeover_time:?}, new {new_time:?}"
+    );
+    rebuild_farm();
+}
