@@ -16,7 +16,7 @@ const REFERENCE_PUBKEYAUTHORIZER: &str = "/usr/sbin/x2gobroker-pubkeyauthorizer"
 /// A test account standing for the broker's daemon user or a server's agent account: a
 /// system user with its own group and a home under /var/tmp, in `groups` too; its `~/.ssh`
 /// is removed so every run starts clean (never used for the real `x2gobroker`).
-fn fresh_account(name: &str, groups: &[&str]) -> Account {
+pub(crate) fn fresh_account(name: &str, groups: &[&str]) -> Account {
     assert!(is_root(), "creating accounts needs root (CI runs as root)");
     assert_ne!(name, "x2gobroker");
     let home = PathBuf::from(format!("/var/tmp/{name}"));
@@ -58,15 +58,15 @@ fn fresh_account(name: &str, groups: &[&str]) -> Account {
     }
 }
 
-struct Account {
-    name: String,
-    uid: u32,
-    gid: u32,
-    home: PathBuf,
+pub(crate) struct Account {
+    pub(crate) name: String,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) home: PathBuf,
 }
 
 impl Account {
-    fn ssh(&self, file: &str) -> PathBuf {
+    pub(crate) fn ssh(&self, file: &str) -> PathBuf {
         self.home.join(".ssh").join(file)
     }
 }
@@ -88,7 +88,7 @@ fn text(output: &Output) -> (Option<i32>, String, String) {
     )
 }
 
-fn keygen(account: &Account, arguments: &[&str]) -> (Option<i32>, String, String) {
+pub(crate) fn keygen(account: &Account, arguments: &[&str]) -> (Option<i32>, String, String) {
     let output = Command::new(binary("x2gobroker-keygen"))
         .args(arguments)
         .env("X2GOBROKER_DAEMON_USER", &account.name)
@@ -238,7 +238,11 @@ async fn get_pubkeys(port: u16) -> String {
         .unwrap()
 }
 
-fn our_authorizer(agent_account: &Account, url: &str, flag: &str) -> (Option<i32>, String, String) {
+pub(crate) fn our_authorizer(
+    agent_account: &Account,
+    url: &str,
+    flag: &str,
+) -> (Option<i32>, String, String) {
     let output = Command::new(binary("x2gobroker-pubkeyauthorizer"))
         .args([flag, url])
         .env("X2GOBROKER_DAEMON_USER", &agent_account.name)
