@@ -15,8 +15,10 @@
 //! 3. (setuid) the caller must be root or a member of [`AGENT_GROUP`] ([`check_caller`]), else
 //!    the reference's kind of die message and exit 255;
 //! 4. (setuid) real, effective and saved gids and uids become 0 (the reference's `$< = $>`, and
-//!    the gids too, so nothing of the caller's identity is left), the umask 022, the working
-//!    directory `/`, and `RLIMIT_FSIZE` unlimited (a caller's limit cannot cut a key file).
+//!    the gids too, so nothing of the caller's identity is left), the umask 022 and the working
+//!    directory `/`; `RLIMIT_FSIZE` is lifted, and when it cannot be (no `CAP_SYS_RESOURCE`, as
+//!    in some containers) a finite limit set by the caller is refused: it would cut a key file
+//!    or the session database in the middle of a write.
 //!
 //! glibc already ignores `LD_PRELOAD`, `LD_LIBRARY_PATH` and friends in a setuid process
 //! (`AT_SECURE`); clearing the environment keeps them from the tools we start as root. Rust's
@@ -95,6 +97,8 @@ pub enum PrivilegeError {
     NotSetuidRoot(u32),
     #[error("cannot become root: {0}")]
     BecomeRoot(nix::Error),
+    #[error("refused: the caller's file size limit (RLIMIT_FSIZE {0} bytes) cannot be lifted and would cut files; run it with ulimit -f unlimited")]
+    FileSizeLimit(u64),
 }
 
 /// The caller of a setuid agent must be root or a member of the agent's group (`agent_gid`,
@@ -138,14 +142,27 @@ pub fn secure_start() -> Result<KeptEnvironment, PrivilegeError> {
     nix::unistd::setresgid(root_gid, root_gid, root_gid).map_err(PrivilegeError::BecomeRoot)?;
     nix::unistd::setresuid(root_uid, root_uid, root_uid).map_err(PrivilegeError::BecomeRoot)?;
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
-    // Best effort: neither can fail for root, and a failure changes no permission.
+    // Cannot fail for root, and a failure changes no permission.
     let _ = nix::unistd::chdir("/");
-    let _ = nix::sys::resource::setrlimit(
-        nix::sys::resource::Resource::RLIMIT_FSIZE,
-        nix::sys::resource::RLIM_INFINITY,
-        nix::sys::resource::RLIM_INFINITY,
-    );
+    lift_file_size_limit()?;
     Ok(kept)
+}
+
+/// `RLIMIT_FSIZE` unlimited, or an error when it stays finite (see the module docs).
+fn lift_file_size_limit() -> Result<(), PrivilegeError> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
+    if setrlimit(Resource::RLIMIT_FSIZE, RLIM_INFINITY, RLIM_INFINITY).is_ok() {
+        return Ok(());
+    }
+    // Without CAP_SYS_RESOURCE only the soft limit can rise, up to the hard one.
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_FSIZE) {
+        let _ = setrlimit(Resource::RLIMIT_FSIZE, hard, hard);
+    }
+    match getrlimit(Resource::RLIMIT_FSIZE) {
+        Ok((soft, _)) if soft == RLIM_INFINITY => Ok(()),
+        Ok((soft, _)) => Err(PrivilegeError::FileSizeLimit(soft)),
+        Err(_) => Err(PrivilegeError::FileSizeLimit(0)),
+    }
 }
 
 /// Removes every environment variable and sets `PATH` to [`TOOL_PATH`]. Only sound while the

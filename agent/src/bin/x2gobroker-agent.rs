@@ -5,7 +5,7 @@
 use std::io::Write;
 
 use x2gobroker_agent::legacy::{run_legacy, LegacyRequest, EXIT_DIED};
-use x2gobroker_agent::privileges::secure_start;
+use x2gobroker_agent::privileges::{secure_start, PrivilegeError};
 use x2gobroker_agent::tools::X2GoTools;
 
 fn main() {
@@ -13,8 +13,12 @@ fn main() {
     // dropped, the environment cleared, the caller checked and the real ids made root.
     let kept = match secure_start() {
         Ok(kept) => kept,
-        Err(error) => {
+        Err(error @ PrivilegeError::CallerRefused { .. }) => {
             eprintln!("{error}");
+            std::process::exit(EXIT_DIED);
+        }
+        Err(error) => {
+            eprintln!("x2gobroker-agent: {error}");
             std::process::exit(EXIT_DIED);
         }
     };

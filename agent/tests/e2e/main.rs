@@ -9,5 +9,6 @@ mod grpc;
 mod grpcurl;
 mod hostile;
 mod legacy;
+mod setuid;
 mod tls;
 mod watch;
