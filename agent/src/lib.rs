@@ -11,6 +11,7 @@ pub mod auth;
 pub mod authkeys;
 pub mod convert;
 pub mod daemon;
+pub mod incoming;
 pub mod legacy;
 pub mod load;
 pub mod privileges;
