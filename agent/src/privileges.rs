@@ -228,21 +228,21 @@ pub fn switch_thread_to_user(account: &UserAccount) -> Result<(), SwitchError> {
     Ok(())
 }
 
-/// The calling thread's supplementary groups as the kernel holds them (`/proc/thread-self`).
-pub fn thread_groups() -> std::io::Result<Vec<u32>> {
-    let status = std::fs::read_to_string("/proc/thread-self/status")?;
-    Ok(status
-        .lines()
-        .find_map(|line| line.strip_prefix("Groups:"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|gid| gid.parse().ok())
-        .collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The calling thread's supplementary groups as the kernel holds them.
+    fn thread_groups() -> std::io::Result<Vec<u32>> {
+        let status = std::fs::read_to_string("/proc/thread-self/status")?;
+        Ok(status
+            .lines()
+            .find_map(|line| line.strip_prefix("Groups:"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|gid| gid.parse().ok())
+            .collect())
+    }
 
     fn credentials(real_uid: u32, real_gid: u32, groups: &[u32]) -> Credentials {
         Credentials {
