@@ -1,9 +1,12 @@
 //! Authentication of gRPC calls: a bearer token (`authorization: Bearer <token>`, compared in
-//! constant time) or a client certificate verified against the admin's CA (mutual TLS).
+//! constant time) or a client certificate verified against the admin's CA (mutual TLS),
+//! optionally only with one of the allowed names (its subject CN or a subjectAltName DNS name).
 //!
-//! Applied as a tower layer in front of every service, reflection included; only the
-//! standard health service (`/grpc.health.v1.Health/…`) is open. A refused call gets
-//! UNAUTHENTICATED and a warning in the log.
+//! Applied as a tower layer in front of every service, reflection and the health Watch stream
+//! included; only the health service's unary `Check` (`/grpc.health.v1.Health/Check`) is open,
+//! so an unauthenticated peer can probe but never hold a stream. A refused call gets
+//! UNAUTHENTICATED (no or wrong credentials) or PERMISSION_DENIED (a verified certificate whose
+//! names are not allowed, whatever else the call carries) and a warning in the log.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -14,8 +17,8 @@ use subtle::ConstantTimeEq;
 use tonic::codegen::http;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
-/// Path prefix of the health service, which needs no authentication.
-pub const HEALTH_PREFIX: &str = "/grpc.health.v1.Health/";
+/// The one call that needs no authentication: the health service's unary check.
+pub const HEALTH_CHECK: &str = "/grpc.health.v1.Health/Check";
 /// Shortest token accepted.
 pub const MIN_TOKEN_LEN: usize = 16;
 
@@ -118,34 +121,120 @@ pub enum Principal {
     Anonymous,
 }
 
+/// Why a call was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No credentials, or wrong ones (UNAUTHENTICATED); the reason is for the log.
+    Unauthenticated(&'static str),
+    /// A verified client certificate none of whose names is allowed (PERMISSION_DENIED).
+    NameNotAllowed,
+}
+
+impl Refusal {
+    fn reason(self) -> &'static str {
+        match self {
+            Refusal::Unauthenticated(reason) => reason,
+            Refusal::NameNotAllowed => "client certificate name not allowed",
+        }
+    }
+
+    fn status(self) -> tonic::Status {
+        match self {
+            Refusal::Unauthenticated(reason) => {
+                tonic::Status::unauthenticated(format!("unauthenticated: {reason}"))
+            }
+            Refusal::NameNotAllowed => tonic::Status::permission_denied(
+                "client certificate name not allowed (--allowed-client-name)",
+            ),
+        }
+    }
+}
+
+/// Common name, as an attribute type of a certificate's subject.
+const COMMON_NAME: x509_cert::der::oid::ObjectIdentifier =
+    x509_cert::der::oid::ObjectIdentifier::new_unwrap("2.5.4.3");
+
+/// The names a certificate (DER) carries: its subject's common names and its subjectAltName
+/// DNS names, in that order. Empty when it cannot be parsed.
+pub fn certificate_names(der: &[u8]) -> Vec<String> {
+    use x509_cert::der::{Decode, Tag, Tagged};
+    use x509_cert::ext::pkix::{name::GeneralName, SubjectAltName};
+    let Ok(certificate) = x509_cert::Certificate::from_der(der) else {
+        return Vec::new();
+    };
+    let mut names = Vec::new();
+    for relative_name in &certificate.tbs_certificate.subject.0 {
+        for attribute in relative_name.0.iter() {
+            let textual = matches!(
+                attribute.value.tag(),
+                Tag::Utf8String | Tag::PrintableString | Tag::Ia5String
+            );
+            if attribute.oid == COMMON_NAME && textual {
+                if let Ok(text) = std::str::from_utf8(attribute.value.value()) {
+                    names.push(text.to_owned());
+                }
+            }
+        }
+    }
+    if let Ok(Some((_, alternative_names))) = certificate.tbs_certificate.get::<SubjectAltName>() {
+        for name in alternative_names.0 {
+            if let GeneralName::DnsName(dns_name) = name {
+                names.push(AsRef::<str>::as_ref(&dns_name).to_owned());
+            }
+        }
+    }
+    names
+}
+
+/// Whether one of `names` is in `allowed` (ASCII case-insensitive, as DNS names compare).
+pub fn name_allowed(names: &[String], allowed: &[String]) -> bool {
+    names
+        .iter()
+        .any(|name| allowed.iter().any(|entry| entry.eq_ignore_ascii_case(name)))
+}
+
 /// Decides whether a call is authenticated.
 #[derive(Debug, Clone)]
 pub struct Authenticator {
     pub token: Option<Token>,
     /// Client certificates were verified by rustls against the configured CA.
     pub client_certificates: bool,
+    /// When not empty, a client certificate authenticates only with one of these names.
+    pub allowed_client_names: Arc<[String]>,
 }
 
 impl Authenticator {
-    /// `Ok` with the principal, or `Err` with the reason for the log.
+    /// `Ok` with the principal, or the refusal.
     pub fn authenticate(
         &self,
         path: &str,
         headers: &http::HeaderMap,
         extensions: &http::Extensions,
-    ) -> Result<Principal, &'static str> {
-        if path.starts_with(HEALTH_PREFIX) {
+    ) -> Result<Principal, Refusal> {
+        if path == HEALTH_CHECK {
             return Ok(Principal::Anonymous);
         }
         if self.client_certificates {
-            let has_certificate = extensions
+            let certificates = extensions
                 .get::<TlsConnectInfo<TcpConnectInfo>>()
                 .and_then(|info| info.peer_certs())
-                .is_some_and(|certs| !certs.is_empty());
-            if has_certificate {
-                return Ok(Principal::ClientCertificate);
+                .filter(|certs| !certs.is_empty());
+            if let Some(certificates) = certificates {
+                if self.allowed_client_names.is_empty() {
+                    return Ok(Principal::ClientCertificate);
+                }
+                let names = certificate_names(certificates[0].as_ref());
+                if name_allowed(&names, &self.allowed_client_names) {
+                    return Ok(Principal::ClientCertificate);
+                }
+                return Err(Refusal::NameNotAllowed);
             }
         }
+        self.authenticate_token(headers)
+            .map_err(Refusal::Unauthenticated)
+    }
+
+    fn authenticate_token(&self, headers: &http::HeaderMap) -> Result<Principal, &'static str> {
         let Some(token) = &self.token else {
             return Err("no client certificate");
         };
@@ -244,15 +333,14 @@ where
                 let mut ready = std::mem::replace(&mut self.inner, clone);
                 Box::pin(ready.call(request))
             }
-            Err(reason) => {
+            Err(refusal) => {
                 tracing::warn!(
-                    path = request.uri().path(),
+                    path = ?request.uri().path(),
                     peer = ?remote_addr(request.extensions()),
-                    reason,
+                    reason = refusal.reason(),
                     "unauthenticated call refused"
                 );
-                let response = tonic::Status::unauthenticated(format!("unauthenticated: {reason}"))
-                    .into_http();
+                let response = refusal.status().into_http();
                 Box::pin(async move { Ok(response) })
             }
         }
@@ -281,6 +369,7 @@ mod tests {
         let authenticator = Authenticator {
             token: Some(token("0123456789abcdef")),
             client_certificates: false,
+            allowed_client_names: Arc::from([]),
         };
         let extensions = http::Extensions::new();
         let path = "/x2gobroker.agent.v1.Agent/Ping";
@@ -298,21 +387,85 @@ mod tests {
         for (header, expected) in table {
             assert_eq!(
                 authenticator.authenticate(path, &headers(header), &extensions),
-                expected,
+                expected.map_err(Refusal::Unauthenticated),
                 "{header:?}"
             );
         }
-        assert_eq!(
-            authenticator.authenticate("/grpc.health.v1.Health/Check", &headers(None), &extensions),
-            Ok(Principal::Anonymous)
-        );
-        assert!(authenticator
-            .authenticate(
+        // only the unary health check is open; the health watch stream is not
+        let open_and_closed = [
+            ("/grpc.health.v1.Health/Check", true),
+            ("/grpc.health.v1.Health/Watch", false),
+            ("/grpc.health.v1.Health/List", false),
+            ("/grpc.health.v1.Health/Check/", false),
+            ("/grpc.health.v1.Health/CheckX", false),
+            (
                 "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-                &headers(None),
+                false,
+            ),
+        ];
+        for (path, open) in open_and_closed {
+            assert_eq!(
+                authenticator.authenticate(path, &headers(None), &extensions)
+                    == Ok(Principal::Anonymous),
+                open,
+                "{path}"
+            );
+        }
+        assert_eq!(
+            authenticator.authenticate(
+                "/grpc.health.v1.Health/Watch",
+                &headers(Some("Bearer 0123456789abcdef")),
                 &extensions
-            )
-            .is_err());
+            ),
+            Ok(Principal::Token)
+        );
+    }
+
+    #[test]
+    fn allowed_names_compare_without_ascii_case() {
+        let allowed: Vec<String> = vec!["broker1.example".into(), "x2gobroker".into()];
+        let table: [(&[&str], bool); 5] = [
+            (&["broker1.example"], true),
+            (&["BROKER1.Example"], true),
+            (&["client", "x2gobroker"], true),
+            (&["broker1.example.evil"], false),
+            (&[], false),
+        ];
+        for (names, expected) in table {
+            let names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
+            assert_eq!(name_allowed(&names, &allowed), expected, "{names:?}");
+        }
+        assert!(certificate_names(b"not a certificate").is_empty());
+    }
+
+    #[test]
+    fn names_of_real_certificates() {
+        use x2gobroker_e2e::certs::{TestCa, Usage};
+        let dir = tempfile::tempdir().unwrap();
+        let ca = TestCa::new(dir.path(), "ca");
+        let table: [(&str, &[&str], &[&str]); 3] = [
+            ("broker-cn", &[], &["broker-cn"]),
+            (
+                "broker-san",
+                &["broker2.example", "127.0.0.1", "alt.example"],
+                &["broker-san", "broker2.example", "alt.example"],
+            ),
+            ("server", &["localhost"], &["server", "localhost"]),
+        ];
+        for (name, hosts, expected) in table {
+            let files = ca.leaf(name, hosts, Usage::Client);
+            let der_path = dir.path().join(format!("{name}.der"));
+            let converted = std::process::Command::new("openssl")
+                .args(["x509", "-outform", "DER", "-in"])
+                .arg(&files.certificate)
+                .arg("-out")
+                .arg(&der_path)
+                .status()
+                .unwrap();
+            assert!(converted.success());
+            let der = std::fs::read(&der_path).unwrap();
+            assert_eq!(certificate_names(&der), expected, "{name}");
+        }
     }
 
     #[test]
@@ -320,6 +473,7 @@ mod tests {
         let authenticator = Authenticator {
             token: None,
             client_certificates: true,
+            allowed_client_names: Arc::from([]),
         };
         assert_eq!(
             authenticator.authenticate(
@@ -327,7 +481,7 @@ mod tests {
                 &headers(Some("Bearer x")),
                 &http::Extensions::new()
             ),
-            Err("no client certificate")
+            Err(Refusal::Unauthenticated("no client certificate"))
         );
     }
 

@@ -1,26 +1,33 @@
 //! authorized_keys editing for the add/remove key tasks (spec §9.4), done in Rust as the
 //! target user.
 //!
-//! Privilege handling: the file operations run on a dedicated, short-lived thread whose
-//! *filesystem* uid/gid are switched to the user's with `setfsgid`/`setfsuid` (per-thread on
-//! Linux; the kernel also clears CAP_DAC_OVERRIDE, CAP_FOWNER, … from the thread's effective
-//! set when the fsuid leaves 0). Every open, mkdir, chmod and rename on that thread is thus
-//! checked against the user's permissions, so a symlink planted by the user cannot make us
-//! write a file the user could not write, and new files are owned by the user. The thread
-//! ends right after, so no other work ever runs with the switched ids. Why not a forked or
-//! re-executed helper: `fork` in a multi-threaded daemon needs `unsafe` (forbidden in this
+//! Privilege handling: the file operations run on a dedicated, short-lived thread that takes
+//! the user's supplementary groups and *filesystem* uid/gid ([`crate::privileges::
+//! switch_thread_to_user`]: per-thread system calls; the kernel also clears CAP_DAC_OVERRIDE,
+//! CAP_FOWNER, … from the thread's effective set when the fsuid leaves 0). Every open, mkdir,
+//! chmod and rename on that thread is thus checked against the user's own permissions — never
+//! the caller's or the daemon's groups — and new files are owned by the user. The thread ends
+//! right after, so no other work ever runs with the switched ids. Why not a forked or
+//! re-executed helper: `fork` in a multi-threaded daemon needs `unsafe` (denied in this
 //! workspace), and re-executing the setuid legacy binary as the user is not possible (mode
 //! 4750 root:x2gobroker: the user may not execute it).
 //!
+//! Symbolic links: the key file itself is opened with `O_NOFOLLOW` on both paths, so a key file
+//! that is a symbolic link is refused (`ELOOP`) and never written or replaced; directories on
+//! the way are followed as the user (the reference's `sudo -u <user> -- tee -a` followed a
+//! final symlink as the user, its `sed -i` replaced the link by a regular file).
+//!
 //! Deliberate differences from the Perl agent (B25, listed in docs/COMPATIBILITY.md):
 //! a key already present anywhere in the file is not added again; removal deletes exactly the
-//! lines equal to the key and keeps blank lines; relative paths are taken below the home.
+//! lines equal to the key and keeps blank lines; relative paths are taken below the home; a
+//! symlinked key file is refused.
 
 use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::privileges::{switch_thread_to_user, SwitchError};
 use crate::users::UserAccount;
 use x2gobroker_agent_protocol::{
     check_key_file, check_key_line, check_resolved_key_file, ArgumentError,
@@ -34,14 +41,34 @@ pub const DEFAULT_KEY_FILE: &str = "%h/.x2go/authorized_keys";
 pub enum AuthKeysError {
     #[error(transparent)]
     Invalid(#[from] ArgumentError),
-    #[error("cannot switch file system ids to uid {uid} gid {gid}")]
-    SwitchIds { uid: u32, gid: u32 },
+    #[error(transparent)]
+    Switch(#[from] SwitchError),
     #[error("only root can edit another user's keys (running as uid {euid}, target uid {uid})")]
     NotRoot { euid: u32, uid: u32 },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     #[error("{0} exists and is not a regular file")]
     NotAFile(PathBuf),
+    #[error("{0} is a symbolic link: key files are not followed")]
+    SymbolicLink(PathBuf),
+}
+
+/// `open(2)` flags for a key file: a final symbolic link is refused, and a FIFO planted in its
+/// place cannot block the open (a regular file reads and appends as without `O_NONBLOCK`).
+const NO_FOLLOW: i32 = nix::fcntl::OFlag::O_NOFOLLOW.bits() | nix::fcntl::OFlag::O_NONBLOCK.bits();
+
+/// The error of an open: `ELOOP` (the `O_NOFOLLOW` refusal) says so.
+fn open_error(path: &Path) -> impl FnOnce(io::Error) -> AuthKeysError + '_ {
+    move |source| {
+        if source.raw_os_error() == Some(nix::errno::Errno::ELOOP as i32) {
+            AuthKeysError::SymbolicLink(path.to_owned())
+        } else {
+            AuthKeysError::Io {
+                path: path.to_owned(),
+                source,
+            }
+        }
+    }
 }
 
 /// Replaces the first `%u`, `%U`, `%G`, `%h` and `%%`, in that order, one after the other
@@ -247,8 +274,9 @@ fn add_key_here(account: &UserAccount, path: &Path, key: &str) -> Result<bool, A
         .append(true)
         .create(true)
         .mode(0o600)
+        .custom_flags(NO_FOLLOW)
         .open(path)
-        .map_err(io_error(path))?;
+        .map_err(open_error(path))?;
     let meta = file.metadata().map_err(io_error(path))?;
     if !meta.is_file() {
         return Err(AuthKeysError::NotAFile(path.to_owned()));
@@ -269,23 +297,29 @@ fn add_key_here(account: &UserAccount, path: &Path, key: &str) -> Result<bool, A
 }
 
 fn remove_key_here(path: &Path, key: &str) -> Result<bool, AuthKeysError> {
-    let content = match fs::read_to_string(path) {
-        Ok(content) => content,
+    let mut file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(NO_FOLLOW)
+        .open(path)
+    {
+        Ok(file) => file,
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(false),
-        Err(error) => return Err(io_error(path)(error)),
+        Err(error) => return Err(open_error(path)(error)),
     };
-    let Some(new_content) = content_without_key(&content, key) else {
-        return Ok(false);
-    };
-    let meta = fs::metadata(path).map_err(io_error(path))?;
+    let meta = file.metadata().map_err(io_error(path))?;
     if !meta.is_file() {
         return Err(AuthKeysError::NotAFile(path.to_owned()));
     }
+    let content = io::read_to_string(&mut file).map_err(io_error(path))?;
+    let Some(new_content) = content_without_key(&content, key) else {
+        return Ok(false);
+    };
     replace_content(path, &new_content)?;
     Ok(true)
 }
 
-/// Runs `operation` on a fresh thread whose filesystem ids are the user's (see module docs).
+/// Runs `operation` on a fresh thread with the user's file-system ids and groups (see module
+/// docs); when the agent is not root it may only act for its own uid.
 fn as_user<T: Send>(
     account: &UserAccount,
     operation: impl FnOnce() -> Result<T, AuthKeysError> + Send,
@@ -301,27 +335,13 @@ fn as_user<T: Send>(
         scope
             .spawn(|| {
                 if euid == 0 {
-                    switch_filesystem_ids(account.uid, account.gid)?;
+                    switch_thread_to_user(account)?;
                 }
                 operation()
             })
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })
-}
-
-/// `setfsgid` then `setfsuid` on the calling thread, each verified (the calls report the
-/// previous id; asking for an invalid id returns the current one unchanged).
-fn switch_filesystem_ids(uid: u32, gid: u32) -> Result<(), AuthKeysError> {
-    use nix::unistd::{setfsgid, setfsuid, Gid, Uid};
-    setfsgid(Gid::from_raw(gid));
-    setfsuid(Uid::from_raw(uid));
-    let current_gid = setfsgid(Gid::from_raw(u32::MAX)).as_raw();
-    let current_uid = setfsuid(Uid::from_raw(u32::MAX)).as_raw();
-    if current_uid != uid || current_gid != gid {
-        return Err(AuthKeysError::SwitchIds { uid, gid });
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -489,5 +509,39 @@ mod tests {
             Err(AuthKeysError::NotAFile(_))
         ));
         assert_eq!(fs::read_to_string(&elsewhere).unwrap(), "");
+    }
+
+    #[test]
+    fn symbolic_links_and_fifos_as_key_files_are_refused() {
+        let home = tempfile::tempdir().unwrap();
+        let user = account(home.path());
+        let elsewhere = home.path().join("elsewhere");
+        fs::write(&elsewhere, format!("{KEY2}\n")).unwrap();
+        let link = home.path().join("authorized_keys");
+        std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+        assert!(matches!(
+            add_key(&user, &link, KEY),
+            Err(AuthKeysError::SymbolicLink(_))
+        ));
+        assert!(matches!(
+            remove_key(&user, &link, KEY2),
+            Err(AuthKeysError::SymbolicLink(_))
+        ));
+        assert_eq!(fs::read_to_string(&elsewhere).unwrap(), format!("{KEY2}\n"));
+        assert!(fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+
+        let fifo = home.path().join("fifo_keys");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        assert!(matches!(
+            remove_key(&user, &fifo, KEY),
+            Err(AuthKeysError::NotAFile(_))
+        ));
+        assert!(matches!(
+            add_key(&user, &fifo, KEY),
+            Err(AuthKeysError::NotAFile(_))
+        ));
     }
 }

@@ -55,6 +55,9 @@ impl From<AgentError> for Status {
             {
                 Status::permission_denied(message)
             }
+            AgentError::AuthKeys(AuthKeysError::SymbolicLink(_)) => {
+                Status::permission_denied(message)
+            }
             AgentError::AuthKeys(AuthKeysError::NotAFile(_)) => {
                 Status::failed_precondition(message)
             }

@@ -1,5 +1,12 @@
 //! `x2gobroker-agentd`: configuration checks, the tonic server (agent service, reflection v1
-//! and v1alpha, health) behind the authentication layer, and graceful shutdown.
+//! and v1alpha, health) behind the authentication layer, its resource caps, and graceful
+//! shutdown.
+//!
+//! Caps (defaults in [`DaemonConfig::default`]): open connections ([`crate::incoming`]: over
+//! the cap refused at once), a deadline for a new connection's first bytes and for the TLS
+//! handshake, HTTP/2 streams per connection (SETTINGS_MAX_CONCURRENT_STREAMS: a client queues
+//! further calls on that connection), HTTP/2 keep-alive pings (a peer that does not answer one
+//! within the timeout is disconnected).
 //!
 //! Shutdown order: health NOT_SERVING, watch streams and the poller end, the server stops
 //! accepting and finishes in-flight calls, bounded by the grace period.
@@ -11,11 +18,11 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use x2gobroker_proto::agent::v1::agent_server::AgentServer;
 
 use crate::auth::{load_token_file, AuthLayer, Authenticator, TokenFileError};
+use crate::incoming::{admitted_connections, ConnectionLimits};
 use crate::service::{AgentService, AgentState};
 use crate::tools::X2GoTools;
 
@@ -32,6 +39,19 @@ pub struct DaemonConfig {
     pub heartbeat: Duration,
     pub tool_timeout: Duration,
     pub shutdown_grace: Duration,
+    /// Connections open at once; more are refused.
+    pub max_connections: usize,
+    /// Concurrent HTTP/2 streams (calls, watch streams) per connection.
+    pub max_streams_per_connection: u32,
+    /// How long a new connection may stay silent, and how long its TLS handshake may take.
+    pub handshake_timeout: Duration,
+    /// Idle time after which an HTTP/2 PING is sent.
+    pub keepalive_interval: Duration,
+    /// How long the PING's answer may take before the connection is closed.
+    pub keepalive_timeout: Duration,
+    /// With mutual TLS: when not empty, a client certificate authenticates only when its
+    /// subject CN or one of its subjectAltName DNS names is in this list.
+    pub allowed_client_names: Vec<String>,
 }
 
 impl Default for DaemonConfig {
@@ -47,6 +67,12 @@ impl Default for DaemonConfig {
             heartbeat: Duration::from_secs(10),
             tool_timeout: crate::tools::DEFAULT_TOOL_TIMEOUT,
             shutdown_grace: Duration::from_secs(10),
+            max_connections: 256,
+            max_streams_per_connection: 64,
+            handshake_timeout: Duration::from_secs(10),
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(10),
+            allowed_client_names: Vec::new(),
         }
     }
 }
@@ -75,6 +101,12 @@ pub enum ConfigError {
     Tls(String),
     #[error("{0} must be greater than zero")]
     ZeroDuration(&'static str),
+    #[error("{0} must be greater than zero")]
+    ZeroLimit(&'static str),
+    #[error("--allowed-client-name needs mutual TLS (--client-ca)")]
+    AllowedNamesWithoutClientCa,
+    #[error("invalid client certificate name {0:?}")]
+    ClientName(String),
 }
 
 /// Failure while serving (exit status 1).
@@ -134,9 +166,26 @@ pub fn prepare(config: &DaemonConfig, listen: SocketAddr) -> Result<Prepared, Co
         (config.poll_interval, "--poll-interval-ms"),
         (config.heartbeat, "--heartbeat-ms"),
         (config.tool_timeout, "--tool-timeout-secs"),
+        (config.handshake_timeout, "--handshake-timeout-ms"),
+        (config.keepalive_interval, "--keepalive-interval-ms"),
+        (config.keepalive_timeout, "--keepalive-timeout-ms"),
     ] {
         if value.is_zero() {
             return Err(ConfigError::ZeroDuration(what));
+        }
+    }
+    if config.max_connections == 0 {
+        return Err(ConfigError::ZeroLimit("--max-connections"));
+    }
+    if config.max_streams_per_connection == 0 {
+        return Err(ConfigError::ZeroLimit("--max-streams-per-connection"));
+    }
+    if !config.allowed_client_names.is_empty() && config.client_ca.is_none() {
+        return Err(ConfigError::AllowedNamesWithoutClientCa);
+    }
+    for name in &config.allowed_client_names {
+        if !is_client_name(name) {
+            return Err(ConfigError::ClientName(name.clone()));
         }
     }
     let token = config
@@ -152,8 +201,9 @@ pub fn prepare(config: &DaemonConfig, listen: SocketAddr) -> Result<Prepared, Co
     };
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => {
-            let mut tls =
-                ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
+            let mut tls = ServerTlsConfig::new()
+                .identity(Identity::from_pem(read(cert)?, read(key)?))
+                .timeout(config.handshake_timeout);
             if let Some(ca) = &config.client_ca {
                 // Optional so that token clients (and health probes) can still connect; a
                 // certificate that is presented must verify against this CA.
@@ -169,9 +219,16 @@ pub fn prepare(config: &DaemonConfig, listen: SocketAddr) -> Result<Prepared, Co
         authenticator: Authenticator {
             token,
             client_certificates: config.client_ca.is_some(),
+            allowed_client_names: config.allowed_client_names.clone().into(),
         },
         tls,
     })
+}
+
+/// A name a client certificate may carry in its CN or as a DNS name: printable ASCII without
+/// blanks or commas (the list separator), at most 253 characters.
+fn is_client_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 253 && name.chars().all(|c| c.is_ascii_graphic() && c != ',')
 }
 
 fn hostname() -> String {
@@ -219,7 +276,10 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
-    let mut builder = Server::builder();
+    let mut builder = Server::builder()
+        .max_concurrent_streams(config.max_streams_per_connection)
+        .http2_keepalive_interval(Some(config.keepalive_interval))
+        .http2_keepalive_timeout(Some(config.keepalive_timeout));
     if let Some(tls) = prepared.tls {
         builder = builder
             .tls_config(tls)
@@ -246,8 +306,18 @@ pub async fn run(
             .await;
         stop_for_signal.send_replace(true);
     };
-    tracing::info!(%listen, server_names = ?config.server_names, "x2gobroker-agentd serving");
-    let serve = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop_signal);
+    tracing::info!(%listen, server_names = ?config.server_names,
+        max_connections = config.max_connections,
+        max_streams_per_connection = config.max_streams_per_connection,
+        "x2gobroker-agentd serving");
+    let incoming = admitted_connections(
+        listener,
+        ConnectionLimits {
+            max_connections: config.max_connections,
+            handshake_timeout: config.handshake_timeout,
+        },
+    );
+    let serve = router.serve_with_incoming_shutdown(incoming, stop_signal);
     tokio::select! {
         result = serve => result?,
         _ = async {
@@ -310,6 +380,57 @@ mod tests {
             prepare(&bad_name, loopback),
             Err(ConfigError::ServerName(_))
         ));
+        let names_without_ca = DaemonConfig {
+            token_file: Some("/t".into()),
+            allowed_client_names: vec!["broker1".into()],
+            ..DaemonConfig::default()
+        };
+        assert!(matches!(
+            prepare(&names_without_ca, loopback),
+            Err(ConfigError::AllowedNamesWithoutClientCa)
+        ));
+        let no_connections = DaemonConfig {
+            token_file: Some("/t".into()),
+            max_connections: 0,
+            ..DaemonConfig::default()
+        };
+        assert!(matches!(
+            prepare(&no_connections, loopback),
+            Err(ConfigError::ZeroLimit("--max-connections"))
+        ));
+        let no_streams = DaemonConfig {
+            token_file: Some("/t".into()),
+            max_streams_per_connection: 0,
+            ..DaemonConfig::default()
+        };
+        assert!(matches!(
+            prepare(&no_streams, loopback),
+            Err(ConfigError::ZeroLimit("--max-streams-per-connection"))
+        ));
+        let no_keepalive_timeout = DaemonConfig {
+            token_file: Some("/t".into()),
+            keepalive_timeout: Duration::ZERO,
+            ..DaemonConfig::default()
+        };
+        assert!(matches!(
+            prepare(&no_keepalive_timeout, loopback),
+            Err(ConfigError::ZeroDuration("--keepalive-timeout-ms"))
+        ));
+    }
+
+    #[test]
+    fn client_names() {
+        for (name, ok) in [
+            ("broker1.example", true),
+            ("x2gobroker", true),
+            ("*.example", true),
+            ("", false),
+            ("a b", false),
+            ("a,b", false),
+            ("é", false),
+        ] {
+            assert_eq!(is_client_name(name), ok, "{name:?}");
+        }
     }
 
     #[test]

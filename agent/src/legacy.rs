@@ -10,7 +10,12 @@
 //! words without a shell and refused when it contains shell metacharacters; user names,
 //! session ids, keys and key-file paths are validated before anything runs; key files are
 //! edited in Rust (see [`crate::authkeys`]); findbusyservers counts sessions itself when the
-//! sqlite `x2gogetservers` prints none, instead of dying on a division by zero.
+//! sqlite `x2gogetservers` prints none, instead of dying on a division by zero; every outcome
+//! without the `OK` line exits non-zero (the reference exits 0 with no output for an unknown
+//! task or a missing X2Go tool), so a caller may trust the exit status alone.
+//!
+//! Privileges: the binary's setuid start ([`crate::privileges::secure_start`]) has run before
+//! [`run_legacy`] sees the request.
 
 use std::ffi::OsString;
 
@@ -31,6 +36,9 @@ pub const REFERENCE_SCRIPT: &str = "/usr/lib/x2go/x2gobroker-agent.pl";
 pub const EXIT_DIED: i32 = 255;
 /// Exit status when a tool could not be run after `OK` was printed.
 pub const EXIT_TOOL_FAILED: i32 = 1;
+/// Exit status when there is nothing to answer (unknown task, X2Go tool not installed): no
+/// `OK` was printed.
+pub const EXIT_NO_ANSWER: i32 = 1;
 
 /// What the process was started with.
 #[derive(Debug, Clone, Default)]
@@ -59,8 +67,14 @@ impl LegacyOutput {
         }
     }
 
-    fn nothing() -> Self {
-        Self::default()
+    /// No `OK`, a message on stderr and a failed exit status (the reference printed nothing
+    /// and exited 0).
+    fn no_answer(message: &str) -> Self {
+        Self {
+            stderr: format!("x2gobroker-agent: {message}\n").into_bytes(),
+            exit_code: EXIT_NO_ANSWER,
+            ..Self::default()
+        }
     }
 
     /// Perl `die` without message.
@@ -108,7 +122,7 @@ impl LegacyOutput {
     }
 }
 
-/// The X2Go tool a task needs; without it in PATH the task prints nothing (like the reference).
+/// The X2Go tool a task needs; without it in [`crate::tools::TOOL_PATH`] the task has no answer.
 fn helper_program(name: TaskName) -> Option<&'static str> {
     match name {
         TaskName::ListSessions => Some("x2golistsessions"),
@@ -218,10 +232,10 @@ pub async fn run_legacy(request: &LegacyRequest, tools: &X2GoTools) -> LegacyOut
     };
 
     let Some(name) = task_name else {
-        return LegacyOutput::nothing();
+        return LegacyOutput::no_answer(&format!("no such task: {task_word:?}"));
     };
-    if helper_program(name).is_some_and(|program| tools.which(program).is_none()) {
-        return LegacyOutput::nothing();
+    if let Some(program) = helper_program(name).filter(|program| tools.which(program).is_none()) {
+        return LegacyOutput::no_answer(&format!("{program} is not installed (X2Go server tools)"));
     }
     let task = match Task::from_arguments(name, &args[2..]) {
         Ok(task) => task,
@@ -281,7 +295,7 @@ pub async fn run_legacy(request: &LegacyRequest, tools: &X2GoTools) -> LegacyOut
             change_status_task(tools, &account, "T", session_id).await
         }
         // answered before the user lookup
-        Task::Ping | Task::CheckLoad | Task::AvailableTasks => LegacyOutput::nothing(),
+        Task::Ping | Task::CheckLoad | Task::AvailableTasks => LegacyOutput::ok(),
     }
 }
 
@@ -407,6 +421,37 @@ mod tests {
             text(&output.stderr),
             "no such user on system: nosuchuser-xyz at /usr/lib/x2go/x2gobroker-agent.pl line 269.\n"
         );
+    }
+
+    #[tokio::test]
+    async fn no_ok_line_means_a_failed_exit_status() {
+        let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+        // an existing regular user is needed to get past the user checks
+        let regular = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(1000))
+            .ok()
+            .flatten()
+            .map(|user| user.name);
+        let mut cases: Vec<Vec<String>> = vec![
+            vec![],
+            vec!["x2gotest".into()],
+            vec!["root".into(), "listsessions".into()],
+            vec![nobody.name.clone(), "frobnicate".into()],
+            vec!["nosuchuser-xyz".into(), "frobnicate".into()],
+            vec!["a;b".into(), "ping".into()],
+        ];
+        if let Some(name) = regular {
+            cases.push(vec![name.clone(), "frobnicate".into()]);
+            cases.push(vec![name.clone(), "addauthkey".into()]);
+            cases.push(vec![name, "suspendsession".into(), "$(id)".into()]);
+        }
+        for args in cases {
+            let words: Vec<&str> = args.iter().map(String::as_str).collect();
+            let output = run(request(&words)).await;
+            if !output.stdout.starts_with(b"OK\n") {
+                assert_ne!(output.exit_code, 0, "{args:?}: no OK, yet exit 0");
+                assert!(!output.stderr.is_empty(), "{args:?}: says why");
+            }
+        }
     }
 
     #[tokio::test]

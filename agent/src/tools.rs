@@ -1,13 +1,16 @@
 //! Runs the X2Go server tools (`x2golistsessions`, `x2golistsessions_root`,
 //! `x2gogetservers`, `x2gochangestatus`, `x2gopath`, `x2goversion`) with a timeout.
 //!
-//! Never through a shell: every call is an argv. Tools that act for a user run as that user
-//! via `runuser -u <user> --` (root only; when the agent already runs as that uid the tool is
-//! started directly). Children get a clean environment (`PATH`, `LANG=C`), `/` as working
-//! directory and their own process group, which is killed as a whole on timeout.
+//! Never through a shell: every call is an argv, and every program — `runuser` and the tool it
+//! runs included — is started by its absolute path, found in the fixed [`TOOL_PATH`] of
+//! root-owned system directories (never the caller's `PATH`). Tools that act for a user run as
+//! that user via `runuser -u <user> --` (root only; when the agent already runs as that uid the
+//! tool is started directly). Children get a clean environment (`PATH`, `LANG=C`, and for a
+//! user's tool `HOME`, `USER`, `LOGNAME`), `/` as working directory and their own process
+//! group, which is killed as a whole on timeout.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -16,8 +19,10 @@ use tokio::process::Command;
 use crate::session::{parse_session_listing, Session, SessionLineError, SessionStatus};
 use crate::users::UserAccount;
 
-/// PATH given to every tool (x2golistsessions_root lives in /usr/sbin).
-pub const TOOL_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// Where programs are looked up, and the PATH every tool gets: the system's root-owned
+/// directories only (the reference's `/bin:/usr/bin`, plus the sbin directories, where
+/// `runuser` and `x2golistsessions_root` live); no `/usr/local`.
+pub const TOOL_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
 /// Default time a tool may take.
 pub const DEFAULT_TOOL_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -94,18 +99,30 @@ impl X2GoTools {
             .first()
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let Some(first) = argv.first() else {
+            return Err(ToolError::Spawn {
+                program,
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty argv"),
+            });
+        };
+        let tool = resolve_program(Path::new(first))?;
         let full_argv: Vec<OsString> = match user {
             Some(account) if nix::unistd::geteuid().as_raw() != account.uid => {
                 let mut wrapped: Vec<OsString> = vec![
-                    self.runuser.clone().into_os_string(),
+                    resolve_program(&self.runuser)?.into_os_string(),
                     "-u".into(),
                     account.name.clone().into(),
                     "--".into(),
+                    tool.into_os_string(),
                 ];
-                wrapped.extend(argv.iter().cloned());
+                wrapped.extend(argv[1..].iter().cloned());
                 wrapped
             }
-            _ => argv.to_vec(),
+            _ => {
+                let mut direct: Vec<OsString> = vec![tool.into_os_string()];
+                direct.extend(argv[1..].iter().cloned());
+                direct
+            }
         };
         let mut command = Command::new(&full_argv[0]);
         command
@@ -243,6 +260,25 @@ impl X2GoTools {
     }
 }
 
+/// The absolute path a program runs from: itself when absolute, else its first executable in
+/// [`TOOL_PATH`].
+pub fn resolve_program(program: &Path) -> Result<PathBuf, ToolError> {
+    if program.is_absolute() {
+        return Ok(program.to_owned());
+    }
+    program
+        .to_str()
+        .filter(|name| !name.contains('/'))
+        .and_then(|name| which_in(name, TOOL_PATH))
+        .ok_or_else(|| ToolError::Spawn {
+            program: program.to_string_lossy().into_owned(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("not found in {TOOL_PATH}"),
+            ),
+        })
+}
+
 fn argv(words: &[&str]) -> Vec<OsString> {
     words.iter().map(OsString::from).collect()
 }
@@ -310,5 +346,27 @@ mod tests {
     fn which_finds_programs_in_the_tool_path() {
         assert!(which_in("sh", TOOL_PATH).is_some());
         assert!(which_in("no-such-tool-xyz", TOOL_PATH).is_none());
+    }
+
+    #[test]
+    fn programs_run_by_absolute_path_from_the_tool_path_only() {
+        let resolved = resolve_program(Path::new("env")).unwrap();
+        assert!(resolved.is_absolute(), "{resolved:?}");
+        assert!(TOOL_PATH
+            .split(':')
+            .any(|dir| resolved.parent() == Some(Path::new(dir))));
+        assert_eq!(
+            resolve_program(Path::new("/opt/x/tool")).unwrap(),
+            PathBuf::from("/opt/x/tool")
+        );
+        for relative in ["./env", "bin/env", "no-such-tool-xyz"] {
+            assert!(
+                matches!(
+                    resolve_program(Path::new(relative)),
+                    Err(ToolError::Spawn { .. })
+                ),
+                "{relative}"
+            );
+        }
     }
 }

@@ -63,6 +63,46 @@ struct Args {
         default_value_t = 10
     )]
     shutdown_grace_secs: u64,
+    /// Connections open at once; further ones are refused (closed at once).
+    #[arg(long, env = "X2GOBROKER_AGENTD_MAX_CONNECTIONS", default_value_t = 256)]
+    max_connections: usize,
+    /// Concurrent HTTP/2 streams (calls, watch streams) per connection.
+    #[arg(
+        long,
+        env = "X2GOBROKER_AGENTD_MAX_STREAMS_PER_CONNECTION",
+        default_value_t = 64
+    )]
+    max_streams_per_connection: u32,
+    /// Time a new connection may stay silent, and its TLS handshake may take.
+    #[arg(
+        long,
+        env = "X2GOBROKER_AGENTD_HANDSHAKE_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    handshake_timeout_ms: u64,
+    /// Idle time after which an HTTP/2 keep-alive PING is sent.
+    #[arg(
+        long,
+        env = "X2GOBROKER_AGENTD_KEEPALIVE_INTERVAL_MS",
+        default_value_t = 30_000
+    )]
+    keepalive_interval_ms: u64,
+    /// Time the PING's answer may take before the connection is closed.
+    #[arg(
+        long,
+        env = "X2GOBROKER_AGENTD_KEEPALIVE_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    keepalive_timeout_ms: u64,
+    /// With --client-ca: a client certificate authenticates only with one of these names as
+    /// subject CN or subjectAltName DNS name (repeatable or comma separated; default: any
+    /// certificate issued by the CA).
+    #[arg(
+        long = "allowed-client-name",
+        env = "X2GOBROKER_AGENTD_ALLOWED_CLIENT_NAMES",
+        value_delimiter = ','
+    )]
+    allowed_client_names: Vec<String>,
 }
 
 impl Args {
@@ -78,6 +118,12 @@ impl Args {
             heartbeat: Duration::from_millis(self.heartbeat_ms),
             tool_timeout: Duration::from_secs(self.tool_timeout_secs),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+            max_connections: self.max_connections,
+            max_streams_per_connection: self.max_streams_per_connection,
+            handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
+            keepalive_interval: Duration::from_millis(self.keepalive_interval_ms),
+            keepalive_timeout: Duration::from_millis(self.keepalive_timeout_ms),
+            allowed_client_names: self.allowed_client_names,
         }
     }
 }

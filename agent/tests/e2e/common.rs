@@ -141,6 +141,12 @@ impl Drop for Daemon {
 impl Daemon {
     /// Starts `x2gobroker-agentd --listen 127.0.0.1:0 --token-file …` plus `extra` args.
     pub fn start(extra: &[&str]) -> Daemon {
+        Daemon::start_with_groups(extra, &[])
+    }
+
+    /// Like [`Daemon::start`], the daemon (still root) holding the supplementary groups
+    /// `groups` (names; through `setpriv --groups`), as a root login shell would give it.
+    pub fn start_with_groups(extra: &[&str], groups: &[&str]) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let token = format!("test-token-{}-0123456789", std::process::id());
         let token_file = dir.path().join("token");
@@ -158,7 +164,24 @@ impl Daemon {
             token_file.to_string_lossy().into_owned(),
         ];
         args.extend(extra.iter().map(|a| (*a).to_owned()));
-        let mut child = Command::new(AGENTD_BIN)
+        let mut command = if groups.is_empty() {
+            Command::new(AGENTD_BIN)
+        } else {
+            let gids: Vec<String> = groups
+                .iter()
+                .map(|name| {
+                    let group = nix::unistd::Group::from_name(name).unwrap().unwrap();
+                    group.gid.as_raw().to_string()
+                })
+                .collect();
+            let mut wrapped = Command::new("setpriv");
+            wrapped
+                .arg(format!("--groups={}", gids.join(",")))
+                .arg("--")
+                .arg(AGENTD_BIN);
+            wrapped
+        };
+        let mut child = command
             .args(&args)
             .env("X2GOBROKER_AGENTD_LOG", "debug")
             .stdout(Stdio::piped())

@@ -279,7 +279,8 @@ async fn suspend_and_terminate_change_the_db() {
 async fn authorized_keys_are_edited_as_the_user() {
     let _serial = serial().await;
     ensure_farm();
-    let daemon = Daemon::start(&[]);
+    // the daemon holds a group carol is not in (x2gobroker): see the last case
+    let daemon = Daemon::start_with_groups(&[], &["x2gobroker"]);
     let mut client = daemon.client().await;
     let carol = nix::unistd::User::from_name(CAROL).unwrap().unwrap();
     let dir = carol.dir.join(".x2go");
@@ -357,14 +358,45 @@ async fn authorized_keys_are_edited_as_the_user() {
             .changed
     );
 
-    // a symlink planted by the user does not let the agent write where the user cannot
+    // a symlink planted by the user is not followed (and the agent's own groups — root's —
+    // are not used: the directory variant below)
     let victim = std::path::Path::new("/etc/x2gobroker-agent-test-victim");
     std::fs::write(victim, "untouched\n").unwrap();
     std::fs::remove_file(&path).unwrap();
     std::os::unix::fs::symlink(victim, &path).unwrap();
     let status = client.add_authorized_key(add(key, "")).await.unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(
+        status.message().contains("is a symbolic link"),
+        "{status:?}"
+    );
     assert_eq!(std::fs::read_to_string(victim).unwrap(), "untouched\n");
     std::fs::remove_file(victim).unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_file(&path).unwrap();
+
+    // ~/.x2go -> a directory writable by the daemon's group (x2gobroker) only: the file
+    // operations run with the user's groups, so nothing is created there
+    let root_group_directory = tempfile::tempdir_in("/var/tmp").unwrap();
+    let daemon_gid = nix::unistd::Group::from_name("x2gobroker")
+        .unwrap()
+        .unwrap()
+        .gid
+        .as_raw();
+    std::os::unix::fs::chown(root_group_directory.path(), Some(0), Some(daemon_gid)).unwrap();
+    std::fs::set_permissions(
+        root_group_directory.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o775),
+    )
+    .unwrap();
+    std::fs::remove_dir(&dir).unwrap();
+    std::os::unix::fs::symlink(root_group_directory.path(), &dir).unwrap();
+    let status = client.add_authorized_key(add(key, "")).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert_eq!(
+        std::fs::read_dir(root_group_directory.path())
+            .unwrap()
+            .count(),
+        0
+    );
+    std::fs::remove_file(&dir).unwrap();
 }

@@ -88,6 +88,17 @@ async fn grpcurl_lists_describes_and_calls_with_the_token_only() {
     got.sort();
     assert_eq!(got, expected);
 
+    // the health check as an admin calls it (reflection needs the token; Check itself not)
+    let (ok, stdout, stderr) = grpcurl(&[
+        "-plaintext",
+        "-H",
+        &header,
+        address,
+        "grpc.health.v1.Health/Check",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("\"SERVING\""), "{stdout}");
+
     // without the token: reflection and the call are refused
     let (ok, _, stderr) = grpcurl(&["-plaintext", address, "list"]);
     assert!(!ok);

@@ -16,6 +16,8 @@ const SHELL_DEVIATIONS: &[&str] = &[
 ];
 /// Relative key paths are taken below the home (the reference wrote below its cwd).
 const RELATIVE_PATH_RECORD: &str = "agent-addauthkey-relative-path";
+/// An unknown task has no `OK` line and so a failed exit status (the reference exits 0).
+const UNKNOWN_TASK_RECORD: &str = "agent-unknown-task";
 
 fn records() -> Vec<Value> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/agent_cli.jsonl");
@@ -93,6 +95,16 @@ async fn golden_vectors() {
             continue;
         }
 
+        if id == UNKNOWN_TASK_RECORD {
+            assert_eq!(output.status.code(), Some(1), "{id}: {stderr}");
+            assert_eq!(stdout, "", "{id}");
+            assert_eq!(
+                stderr, "x2gobroker-agent: no such task: \"frobnicate\"\n",
+                "{id}"
+            );
+            checked += 1;
+            continue;
+        }
         assert_eq!(
             output.status.code(),
             record["exit_code"].as_i64().map(|c| c as i32),

@@ -9,5 +9,7 @@ mod grpc;
 mod grpcurl;
 mod hostile;
 mod legacy;
+mod limits;
+mod setuid;
 mod tls;
 mod watch;

@@ -1,5 +1,6 @@
 //! Mutual TLS: a client certificate from the configured CA is accepted, one from another CA
-//! is refused; the token still works over TLS. Certificates come from `x2gobroker_e2e::certs`.
+//! is refused; the token still works over TLS; with --allowed-client-name only certificates
+//! carrying an allowed CN or DNS name authenticate. Certificates come from `x2gobroker_e2e::certs`.
 
 use std::path::Path;
 use std::process::Command;
@@ -132,4 +133,86 @@ async fn token_only_mode_refuses_public_addresses_and_bad_token_files() {
         .unwrap();
     assert_eq!(status.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&status.stderr).contains("no authentication configured"));
+}
+
+#[tokio::test]
+async fn client_certificates_outside_the_allowed_names_are_refused() {
+    let _serial = serial().await;
+    let certs = tempfile::tempdir().unwrap();
+    let dir = certs.path();
+    let ca = TestCa::new(dir, "ca1");
+    let server = ca.leaf("server", &["localhost", "127.0.0.1"], Usage::Server);
+    // allowed by its CN, allowed by a SAN DNS name, and one of the same CA allowed by neither
+    ca.leaf("broker-by-cn", &[], Usage::Client);
+    ca.leaf("client-san", &["broker2.example"], Usage::Client);
+    ca.leaf("intruder", &["intruder.example"], Usage::Client);
+    let path = |file: &Path| file.to_str().expect("UTF-8 temporary path").to_string();
+    let daemon = Daemon::start(&[
+        "--tls-cert",
+        &path(&server.certificate),
+        "--tls-key",
+        &path(&server.key),
+        "--client-ca",
+        &path(ca.certificate()),
+        "--allowed-client-name",
+        "broker-by-cn,BROKER2.example",
+    ]);
+    let mut allowed_by_cn = None;
+    for _ in 0..50 {
+        if let Ok(client) = tls_client(dir, &daemon.address, Some("broker-by-cn")).await {
+            allowed_by_cn = Some(client);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    allowed_by_cn
+        .expect("TLS connection")
+        .ping(pb::PingRequest {})
+        .await
+        .expect("a certificate whose CN is allowed");
+    tls_client(dir, &daemon.address, Some("client-san"))
+        .await
+        .unwrap()
+        .ping(pb::PingRequest {})
+        .await
+        .expect("a certificate with an allowed subjectAltName DNS name");
+
+    let mut intruder = tls_client(dir, &daemon.address, Some("intruder"))
+        .await
+        .unwrap();
+    let status = intruder.ping(pb::PingRequest {}).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    // its certificate is not allowed, whatever else the call carries
+    let status = intruder
+        .ping(daemon.request(pb::PingRequest {}))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    let status = intruder
+        .list_user_sessions(pb::ListUserSessionsRequest { user: ALICE.into() })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    assert!(daemon.log().contains("client certificate name not allowed"));
+
+    // token clients without a certificate are not affected
+    tls_client(dir, &daemon.address, None)
+        .await
+        .unwrap()
+        .ping(daemon.request(pb::PingRequest {}))
+        .await
+        .expect("the token without a certificate");
+
+    // an allowed-name list without mutual TLS is a configuration error
+    let token = dir.join("token");
+    std::fs::write(&token, "0123456789abcdef0123456789\n").unwrap();
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let status = Command::new(AGENTD_BIN)
+        .args(["--listen", "127.0.0.1:0", "--token-file"])
+        .arg(&token)
+        .args(["--allowed-client-name", "broker1"])
+        .output()
+        .unwrap();
+    assert_eq!(status.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&status.stderr).contains("needs mutual TLS"));
 }

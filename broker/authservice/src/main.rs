@@ -6,7 +6,11 @@
 
 use clap::Parser;
 use std::path::PathBuf;
-use x2gobroker_authservice::{pam_check, protocol, server, socket};
+use std::time::Duration;
+use x2gobroker_authservice::accounts::{self, AccountPolicy};
+use x2gobroker_authservice::peer::PeerPolicy;
+use x2gobroker_authservice::throttle::ThrottleConfig;
+use x2gobroker_authservice::{protocol, server, socket};
 
 /// PAM authentication service for the X2Go session broker.
 #[derive(Debug, Parser)]
@@ -15,11 +19,18 @@ struct Cli {
     /// The unix socket [default: $X2GOBROKER_AUTHSERVICE_SOCKET, else /run/x2gobroker/x2gobroker-authservice.socket].
     #[arg(short = 's', long = "socket-file", value_name = "AUTHSOCKET")]
     socket: Option<PathBuf>,
-    /// Owner of the socket.
+    /// Owner of the socket; it may ask, as root may.
     #[arg(short = 'o', long = "owner", default_value = "root")]
     owner: String,
-    /// Group of the socket (the broker's group); if it does not exist, the owner's group is kept.
-    #[arg(short = 'g', long = "group", default_value = "x2gobroker")]
+    /// Group of the socket (the broker's group): only root, the owner and processes of this
+    /// group may ask (checked on each connection, SO_PEERCRED); if the group does not exist,
+    /// the owner's group is used.
+    #[arg(
+        short = 'g',
+        long = "group",
+        env = "X2GOBROKER_AUTHSERVICE_GROUP",
+        default_value = "x2gobroker"
+    )]
     group: String,
     /// Permissions of the socket, octal (0660, 660 or 0o660).
     #[arg(short = 'p', long = "permissions", default_value = "0660")]
@@ -28,6 +39,36 @@ struct Cli {
     /// Others are answered `fail`.
     #[arg(short = 'a', long = "allow-service", value_name = "SERVICE")]
     allowed_services: Vec<String>,
+    /// A system account (uid up to SYS_UID_MAX of /etc/login.defs, or 65534) whose password may
+    /// be checked nevertheless (repeat for more, or comma separated); root never is.
+    #[arg(
+        long = "allow-system-user",
+        value_name = "USER",
+        env = "X2GOBROKER_AUTHSERVICE_ALLOW_SYSTEM_USERS",
+        value_delimiter = ','
+    )]
+    allowed_system_users: Vec<String>,
+    /// Failed logins of one user within --failure-window-secs that lock it out.
+    #[arg(
+        long,
+        env = "X2GOBROKER_AUTHSERVICE_MAX_FAILURES_PER_USER",
+        default_value_t = 10
+    )]
+    max_failures_per_user: u32,
+    /// The window in which failures are counted.
+    #[arg(
+        long,
+        env = "X2GOBROKER_AUTHSERVICE_FAILURE_WINDOW_SECS",
+        default_value_t = 300
+    )]
+    failure_window_secs: u64,
+    /// How long a user is locked out (every request for it answered fail without PAM).
+    #[arg(
+        long,
+        env = "X2GOBROKER_AUTHSERVICE_LOCKOUT_SECS",
+        default_value_t = 300
+    )]
+    lockout_secs: u64,
     /// Debug logging.
     #[arg(short = 'd', long = "debug")]
     debug: bool,
@@ -89,6 +130,22 @@ fn main() {
         eprintln!("x2gobroker-authservice: PAM service names are [A-Za-z0-9._-]+, not {bad:?}");
         std::process::exit(64);
     }
+    if cli.max_failures_per_user == 0 || cli.failure_window_secs == 0 {
+        eprintln!(
+            "x2gobroker-authservice: --max-failures-per-user and --failure-window-secs must be greater than zero"
+        );
+        std::process::exit(64);
+    }
+    let throttle = ThrottleConfig {
+        max_failures: cli.max_failures_per_user,
+        window: Duration::from_secs(cli.failure_window_secs),
+        lockout: Duration::from_secs(cli.lockout_secs),
+        ..ThrottleConfig::default()
+    };
+    let account_policy = AccountPolicy {
+        system_uid_max: accounts::read_system_uid_max(std::path::Path::new(accounts::LOGIN_DEFS)),
+        allowed_system_users: cli.allowed_system_users.clone(),
+    };
     let options = socket::SocketOptions {
         path,
         owner: cli.owner.clone(),
@@ -109,21 +166,32 @@ fn main() {
         }
     };
     let code = runtime.block_on(async {
-        let listener = match socket::bind(&options) {
-            Ok(listener) => listener,
+        let bound = match socket::bind(&options) {
+            Ok(bound) => bound,
             Err(error) => {
                 eprintln!("x2gobroker-authservice: {error}");
                 return 64;
             }
         };
+        let peers = PeerPolicy {
+            owner_uid: bound.owner_uid,
+            group_gid: bound.group_gid,
+        };
         tracing::info!(socket = %options.path.display(), services = ?allowed_services,
+            owner_uid = peers.owner_uid, group_gid = peers.group_gid,
+            system_uid_max = account_policy.system_uid_max,
+            allowed_system_users = ?account_policy.allowed_system_users,
+            max_failures_per_user = throttle.max_failures,
             "x2gobroker-authservice listening");
         server::serve(
-            listener,
-            pam_check::check,
+            bound.listener,
+            server::System::real(),
             server::Options {
                 limits: server::Limits::default(),
                 allowed_services,
+                peers,
+                accounts: account_policy,
+                throttle,
             },
             shutdown_signal(),
         )

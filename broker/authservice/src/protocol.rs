@@ -1,4 +1,10 @@
 //! The auth service wire protocol (§6.4): `<user>\r<password>\r<service>\n` lines in, `ok\n`/`fail\n`/`bad\n` out.
+//!
+//! Passwords are zeroised: the request's password is a [`Zeroizing`] string, and the bytes of
+//! a line are overwritten once parsed, in the line buffer too (it never reallocates without
+//! zeroing the old allocation, and what a line leaves behind when the rest moves up is zeroed).
+
+use zeroize::{Zeroize, Zeroizing};
 
 /// The longest line we accept (a request is a user name, a password and a service name).
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
@@ -12,11 +18,11 @@ pub enum Line {
     Malformed,
 }
 
-/// An authentication request. `Debug` never shows the password.
+/// An authentication request. `Debug` never shows the password; it is zeroed when dropped.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Request {
     pub user: String,
-    pub password: String,
+    pub password: Zeroizing<String>,
     pub service: String,
 }
 
@@ -49,15 +55,51 @@ fn parse_line(line: &[u8]) -> Line {
     };
     Line::Request(Request {
         user: user.to_string(),
-        password: password.to_string(),
+        password: Zeroizing::new(password.to_string()),
         service: service.to_string(),
     })
 }
 
-/// Collects bytes from a connection and hands out complete lines, keeping the rest.
+/// Collects bytes from a connection and hands out complete lines, keeping the rest; every
+/// byte it held is zeroed before its memory is given back.
 #[derive(Debug, Default)]
 pub struct LineBuffer {
     pending: Vec<u8>,
+}
+
+impl Drop for LineBuffer {
+    fn drop(&mut self) {
+        self.pending.zeroize();
+    }
+}
+
+/// Appends `bytes`; a growth copies into a new allocation and zeroes the old one.
+fn append_zeroizing(buffer: &mut Vec<u8>, bytes: &[u8]) {
+    if buffer.capacity() - buffer.len() < bytes.len() {
+        let wanted = (buffer.len() + bytes.len()).next_power_of_two().max(1024);
+        let mut grown = Vec::with_capacity(wanted);
+        grown.extend_from_slice(buffer);
+        buffer.zeroize();
+        *buffer = grown;
+    }
+    buffer.extend_from_slice(bytes);
+}
+
+/// Takes the first `n` bytes out (zeroed when dropped); the rest moves up and the bytes it
+/// leaves behind are zeroed.
+fn take_front_zeroizing(buffer: &mut Vec<u8>, n: usize) -> Zeroizing<Vec<u8>> {
+    let front = Zeroizing::new(buffer[..n].to_vec());
+    let new_length = shift_out_zeroizing(buffer, n);
+    buffer.truncate(new_length);
+    front
+}
+
+/// Moves `bytes[n..]` to the front and zeroes everything behind it; the new length.
+fn shift_out_zeroizing(bytes: &mut [u8], n: usize) -> usize {
+    bytes.copy_within(n.., 0);
+    let new_length = bytes.len() - n;
+    bytes[new_length..].fill(0);
+    new_length
 }
 
 /// Too many bytes without a line break.
@@ -68,10 +110,10 @@ pub struct LineTooLong;
 impl LineBuffer {
     /// Appends `bytes` and returns the lines completed by them, in order.
     pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<Line>, LineTooLong> {
-        self.pending.extend_from_slice(bytes);
+        append_zeroizing(&mut self.pending, bytes);
         let mut lines = Vec::new();
         while let Some(end) = self.pending.iter().position(|byte| *byte == b'\n') {
-            let line: Vec<u8> = self.pending.drain(..=end).collect();
+            let line = take_front_zeroizing(&mut self.pending, end + 1);
             lines.push(parse_line(&line[..line.len() - 1]));
         }
         if self.pending.len() > MAX_LINE_BYTES {
@@ -103,7 +145,7 @@ mod tests {
     fn request(user: &str, password: &str, service: &str) -> Line {
         Line::Request(Request {
             user: user.into(),
-            password: password.into(),
+            password: Zeroizing::new(password.into()),
             service: service.into(),
         })
     }
@@ -136,6 +178,29 @@ mod tests {
             buffer.push(&vec![b'x'; MAX_LINE_BYTES + 1]),
             Err(LineTooLong)
         );
+    }
+
+    #[test]
+    fn what_a_line_leaves_behind_is_zeroed() {
+        let mut bytes = *b"u\rsecret\rs\nrest";
+        let new_length = shift_out_zeroizing(&mut bytes, 11);
+        assert_eq!(&bytes[..new_length], b"rest");
+        assert!(
+            bytes[new_length..].iter().all(|byte| *byte == 0),
+            "{bytes:?}"
+        );
+
+        let mut buffer = LineBuffer::default();
+        buffer.push(b"u\rsecret-one\rs\nu\rsec").unwrap();
+        assert_eq!(buffer.pending, b"u\rsec");
+        let mut growing = Vec::with_capacity(4);
+        growing.extend_from_slice(b"abcd");
+        append_zeroizing(&mut growing, b"efgh");
+        assert_eq!(growing, b"abcdefgh");
+        assert!(growing.capacity() >= 1024);
+        let mut taken = b"one\nxxxxxx".to_vec();
+        let front = take_front_zeroizing(&mut taken, 4);
+        assert_eq!((&front[..], &taken[..]), (&b"one\n"[..], &b"xxxxxx"[..]));
     }
 
     #[test]

@@ -1,8 +1,17 @@
 //! The unix-socket server: one task per connection, one blocking thread per PAM check, replies in
 //! request order, bounded connections and checks, drained on shutdown.
+//!
+//! Before PAM is asked: the peer must be root, the socket's owner or of its group
+//! ([`crate::peer`]; others are disconnected unread), the PAM service allowed, user and password
+//! not empty, the user neither root nor a system account ([`crate::accounts`]), and the user not
+//! throttled after failed logins ([`crate::throttle`]). Each of these refusals answers `fail`
+//! at once, without PAM's failure delay.
 
+use crate::accounts::{AccountPolicy, AccountVerdict};
+use crate::peer::{Peer, PeerPolicy};
 use crate::protocol::{self, Line, LineBuffer};
-use std::sync::Arc;
+use crate::throttle::{LoginThrottle, ThrottleConfig};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
@@ -12,6 +21,28 @@ use tokio::task::JoinSet;
 /// Decides one request: `(user, password, service) -> granted`. Blocking; the real one is
 /// [`crate::pam_check::check`], unit tests pass a stand-in.
 pub type Checker = fn(&str, &str, &str) -> bool;
+
+/// What the server asks the system, all blocking (run on blocking threads): PAM, the passwd
+/// database, the group database. The real ones are [`System::real`]; unit tests pass stand-ins.
+#[derive(Clone, Copy)]
+pub struct System {
+    pub check_password: Checker,
+    /// The uid of a login user (`None`: unknown).
+    pub uid_of: fn(&str) -> Option<u32>,
+    /// Whether the user with this uid is a member of this group.
+    pub user_is_member: fn(u32, u32) -> bool,
+}
+
+impl System {
+    /// PAM, NSS.
+    pub fn real() -> System {
+        System {
+            check_password: crate::pam_check::check,
+            uid_of: crate::accounts::uid_of,
+            user_is_member: crate::peer::user_is_member,
+        }
+    }
+}
 
 /// The server's bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +80,12 @@ pub struct Options {
     /// for a missing file, and another service's stack may be weaker (e.g. `pam_rootok`, which
     /// says yes to any password when its caller is root, as this service is).
     pub allowed_services: Vec<String>,
+    /// Who may connect.
+    pub peers: PeerPolicy,
+    /// Which login users PAM is asked about.
+    pub accounts: AccountPolicy,
+    /// Failed logins per user.
+    pub throttle: ThrottleConfig,
 }
 
 impl Default for Options {
@@ -56,22 +93,44 @@ impl Default for Options {
         Options {
             limits: Limits::default(),
             allowed_services: vec![protocol::DEFAULT_SERVICE.to_string()],
+            peers: PeerPolicy {
+                owner_uid: 0,
+                group_gid: 0,
+            },
+            accounts: AccountPolicy::default(),
+            throttle: ThrottleConfig::default(),
         }
     }
+}
+
+/// What every connection shares.
+struct Shared {
+    system: System,
+    check_permits: Semaphore,
+    allowed_services: Vec<String>,
+    peers: PeerPolicy,
+    accounts: AccountPolicy,
+    throttle: Mutex<LoginThrottle>,
 }
 
 /// Serves `listener` until `shutdown` resolves: then stops accepting, lets each connection finish
 /// the request it is answering (up to `limits.shutdown_grace`) and returns.
 pub async fn serve(
     listener: UnixListener,
-    checker: Checker,
+    system: System,
     options: Options,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let limits = options.limits;
-    let allowed_services: Arc<[String]> = options.allowed_services.into();
+    let shared = Arc::new(Shared {
+        system,
+        check_permits: Semaphore::new(limits.max_concurrent_checks),
+        allowed_services: options.allowed_services,
+        peers: options.peers,
+        accounts: options.accounts,
+        throttle: Mutex::new(LoginThrottle::new(options.throttle)),
+    });
     let connection_permits = Arc::new(Semaphore::new(limits.max_connections));
-    let check_permits = Arc::new(Semaphore::new(limits.max_concurrent_checks));
     let (stop_sender, stop_receiver) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -92,9 +151,7 @@ pub async fn serve(
             Ok((stream, _)) => {
                 let connection = Connection {
                     stream,
-                    checker,
-                    check_permits: check_permits.clone(),
-                    allowed_services: allowed_services.clone(),
+                    shared: shared.clone(),
                     limits,
                     stop: stop_receiver.clone(),
                 };
@@ -127,17 +184,48 @@ pub async fn serve(
 
 struct Connection {
     stream: UnixStream,
-    checker: Checker,
-    check_permits: Arc<Semaphore>,
-    allowed_services: Arc<[String]>,
+    shared: Arc<Shared>,
     limits: Limits,
     stop: watch::Receiver<bool>,
 }
 
+/// Whether the peer of `stream` may ask (see [`crate::peer`]); logs a refusal.
+async fn peer_allowed(stream: &UnixStream, shared: &Shared) -> bool {
+    let peer = match crate::peer::peer_of(stream) {
+        Ok(peer) => peer,
+        Err(error) => {
+            tracing::warn!(%error, "refused a connection: no peer credentials");
+            return false;
+        }
+    };
+    if shared.peers.allowed_by_ids(&peer) {
+        return true;
+    }
+    let user_is_member = shared.system.user_is_member;
+    let Peer { uid, gid, pid } = peer;
+    let group_gid = shared.peers.group_gid;
+    let member = tokio::task::spawn_blocking(move || user_is_member(uid, group_gid))
+        .await
+        .unwrap_or(false);
+    if !member {
+        tracing::warn!(
+            peer_uid = uid,
+            peer_gid = gid,
+            peer_pid = pid,
+            allowed_gid = group_gid,
+            "refused a connection: the peer is neither root, the socket's owner nor of its group"
+        );
+    }
+    member
+}
+
 impl Connection {
     async fn serve(mut self) {
+        if !peer_allowed(&self.stream, &self.shared).await {
+            return;
+        }
         let mut buffer = LineBuffer::default();
-        let mut chunk = [0u8; 1024];
+        let mut chunk = zeroize::Zeroizing::new([0u8; 1024]);
         loop {
             let timeout = if buffer.has_partial_line() {
                 self.limits.partial_line_timeout
@@ -145,14 +233,16 @@ impl Connection {
                 self.limits.idle_timeout
             };
             let read = tokio::select! {
-                read = tokio::time::timeout(timeout, self.stream.read(&mut chunk)) => read,
+                read = tokio::time::timeout(timeout, self.stream.read(&mut chunk[..])) => read,
                 _ = self.stop.wait_for(|stop| *stop) => return,
             };
             let n_read = match read {
                 Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
                 Ok(Ok(n_read)) => n_read,
             };
-            let lines = match buffer.push(&chunk[..n_read]) {
+            let pushed = buffer.push(&chunk[..n_read]);
+            zeroize::Zeroize::zeroize(&mut chunk[..n_read]);
+            let lines = match pushed {
                 Ok(lines) => lines,
                 Err(error) => {
                     tracing::warn!(%error, "closing a connection");
@@ -161,15 +251,7 @@ impl Connection {
             };
             for line in lines {
                 let reply: &[u8] = match line {
-                    Line::Request(request) => {
-                        answer(
-                            request,
-                            self.checker,
-                            &self.check_permits,
-                            &self.allowed_services,
-                        )
-                        .await
-                    }
+                    Line::Request(request) => answer(request, &self.shared).await,
                     Line::Malformed => {
                         // B17: the reference's handler crashes here; we say so and close.
                         tracing::warn!("malformed request (not user\\rpassword\\rservice): bad");
@@ -185,13 +267,9 @@ impl Connection {
     }
 }
 
-async fn answer(
-    request: protocol::Request,
-    checker: Checker,
-    check_permits: &Semaphore,
-    allowed_services: &[String],
-) -> &'static [u8] {
-    if !protocol::is_valid_service(&request.service) || !allowed_services.contains(&request.service)
+async fn answer(request: protocol::Request, shared: &Shared) -> &'static [u8] {
+    if !protocol::is_valid_service(&request.service)
+        || !shared.allowed_services.contains(&request.service)
     {
         tracing::warn!(user = ?request.user, service = ?request.service,
             "refused: PAM service not allowed (see --allow-service)");
@@ -202,16 +280,55 @@ async fn answer(
         tracing::info!(user = ?request.user, "refused: empty user name or password");
         return b"fail\n";
     }
-    let Ok(_permit) = check_permits.acquire().await else {
+    let uid_of = shared.system.uid_of;
+    let looked_up = request.user.clone();
+    let uid = tokio::task::spawn_blocking(move || uid_of(&looked_up))
+        .await
+        .unwrap_or(None);
+    match shared.accounts.verdict(&request.user, uid) {
+        AccountVerdict::Check => {}
+        AccountVerdict::Root => {
+            tracing::warn!(user = ?request.user, "refused: root's password is never checked");
+            return b"fail\n";
+        }
+        AccountVerdict::SystemAccount { uid } => {
+            tracing::warn!(user = ?request.user, uid,
+                "refused: a system account (see --allow-system-user)");
+            return b"fail\n";
+        }
+    }
+    let Ok(_permit) = shared.check_permits.acquire().await else {
         return b"fail\n";
     };
+    let admitted = shared
+        .throttle
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .begin_attempt(&request.user, tokio::time::Instant::now());
+    if let Err(throttled) = admitted {
+        tracing::warn!(user = ?request.user, ?throttled,
+            "refused: too many failed logins for this user");
+        return b"fail\n";
+    }
     let user = request.user.clone();
     let service = request.service.clone();
+    let check_password = shared.system.check_password;
     let granted = tokio::task::spawn_blocking(move || {
-        checker(&request.user, &request.password, &request.service)
+        check_password(&request.user, &request.password, &request.service)
     })
     .await
     .unwrap_or(false);
+    {
+        let mut throttle = shared
+            .throttle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if granted {
+            throttle.record_success(&user);
+        } else {
+            throttle.record_failure(&user, tokio::time::Instant::now());
+        }
+    }
     tracing::info!(user = ?user, service = %service, granted, "authentication");
     if granted {
         b"ok\n"
@@ -241,16 +358,35 @@ mod tests {
         server: tokio::task::JoinHandle<()>,
     }
 
+    /// Every user is a regular one (uid 1000), except `root`; nobody is a member of anything.
+    fn stand_in_uid(user: &str) -> Option<u32> {
+        Some(if user == "root" { 0 } else { 1000 })
+    }
+
+    fn no_member(_uid: u32, _gid: u32) -> bool {
+        false
+    }
+
+    const STAND_IN: System = System {
+        check_password: stand_in,
+        uid_of: stand_in_uid,
+        user_is_member: no_member,
+    };
+
     fn start(limits: Limits) -> Running {
-        let options = Options {
+        start_with(Options {
             limits,
             allowed_services: vec!["x2gobroker".to_string(), "s".to_string()],
-        };
+            ..Options::default()
+        })
+    }
+
+    fn start_with(options: Options) -> Running {
         let directory = tempfile::tempdir().unwrap();
         let path = directory.path().join("auth.socket");
         let listener = UnixListener::bind(&path).unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, stand_in, options, async {
+        let server = tokio::spawn(serve(listener, STAND_IN, options, async {
             let _ = stopped.await;
         }));
         Running {
@@ -340,10 +476,12 @@ mod tests {
     async fn a_failure_delay_does_not_hold_up_other_connections() {
         let running = start(Limits::default());
         let mut failures = JoinSet::new();
-        for _ in 0..20 {
+        // other users' failures (one user's would be throttled after 10)
+        for index in 0..20 {
             let path = running.path.clone();
+            let request = format!("wrong{index}\rwrong\rs\n").into_bytes();
             failures.spawn(async move {
-                exchange(&path, &[b"u\rwrong\rs\n"], Duration::from_secs(2)).await
+                exchange(&path, &[request.as_slice()], Duration::from_secs(2)).await
             });
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -360,6 +498,50 @@ mod tests {
         while let Some(result) = failures.join_next().await {
             assert!(result.unwrap().0.starts_with(b"fail\n"));
         }
+    }
+
+    /// One request on its own connection: the reply line and how long it took.
+    async fn ask(path: &std::path::Path, request: &[u8]) -> (Vec<u8>, Duration) {
+        let started = Instant::now();
+        let mut stream = UnixStream::connect(path).await.unwrap();
+        stream.write_all(request).await.unwrap();
+        let mut reply = Vec::new();
+        let mut byte = [0u8; 1];
+        while !reply.ends_with(b"\n") {
+            match stream.read(&mut byte).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => reply.push(byte[0]),
+            }
+        }
+        (reply, started.elapsed())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn root_and_throttled_users_are_refused_without_the_checker() {
+        let running = start_with(Options {
+            allowed_services: vec!["s".to_string()],
+            throttle: ThrottleConfig {
+                max_failures: 2,
+                ..ThrottleConfig::default()
+            },
+            ..Options::default()
+        });
+        let (reply, elapsed) = ask(&running.path, b"root\rright\rs\n").await;
+        assert_eq!(
+            reply, b"fail\n",
+            "root is refused even with the right password"
+        );
+        assert!(elapsed < Duration::from_millis(200), "{elapsed:?}");
+        for _ in 0..2 {
+            let (reply, elapsed) = ask(&running.path, b"u\rwrong\rs\n").await;
+            assert_eq!(reply, b"fail\n");
+            assert!(elapsed >= Duration::from_millis(300), "the checker ran");
+        }
+        let (reply, elapsed) = ask(&running.path, b"u\rright\rs\n").await;
+        assert_eq!(reply, b"fail\n", "throttled: the right password is refused");
+        assert!(elapsed < Duration::from_millis(200), "{elapsed:?}");
+        let (reply, _) = ask(&running.path, b"other\rright\rs\n").await;
+        assert_eq!(reply, b"ok\n", "another user is not throttled");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -51,11 +51,9 @@ pub fn directory_mode(socket_mode: u32) -> u32 {
     (socket_mode & 0o777) | ((socket_mode & 0o444) >> 2)
 }
 
-/// Creates the socket directory if needed, removes a stale socket, binds, then sets owner, group
-/// and mode. A missing group is not fatal: the socket keeps the owner's group and a warning says so.
-/// Must run inside a tokio runtime.
-pub fn bind(options: &SocketOptions) -> Result<tokio::net::UnixListener, SocketError> {
-    let path = options.path.as_path();
+/// The socket's owner and group as ids: `-o`'s uid, and `-g`'s gid or, when that group does
+/// not exist, the owner's (with a warning). These are also who may ask ([`crate::peer`]).
+fn ownership(options: &SocketOptions) -> Result<(nix::unistd::Uid, nix::unistd::Gid), SocketError> {
     let owner = nix::unistd::User::from_name(&options.owner)
         .map_err(|error| SocketError::Lookup(options.owner.clone(), error))?
         .ok_or_else(|| SocketError::NoSuchOwner(options.owner.clone()))?;
@@ -68,11 +66,28 @@ pub fn bind(options: &SocketOptions) -> Result<tokio::net::UnixListener, SocketE
             owner.gid
         }
     };
+    Ok((owner.uid, group))
+}
+
+/// The listening socket and the ids it was given.
+#[derive(Debug)]
+pub struct Bound {
+    pub listener: tokio::net::UnixListener,
+    pub owner_uid: u32,
+    pub group_gid: u32,
+}
+
+/// Creates the socket directory if needed, removes a stale socket, binds, then sets owner, group
+/// and mode. A missing group is not fatal: the socket keeps the owner's group and a warning says so.
+/// Must run inside a tokio runtime.
+pub fn bind(options: &SocketOptions) -> Result<Bound, SocketError> {
+    let path = options.path.as_path();
+    let (owner_uid, group) = ownership(options)?;
     if let Some(directory) = path
         .parent()
         .filter(|parent| !parent.as_os_str().is_empty())
     {
-        create_directory(directory, options.mode, owner.uid, group)?;
+        create_directory(directory, options.mode, owner_uid, group)?;
     }
     match std::fs::remove_file(path) {
         Ok(()) => tracing::info!(path = %path.display(), "removed a stale socket"),
@@ -84,11 +99,15 @@ pub fn bind(options: &SocketOptions) -> Result<tokio::net::UnixListener, SocketE
     let bound = tokio::net::UnixListener::bind(path);
     nix::sys::stat::umask(previous_umask);
     let listener = bound.map_err(|error| SocketError::Io(path.to_path_buf(), error))?;
-    nix::unistd::chown(path, Some(owner.uid), Some(group))
+    nix::unistd::chown(path, Some(owner_uid), Some(group))
         .map_err(|error| SocketError::Chown(path.to_path_buf(), error))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(options.mode))
         .map_err(|error| SocketError::Io(path.to_path_buf(), error))?;
-    Ok(listener)
+    Ok(Bound {
+        listener,
+        owner_uid: owner_uid.as_raw(),
+        group_gid: group.as_raw(),
+    })
 }
 
 fn create_directory(

@@ -1,7 +1,8 @@
 //! End-to-end tests of the real `x2gobroker-authservice` binary with real PAM (pam_unix through
 //! `etc/pam.d/x2gobroker`) and real local accounts: the golden socket exchanges, passwords with
 //! spaces, colons and UTF-8, account checks, concurrency, socket set-up and shutdown, and the
-//! broker's client (`x2gobroker::auth::authservice`) against it. Needs root (CI runs as root):
+//! broker's client (`x2gobroker::auth::authservice`) against it; peers of another uid or group,
+//! root and system accounts, the failed-login throttle. Needs root (CI runs as root):
 //! it creates local users and reads nothing but what it created.
 
 use std::io::{Read, Write};
@@ -593,4 +594,288 @@ fn environment_names_the_socket_and_a_fresh_directory_gets_the_mode() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("octal"));
+}
+
+const PEER_GROUP: &str = "x2goaspeers";
+const PEER_MEMBER: &str = "x2goaspeermember";
+const PEER_OUTSIDER: &str = "x2goaspeeroutsider";
+const SYSTEM_USER: &str = "x2goassystem";
+const THROTTLED_USER: &str = "x2goasthrottled";
+
+fn group_gid(name: &str) -> u32 {
+    if nix::unistd::Group::from_name(name).unwrap().is_none() {
+        account_tool("groupadd", &[name], None);
+    }
+    nix::unistd::Group::from_name(name)
+        .unwrap()
+        .unwrap()
+        .gid
+        .as_raw()
+}
+
+fn uid_of(name: &str) -> u32 {
+    nix::unistd::User::from_name(name)
+        .unwrap()
+        .unwrap()
+        .uid
+        .as_raw()
+}
+
+/// [`ask`] from a thread of its own whose effective uid and gid (what SO_PEERCRED reports)
+/// and supplementary groups are the given ones; the reply and whether the connection was
+/// closed without one.
+fn ask_as(socket: &Path, uid: u32, gid: u32, groups: &[u32], request: &[u8]) -> (String, bool) {
+    let socket = socket.to_path_buf();
+    let request = request.to_vec();
+    let groups: Vec<rustix::thread::Gid> = groups
+        .iter()
+        .map(|gid| rustix::thread::Gid::from_raw(*gid))
+        .collect();
+    std::thread::spawn(move || {
+        // per-thread credentials; the thread ends with them
+        rustix::thread::set_thread_groups(&groups).unwrap();
+        rustix::thread::set_thread_res_gid(None, Some(rustix::thread::Gid::from_raw(gid)), None)
+            .unwrap();
+        rustix::thread::set_thread_res_uid(None, Some(rustix::thread::Uid::from_raw(uid)), None)
+            .unwrap();
+        let mut stream = UnixStream::connect(&socket).expect("the socket is reachable (0666)");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        // the refused side may already have closed: a failed write is part of the answer
+        let _ = stream.write_all(&request);
+        let mut reply = Vec::new();
+        let _ = stream.read_to_end(&mut reply);
+        let text = String::from_utf8_lossy(&reply).into_owned();
+        let closed_without_reply = text.is_empty();
+        (text, closed_without_reply)
+    })
+    .join()
+    .unwrap()
+}
+
+#[test]
+fn a_peer_of_another_uid_or_group_is_refused() {
+    let _serial = serial();
+    setup();
+    let peers_gid = group_gid(PEER_GROUP);
+    ensure_user(PEER_OUTSIDER, OTHER_PASSWORD);
+    ensure_user(PEER_MEMBER, OTHER_PASSWORD);
+    account_tool("usermod", &["-aG", PEER_GROUP, PEER_MEMBER], None);
+    // a socket mode that lets everybody connect: only the peer check stands in the way
+    let service = Service::start_with(&["-o", "root", "-g", PEER_GROUP, "-p", "0666"], None);
+    std::fs::set_permissions(
+        service._directory.path(),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let request = request(GOLDEN_USER, GOLDEN_PASSWORD, "x2gobroker");
+    let outsider = nix::unistd::User::from_name(PEER_OUTSIDER)
+        .unwrap()
+        .unwrap();
+    let member = nix::unistd::User::from_name(PEER_MEMBER).unwrap().unwrap();
+
+    let started = Instant::now();
+    let (reply, closed) = ask_as(
+        &service.socket,
+        outsider.uid.as_raw(),
+        outsider.gid.as_raw(),
+        &[],
+        &request,
+    );
+    let refused_in = started.elapsed();
+    assert!(
+        closed,
+        "an outsider is disconnected without an answer: {reply:?}"
+    );
+    // nobody else's uid either: the golden user itself asking for its own password
+    let (reply, closed) = ask_as(
+        &service.socket,
+        uid_of(GOLDEN_USER),
+        uid_of(GOLDEN_USER),
+        &[],
+        &request,
+    );
+    assert!(closed, "{reply:?}");
+    // allowed: a member of the group (group database), a process whose gid is the group, root
+    let (reply, _) = ask_as(
+        &service.socket,
+        member.uid.as_raw(),
+        member.gid.as_raw(),
+        &[peers_gid],
+        &request,
+    );
+    assert_eq!(reply, "ok\n", "a member of the socket's group");
+    let (reply, _) = ask_as(
+        &service.socket,
+        outsider.uid.as_raw(),
+        peers_gid,
+        &[],
+        &request,
+    );
+    assert_eq!(
+        reply, "ok\n",
+        "a process whose effective gid is the socket's group"
+    );
+    let (reply, _) = ask(&service.socket, &request);
+    assert_eq!(reply, "ok\n", "root");
+    println!(
+        "a peer outside root/owner/group refused in {} ms",
+        refused_in.as_millis()
+    );
+    drop(service);
+    account_tool("userdel", &["-r", PEER_OUTSIDER], None);
+    account_tool("userdel", &["-r", PEER_MEMBER], None);
+    account_tool("groupdel", &[PEER_GROUP], None);
+}
+
+#[test]
+fn root_and_system_accounts_are_refused_without_asking_pam() {
+    let _serial = serial();
+    setup();
+    if !user_exists(SYSTEM_USER) {
+        account_tool(
+            "useradd",
+            &[
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/bin/bash",
+                SYSTEM_USER,
+            ],
+            None,
+        );
+    }
+    account_tool(
+        "chpasswd",
+        &[],
+        Some(&format!("{SYSTEM_USER}:{OTHER_PASSWORD}\n")),
+    );
+    assert!(
+        uid_of(SYSTEM_USER) < 1000,
+        "useradd --system gives a system uid"
+    );
+    let service = Service::start();
+    let (reply, failure_delay) = ask(
+        &service.socket,
+        &request(GOLDEN_USER, "wrong", "x2gobroker"),
+    );
+    assert_eq!(reply, "fail\n");
+    let mut slowest_refusal = Duration::ZERO;
+    for (user, password) in [
+        ("root", "anything"),
+        ("root", GOLDEN_PASSWORD),
+        (SYSTEM_USER, OTHER_PASSWORD),
+        ("daemon", "daemon"),
+    ] {
+        let (reply, elapsed) = ask(&service.socket, &request(user, password, "x2gobroker"));
+        assert_eq!(reply, "fail\n", "{user}");
+        slowest_refusal = slowest_refusal.max(elapsed);
+    }
+    println!(
+        "PAM failure delay {} ms; root and system accounts refused in at most {} ms",
+        failure_delay.as_millis(),
+        slowest_refusal.as_millis()
+    );
+    assert!(
+        failure_delay > Duration::from_millis(500),
+        "{failure_delay:?}"
+    );
+    assert!(
+        slowest_refusal < Duration::from_millis(200),
+        "refused without PAM's failure delay: {slowest_refusal:?}"
+    );
+    drop(service);
+
+    // allowed by name: the system account's right password passes PAM; root stays refused
+    let service = Service::start_with(
+        &[
+            "-o",
+            "root",
+            "-g",
+            "root",
+            "--allow-system-user",
+            &format!("{SYSTEM_USER},root"),
+        ],
+        None,
+    );
+    let (reply, _) = ask(
+        &service.socket,
+        &request(SYSTEM_USER, OTHER_PASSWORD, "x2gobroker"),
+    );
+    assert_eq!(reply, "ok\n", "PAM accepts it: the refusal above was ours");
+    let (reply, elapsed) = ask(&service.socket, &request("root", "anything", "x2gobroker"));
+    assert_eq!(reply, "fail\n");
+    assert!(elapsed < Duration::from_millis(200), "{elapsed:?}");
+    drop(service);
+    account_tool("userdel", &[SYSTEM_USER], None);
+}
+
+#[test]
+fn the_throttle_refuses_a_right_password_after_n_failures() {
+    let _serial = serial();
+    setup();
+    ensure_user(THROTTLED_USER, OTHER_PASSWORD);
+    let service = Service::start_with(
+        &[
+            "-o",
+            "root",
+            "-g",
+            "root",
+            "--max-failures-per-user",
+            "3",
+            "--lockout-secs",
+            "4",
+        ],
+        None,
+    );
+    let socket = service.socket.clone();
+    let failures: Vec<_> = (0..3)
+        .map(|_| {
+            let socket = socket.clone();
+            std::thread::spawn(move || {
+                ask(&socket, &request(THROTTLED_USER, "wrong", "x2gobroker"))
+            })
+        })
+        .collect();
+    let mut failure_delay = Duration::ZERO;
+    for failure in failures {
+        let (reply, elapsed) = failure.join().unwrap();
+        assert_eq!(reply, "fail\n");
+        failure_delay = failure_delay.max(elapsed);
+    }
+    let locked_at = Instant::now();
+    let (reply, refused_in) = ask(
+        &service.socket,
+        &request(THROTTLED_USER, OTHER_PASSWORD, "x2gobroker"),
+    );
+    assert_eq!(
+        reply, "fail\n",
+        "the right password is refused while throttled"
+    );
+    assert!(
+        refused_in < Duration::from_millis(200),
+        "refused without PAM: {refused_in:?}"
+    );
+    let (reply, _) = ask(
+        &service.socket,
+        &request(GOLDEN_USER, GOLDEN_PASSWORD, "x2gobroker"),
+    );
+    assert_eq!(reply, "ok\n", "another user is not throttled");
+    // after the lockout the right password works again
+    let lockout_end = locked_at + Duration::from_secs(4);
+    std::thread::sleep(
+        lockout_end.saturating_duration_since(Instant::now()) + Duration::from_millis(300),
+    );
+    let (reply, _) = ask(
+        &service.socket,
+        &request(THROTTLED_USER, OTHER_PASSWORD, "x2gobroker"),
+    );
+    assert_eq!(reply, "ok\n");
+    println!(
+        "3 failures ({} ms in parallel) lock the user: the right password refused in {} ms; \
+         served again after the 4 s lockout",
+        failure_delay.as_millis(),
+        refused_in.as_millis()
+    );
 }
