@@ -3,7 +3,8 @@
 //!
 //! Applied as a tower layer in front of every service, reflection included; only the
 //! standard health service (`/grpc.health.v1.Health/…`) is open. A refused call gets
-//! UNAUTHENTICATED and a warning in the log.
+//! UNAUTHENTICATED and a warning in the log. The token is a [`SharedToken`]: a reload
+//! (SIGHUP) replaces it, and every call after that is checked against the new one.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -55,6 +56,32 @@ impl Token {
     /// Checks a presented token in constant time (for equal lengths).
     pub fn matches(&self, presented: &[u8]) -> bool {
         self.0.len() == presented.len() && bool::from(self.0.as_slice().ct_eq(presented))
+    }
+}
+
+/// The token in use, replaced by a reload (SIGHUP) while calls are checked against it.
+#[derive(Debug, Clone)]
+pub struct SharedToken(Arc<std::sync::RwLock<Token>>);
+
+impl SharedToken {
+    pub fn new(token: Token) -> SharedToken {
+        SharedToken(Arc::new(std::sync::RwLock::new(token)))
+    }
+
+    /// The token calls are checked against now.
+    pub fn current(&self) -> Token {
+        self.0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Makes `token` the one in use.
+    pub fn replace(&self, token: Token) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = token;
     }
 }
 
@@ -121,7 +148,8 @@ pub enum Principal {
 /// Decides whether a call is authenticated.
 #[derive(Debug, Clone)]
 pub struct Authenticator {
-    pub token: Option<Token>,
+    /// The bearer token (replaced on reload), if a token file is configured.
+    pub token: Option<SharedToken>,
     /// Client certificates were verified by rustls against the configured CA.
     pub client_certificates: bool,
 }
@@ -157,7 +185,7 @@ impl Authenticator {
             .strip_prefix(b"Bearer ")
             .or_else(|| value.as_bytes().strip_prefix(b"bearer "))
             .ok_or("authorization is not a bearer token")?;
-        if token.matches(presented) {
+        if token.current().matches(presented) {
             Ok(Principal::Token)
         } else {
             Err("wrong bearer token")
@@ -278,8 +306,9 @@ mod tests {
 
     #[test]
     fn bearer_token_rules() {
+        let shared = SharedToken::new(token("0123456789abcdef"));
         let authenticator = Authenticator {
-            token: Some(token("0123456789abcdef")),
+            token: Some(shared.clone()),
             client_certificates: false,
         };
         let extensions = http::Extensions::new();
@@ -305,6 +334,24 @@ mod tests {
         assert_eq!(
             authenticator.authenticate("/grpc.health.v1.Health/Check", &headers(None), &extensions),
             Ok(Principal::Anonymous)
+        );
+        // a reload replaces the token for every later call
+        shared.replace(token("fedcba9876543210"));
+        assert_eq!(
+            authenticator.authenticate(
+                path,
+                &headers(Some("Bearer 0123456789abcdef")),
+                &extensions
+            ),
+            Err("wrong bearer token")
+        );
+        assert_eq!(
+            authenticator.authenticate(
+                path,
+                &headers(Some("Bearer fedcba9876543210")),
+                &extensions
+            ),
+            Ok(Principal::Token)
         );
         assert!(authenticator
             .authenticate(

@@ -9,5 +9,6 @@ mod grpc;
 mod grpcurl;
 mod hostile;
 mod legacy;
+mod reload;
 mod tls;
 mod watch;
