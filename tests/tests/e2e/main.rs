@@ -3,6 +3,7 @@
 mod auth;
 mod check_config;
 mod daemon;
+mod daemonize;
 mod farm;
 mod farm_lifecycle;
 mod hostile;
