@@ -10,4 +10,5 @@ mod hostile;
 mod python_x2go;
 mod replay_http;
 mod replay_ssh;
+mod units;
 mod x2goclient;
