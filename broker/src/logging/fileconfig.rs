@@ -579,6 +579,13 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_is_the_references_file() {
+        let shipped = FileConfig::parse(include_str!("../../../etc/x2gobroker-loggers.conf"))
+            .expect("etc/x2gobroker-loggers.conf parses");
+        assert_eq!(shipped, FileConfig::parse(REFERENCE_FILE).unwrap());
+    }
+
+    #[test]
     fn formats() {
         let format = parse_format("%(levelname)-8s|%(lineno)d %%%(message)s.", "").unwrap();
         assert_eq!(
