@@ -244,18 +244,25 @@ fn run_ssh(cli: Cli, startup: StartupSettings, usage: &str) -> i32 {
     outcome.exit_code
 }
 
-/// Where a start-up failure of the HTTP daemon is told: stderr, and with `-D` also the
-/// process that waits for the daemon.
+/// Where a start-up failure of the HTTP daemon is told: stderr; with `-D` the process that
+/// waits for the daemon prints it (and the daemon's own stderr file gets it once stdout and
+/// stderr are redirected).
 #[derive(Default)]
 struct StartUp {
     readiness: Option<Readiness>,
+    redirected: bool,
 }
 
 impl StartUp {
     fn fail(&mut self, code: i32, message: String) -> i32 {
-        eprintln!("x2gobroker: {message}");
-        if let Some(readiness) = self.readiness.take() {
-            readiness.failed(&message);
+        match self.readiness.take() {
+            Some(readiness) => {
+                if self.redirected {
+                    eprintln!("x2gobroker: {message}");
+                }
+                readiness.failed(&message);
+            }
+            None => eprintln!("x2gobroker: {message}"),
         }
         code
     }
@@ -348,6 +355,7 @@ fn run_http(cli: Cli, startup: StartupSettings, logging: Logging) -> i32 {
         if let Err(error) = daemonize::redirect_stdio(&files.logdir) {
             return start_up.fail(1, format!("cannot redirect stdout/stderr: {error}"));
         }
+        start_up.redirected = true;
     } else if let Some(path) = &cli.pidfile {
         match PidFile::write(path) {
             Ok(written) => pidfile = Some(written),
