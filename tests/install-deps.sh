@@ -6,6 +6,7 @@ export DEBIAN_FRONTEND=noninteractive
 
 APT_PACKAGES=(
   x2goserver x2gobroker-agent sudo sqlite3          # the real X2Go server tools + the reference Perl agent
+  x2gobroker-daemon                                 # the reference's unit, loggers file and logrotate file (daemonize.rs)
   openssh-server openssh-client                     # a real sshd on 127.0.0.1 for the SSH fallback
   libpam0g-dev libclang-dev                         # building the PAM auth service (pam crate, bindgen)
   python3-x2go python3-paramiko                     # Python X2Go, a real broker client

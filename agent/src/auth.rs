@@ -7,6 +7,8 @@
 //! so an unauthenticated peer can probe but never hold a stream. A refused call gets
 //! UNAUTHENTICATED (no or wrong credentials) or PERMISSION_DENIED (a verified certificate whose
 //! names are not allowed, whatever else the call carries) and a warning in the log.
+//! The token is a [`SharedToken`]: a reload (SIGHUP) replaces it, and every call after that is
+//! checked against the new one.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -58,6 +60,32 @@ impl Token {
     /// Checks a presented token in constant time (for equal lengths).
     pub fn matches(&self, presented: &[u8]) -> bool {
         self.0.len() == presented.len() && bool::from(self.0.as_slice().ct_eq(presented))
+    }
+}
+
+/// The token in use, replaced by a reload (SIGHUP) while calls are checked against it.
+#[derive(Debug, Clone)]
+pub struct SharedToken(Arc<std::sync::RwLock<Token>>);
+
+impl SharedToken {
+    pub fn new(token: Token) -> SharedToken {
+        SharedToken(Arc::new(std::sync::RwLock::new(token)))
+    }
+
+    /// The token calls are checked against now.
+    pub fn current(&self) -> Token {
+        self.0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Makes `token` the one in use.
+    pub fn replace(&self, token: Token) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = token;
     }
 }
 
@@ -196,7 +224,8 @@ pub fn name_allowed(names: &[String], allowed: &[String]) -> bool {
 /// Decides whether a call is authenticated.
 #[derive(Debug, Clone)]
 pub struct Authenticator {
-    pub token: Option<Token>,
+    /// The bearer token (replaced on reload), if a token file is configured.
+    pub token: Option<SharedToken>,
     /// Client certificates were verified by rustls against the configured CA.
     pub client_certificates: bool,
     /// When not empty, a client certificate authenticates only with one of these names.
@@ -246,7 +275,7 @@ impl Authenticator {
             .strip_prefix(b"Bearer ")
             .or_else(|| value.as_bytes().strip_prefix(b"bearer "))
             .ok_or("authorization is not a bearer token")?;
-        if token.matches(presented) {
+        if token.current().matches(presented) {
             Ok(Principal::Token)
         } else {
             Err("wrong bearer token")
@@ -366,8 +395,9 @@ mod tests {
 
     #[test]
     fn bearer_token_rules() {
+        let shared = SharedToken::new(token("0123456789abcdef"));
         let authenticator = Authenticator {
-            token: Some(token("0123456789abcdef")),
+            token: Some(shared.clone()),
             client_certificates: false,
             allowed_client_names: Arc::from([]),
         };
@@ -415,6 +445,24 @@ mod tests {
             authenticator.authenticate(
                 "/grpc.health.v1.Health/Watch",
                 &headers(Some("Bearer 0123456789abcdef")),
+                &extensions
+            ),
+            Ok(Principal::Token)
+        );
+        // a reload replaces the token for every later call
+        shared.replace(token("fedcba9876543210"));
+        assert_eq!(
+            authenticator.authenticate(
+                path,
+                &headers(Some("Bearer 0123456789abcdef")),
+                &extensions
+            ),
+            Err(Refusal::Unauthenticated("wrong bearer token"))
+        );
+        assert_eq!(
+            authenticator.authenticate(
+                path,
+                &headers(Some("Bearer fedcba9876543210")),
                 &extensions
             ),
             Ok(Principal::Token)

@@ -1,6 +1,6 @@
 //! `x2gobroker-agentd`: configuration checks, the tonic server (agent service, reflection v1
-//! and v1alpha, health) behind the authentication layer, its resource caps, and graceful
-//! shutdown.
+//! and v1alpha, health) behind the authentication layer, its resource caps, reloads, and
+//! graceful shutdown.
 //!
 //! Caps (defaults in [`DaemonConfig::default`]): open connections ([`crate::incoming`]: over
 //! the cap refused at once), a deadline for a new connection's first bytes and for the TLS
@@ -8,21 +8,31 @@
 //! further calls on that connection), HTTP/2 keep-alive pings (a peer that does not answer one
 //! within the timeout is disconnected).
 //!
+//! TLS is our own rustls acceptor in front of tonic (so that a reload can swap the server
+//! configuration: each new connection takes the configuration current when it is accepted,
+//! connections in progress keep theirs). A reload ([`Reloader::reload`], on SIGHUP) reads
+//! the token file and the certificate, key and client CA files again; a file that cannot be
+//! used keeps the previous one in service and is one error line.
+//!
 //! Shutdown order: health NOT_SERVING, watch streams and the poller end, the server stops
 //! accepting and finishes in-flight calls, bounded by the grace period.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use futures::{Stream, StreamExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Server;
 use x2gobroker_proto::agent::v1::agent_server::AgentServer;
 
-use crate::auth::{load_token_file, AuthLayer, Authenticator, TokenFileError};
-use crate::incoming::{admitted_connections, ConnectionLimits};
+use crate::auth::{load_token_file, AuthLayer, Authenticator, SharedToken, TokenFileError};
+use crate::incoming::{admitted_connections, AdmittedStream, ConnectionLimits};
 use crate::service::{AgentService, AgentState};
 use crate::tools::X2GoTools;
 
@@ -90,11 +100,6 @@ pub enum ConfigError {
     NonLoopbackWithoutTls(SocketAddr),
     #[error("invalid server name {0:?}")]
     ServerName(String),
-    #[error("cannot read {path}: {source}")]
-    ReadFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
     #[error(transparent)]
     Token(#[from] TokenFileError),
     #[error("invalid TLS configuration: {0}")]
@@ -125,7 +130,69 @@ pub enum DaemonError {
 /// What [`prepare`] resolved from the files the config names.
 pub struct Prepared {
     pub authenticator: Authenticator,
-    pub tls: Option<ServerTlsConfig>,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// The rustls server configuration from the certificate chain, key and (optional) client CA
+/// files: a client certificate is optional (token clients and health probes connect
+/// without one) but must verify against the CA when presented; ALPN h2.
+pub fn server_tls_config(
+    certificate: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> Result<Arc<rustls::ServerConfig>, ConfigError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let read_error = |path: &Path, error: rustls_pki_types::pem::Error| {
+        ConfigError::Tls(format!("{}: {error}", path.display()))
+    };
+    let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(certificate)
+        .and_then(|iterator| iterator.collect())
+        .map_err(|error| read_error(certificate, error))?;
+    if certificates.is_empty() {
+        return Err(ConfigError::Tls(format!(
+            "{}: no certificate",
+            certificate.display()
+        )));
+    }
+    let private_key = PrivateKeyDer::from_pem_file(key).map_err(|error| read_error(key, error))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|error| ConfigError::Tls(error.to_string()))?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            let ca_certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca)
+                .and_then(|iterator| iterator.collect())
+                .map_err(|error| read_error(ca, error))?;
+            let (added, _) = roots.add_parsable_certificates(ca_certificates);
+            if added == 0 {
+                return Err(ConfigError::Tls(format!(
+                    "{}: no CA certificate",
+                    ca.display()
+                )));
+            }
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                    .allow_unauthenticated()
+                    .build()
+                    .map_err(|error| ConfigError::Tls(format!("{}: {error}", ca.display())))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(certificates, private_key)
+        .map_err(|error| {
+            ConfigError::Tls(format!(
+                "{} and {}: {error}",
+                certificate.display(),
+                key.display()
+            ))
+        })?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
 }
 
 /// A server name as the X2Go session DB records it (a host name): letters, digits, `. _ -`,
@@ -193,31 +260,17 @@ pub fn prepare(config: &DaemonConfig, listen: SocketAddr) -> Result<Prepared, Co
         .as_deref()
         .map(load_token_file)
         .transpose()?;
-    let read = |path: &PathBuf| {
-        std::fs::read(path).map_err(|source| ConfigError::ReadFile {
-            path: path.clone(),
-            source,
-        })
-    };
     let tls = match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) => {
-            let mut tls = ServerTlsConfig::new()
-                .identity(Identity::from_pem(read(cert)?, read(key)?))
-                .timeout(config.handshake_timeout);
-            if let Some(ca) = &config.client_ca {
-                // Optional so that token clients (and health probes) can still connect; a
-                // certificate that is presented must verify against this CA.
-                tls = tls
-                    .client_ca_root(Certificate::from_pem(read(ca)?))
-                    .client_auth_optional(true);
-            }
-            Some(tls)
-        }
+        (Some(certificate), Some(key)) => Some(server_tls_config(
+            certificate,
+            key,
+            config.client_ca.as_deref(),
+        )?),
         _ => None,
     };
     Ok(Prepared {
         authenticator: Authenticator {
-            token,
+            token: token.map(SharedToken::new),
             client_certificates: config.client_ca.is_some(),
             allowed_client_names: config.allowed_client_names.clone().into(),
         },
@@ -231,20 +284,141 @@ fn is_client_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 253 && name.chars().all(|c| c.is_ascii_graphic() && c != ',')
 }
 
+/// The TLS configuration new connections get (replaced on reload).
+pub type SharedTls = Arc<RwLock<Arc<rustls::ServerConfig>>>;
+
+/// Re-reads the token file and the TLS files into what the running server uses.
+#[derive(Clone)]
+pub struct Reloader {
+    config: DaemonConfig,
+    token: Option<SharedToken>,
+    tls: Option<SharedTls>,
+}
+
+impl Reloader {
+    /// Reads every file again; a file that cannot be used leaves the previous value in
+    /// service. Returns one line per file set: `Ok` what was reloaded, `Err` why not.
+    pub fn reload(&self) -> Vec<Result<String, String>> {
+        let mut outcomes = Vec::new();
+        if let (Some(shared), Some(path)) = (&self.token, &self.config.token_file) {
+            outcomes.push(match load_token_file(path) {
+                Ok(token) => {
+                    shared.replace(token);
+                    Ok(format!("token file {} reloaded", path.display()))
+                }
+                Err(error) => Err(format!("{error}; the previous token stays in use")),
+            });
+        }
+        if let (Some(shared), Some(certificate), Some(key)) =
+            (&self.tls, &self.config.tls_cert, &self.config.tls_key)
+        {
+            outcomes.push(
+                match server_tls_config(certificate, key, self.config.client_ca.as_deref()) {
+                    Ok(tls) => {
+                        *shared
+                            .write()
+                            .unwrap_or_else(|poisoned| poisoned.into_inner()) = tls;
+                        Ok(format!(
+                            "TLS certificate {} and key {} reloaded (new connections)",
+                            certificate.display(),
+                            key.display()
+                        ))
+                    }
+                    Err(error) => Err(format!(
+                        "{error}; the previous certificate and key stay in use"
+                    )),
+                },
+            );
+        }
+        outcomes
+    }
+}
+
+/// Reloads on every item of `reloads` (SIGHUP), logging each outcome.
+async fn reload_on(reloader: Reloader, reloads: impl Stream<Item = ()> + Send + 'static) {
+    futures::pin_mut!(reloads);
+    while reloads.next().await.is_some() {
+        let outcomes = reloader.reload();
+        if outcomes.is_empty() {
+            tracing::info!("reload: nothing to read again");
+        }
+        for outcome in outcomes {
+            match outcome {
+                Ok(done) => tracing::info!("reload: {done}"),
+                Err(error) => tracing::error!("reload: {error}"),
+            }
+        }
+    }
+}
+
+/// TLS connections over the admitted ones (the connection cap and first-bytes deadline of
+/// [`crate::incoming`]): each handshake in its own task, bounded by `handshake_timeout`, with
+/// the configuration current when the connection was admitted; failed handshakes are
+/// dropped (and give their slot back). Ends when the receiver is dropped.
+fn tls_incoming(
+    admitted: ReceiverStream<std::io::Result<AdmittedStream>>,
+    tls: SharedTls,
+    handshake_timeout: Duration,
+) -> ReceiverStream<Result<tokio_rustls::server::TlsStream<AdmittedStream>, std::io::Error>> {
+    let (sender, receiver) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        let mut admitted = admitted;
+        loop {
+            let next = tokio::select! {
+                () = sender.closed() => break,
+                next = admitted.next() => next,
+            };
+            let stream = match next {
+                Some(Ok(stream)) => stream,
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "accept failed");
+                    continue;
+                }
+                None => break,
+            };
+            let config = tls
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .clone();
+            let sender = sender.clone();
+            tokio::spawn(async move {
+                let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(tls_stream)) => {
+                        let _ = sender.send(Ok(tls_stream)).await;
+                    }
+                    Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
+                    Err(_) => tracing::debug!("TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    ReceiverStream::new(receiver)
+}
+
 fn hostname() -> String {
     nix::unistd::gethostname()
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_default()
 }
 
-/// Serves on `listener` until `shutdown` completes.
+/// Serves on `listener` until `shutdown` completes; every item of `reloads` (SIGHUP) reads
+/// the token and TLS files again.
 pub async fn run(
     config: DaemonConfig,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    reloads: impl Stream<Item = ()> + Send + 'static,
 ) -> Result<(), DaemonError> {
     let listen = listener.local_addr().map_err(DaemonError::Listener)?;
     let prepared = prepare(&config, listen)?;
+    let shared_tls: Option<SharedTls> = prepared.tls.map(|tls| Arc::new(RwLock::new(tls)));
+    let reloader = Reloader {
+        config: config.clone(),
+        token: prepared.authenticator.token.clone(),
+        tls: shared_tls.clone(),
+    };
+    tokio::spawn(reload_on(reloader, reloads));
 
     let (stop_sender, stop_receiver) = watch::channel(false);
     let tools = X2GoTools::with_timeout(config.tool_timeout);
@@ -276,16 +450,10 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
-    let mut builder = Server::builder()
+    let router = Server::builder()
         .max_concurrent_streams(config.max_streams_per_connection)
         .http2_keepalive_interval(Some(config.keepalive_interval))
-        .http2_keepalive_timeout(Some(config.keepalive_timeout));
-    if let Some(tls) = prepared.tls {
-        builder = builder
-            .tls_config(tls)
-            .map_err(|error| ConfigError::Tls(error.to_string()))?;
-    }
-    let router = builder
+        .http2_keepalive_timeout(Some(config.keepalive_timeout))
         .layer(AuthLayer::new(prepared.authenticator))
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -310,14 +478,21 @@ pub async fn run(
         max_connections = config.max_connections,
         max_streams_per_connection = config.max_streams_per_connection,
         "x2gobroker-agentd serving");
-    let incoming = admitted_connections(
+    let admitted = admitted_connections(
         listener,
         ConnectionLimits {
             max_connections: config.max_connections,
             handshake_timeout: config.handshake_timeout,
         },
     );
-    let serve = router.serve_with_incoming_shutdown(incoming, stop_signal);
+    let serve: Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> =
+        match shared_tls {
+            Some(tls) => Box::pin(router.serve_with_incoming_shutdown(
+                tls_incoming(admitted, tls, config.handshake_timeout),
+                stop_signal,
+            )),
+            None => Box::pin(router.serve_with_incoming_shutdown(admitted, stop_signal)),
+        };
     tokio::select! {
         result = serve => result?,
         _ = async {

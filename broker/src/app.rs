@@ -1,12 +1,14 @@
-//! Start-up: the start-up settings read once (command line > environment > defaults.conf > file > built-in; the setuid rule), `--check-config`, privilege dropping, running a mode.
+//! Start-up: the start-up settings read once (command line > environment > defaults.conf > file > built-in; the setuid rule), logging, `--check-config`, privilege dropping, `-D`, running a mode, SIGHUP.
 
 use crate::cli::{bind_address, Cli, Mode, EXIT_USAGE};
 use crate::config::startup::{CommandLine, StartupInputs};
 use crate::config::store::ConfigStore;
 use crate::config::{BrokerConfig, IniDocument, StartupSettings};
+use crate::daemonize::{self, PidFile, Readiness};
+use crate::logging::Logging;
 use crate::service::Broker;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -156,8 +158,15 @@ pub fn drop_privileges(user_name: &str, group_name: &str) -> Result<(), String> 
     Ok(())
 }
 
-/// Runs the chosen mode with the start-up settings; returns the process exit code.
-pub fn run(cli: Cli, startup: StartupSettings, invoked_as_daemon: bool, usage: String) -> i32 {
+/// Runs the chosen mode with the start-up settings and the installed logging; returns the
+/// process exit code.
+pub fn run(
+    cli: Cli,
+    startup: StartupSettings,
+    logging: Logging,
+    invoked_as_daemon: bool,
+    usage: String,
+) -> i32 {
     let mode = match cli.mode(invoked_as_daemon) {
         Ok(mode) => mode,
         Err(message) => {
@@ -175,9 +184,25 @@ pub fn run(cli: Cli, startup: StartupSettings, invoked_as_daemon: bool, usage: S
         tracing::error!("{problem}");
     }
     match mode {
-        Mode::Ssh => run_ssh(cli, startup, &usage),
-        Mode::Http => run_http(cli, startup),
+        Mode::Ssh => {
+            logging.open_files();
+            run_ssh(cli, startup, &usage)
+        }
+        Mode::Http => run_http(cli, startup, logging),
     }
+}
+
+/// Installs logging for these settings (§2, §14): the reference's loggers file when it
+/// applies, else stderr. `-i` and `--check-config` always log to stderr.
+pub fn init_logging(cli: &Cli, startup: &StartupSettings) -> Logging {
+    Logging::init(
+        &startup.logconfig,
+        startup.debug,
+        &startup.daemon_user,
+        &startup.daemon_group,
+        cli.debug_interactively || cli.check_config,
+        !is_setuid(),
+    )
 }
 
 fn open_store(startup: &StartupSettings) -> ConfigStore {
@@ -231,55 +256,129 @@ fn run_ssh(cli: Cli, startup: StartupSettings, usage: &str) -> i32 {
     outcome.exit_code
 }
 
-fn run_http(cli: Cli, startup: StartupSettings) -> i32 {
+/// Where a start-up failure of the HTTP daemon is told: stderr; with `-D` the process that
+/// waits for the daemon prints it (and the daemon's own stderr file gets it once stdout and
+/// stderr are redirected).
+#[derive(Default)]
+struct StartUp {
+    readiness: Option<Readiness>,
+    redirected: bool,
+}
+
+impl StartUp {
+    fn fail(&mut self, code: i32, message: String) -> i32 {
+        match self.readiness.take() {
+            Some(readiness) => {
+                if self.redirected {
+                    eprintln!("x2gobroker: {message}");
+                }
+                readiness.failed(&message);
+            }
+            None => eprintln!("x2gobroker: {message}"),
+        }
+        code
+    }
+}
+
+/// `-D`'s files: the pid file and the directory of `x2gobroker-daemon.std{out,err}`.
+struct DaemonFiles {
+    pidfile: PathBuf,
+    logdir: PathBuf,
+}
+
+/// The HTTP daemon. Order: bind (as root when started as root), with `-D` detach (one thread
+/// only: before the runtime and the farm exist) and write the pid file, drop privileges,
+/// with `-D` redirect stdout/stderr, open the log files, then the store, the farm, the
+/// runtime; with `-D` the starting process exits 0 only then.
+fn run_http(cli: Cli, startup: StartupSettings, logging: Logging) -> i32 {
+    let mut start_up = StartUp::default();
     let address = match bind_address(&startup.bind_address) {
         Ok(address) => address,
-        Err(message) => {
-            eprintln!("x2gobroker: {message}");
-            return EXIT_USAGE;
-        }
+        Err(message) => return start_up.fail(EXIT_USAGE, message),
     };
     let tls = match (&startup.ssl_certfile, &startup.ssl_keyfile) {
         (Some(certificate), Some(key)) => {
             match crate::http::tls_config_from_files(certificate, key) {
                 Ok(config) => Some(config),
-                Err(error) => {
-                    eprintln!("x2gobroker: {error}");
-                    return EXIT_USAGE;
-                }
+                Err(error) => return start_up.fail(EXIT_USAGE, error.to_string()),
             }
         }
         _ => None,
     };
+    let daemon_files = cli.daemonize.then(|| DaemonFiles {
+        pidfile: cli
+            .pidfile
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(crate::config::startup::DEFAULT_PIDFILE)),
+        logdir: cli
+            .logdir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(crate::config::startup::DEFAULT_LOGDIR)),
+    });
+    if let Some(files) = &daemon_files {
+        if let Err(error) =
+            daemonize::prepare_pidfile_directory(&files.pidfile, &startup.daemon_group)
+        {
+            let message = format!(
+                "cannot create the directory of {}: {error}",
+                files.pidfile.display()
+            );
+            return start_up.fail(1, message);
+        }
+        if let Err(error) = daemonize::prepare_log_directory(
+            &files.logdir,
+            &startup.daemon_user,
+            &startup.daemon_group,
+        ) {
+            let message = format!("cannot create {}: {error}", files.logdir.display());
+            return start_up.fail(1, message);
+        }
+    }
     let listener = match std::net::TcpListener::bind(address) {
         Ok(listener) => listener,
-        Err(error) => {
-            eprintln!("x2gobroker: cannot bind {address}: {error}");
-            return 1;
-        }
+        Err(error) => return start_up.fail(1, format!("cannot bind {address}: {error}")),
     };
+    let mut pidfile = None;
+    if let Some(files) = &daemon_files {
+        match daemonize::detach() {
+            Ok(readiness) => start_up.readiness = Some(readiness),
+            Err(error) => return start_up.fail(1, error.to_string()),
+        }
+        // the daemon: the pid file while still root (its directory need not be writable
+        // for the daemon user; removing it at exit then needs that)
+        match PidFile::write(&files.pidfile) {
+            Ok(written) => pidfile = Some(written),
+            Err(error) => {
+                let message = format!("cannot write {}: {error}", files.pidfile.display());
+                return start_up.fail(1, message);
+            }
+        }
+    }
     if cli.drop_privileges {
         let (user, group) = (&startup.daemon_user, &startup.daemon_group);
         if let Err(message) = drop_privileges(user, group) {
-            eprintln!("x2gobroker: cannot drop privileges to {user}:{group}: {message}");
-            return 1;
+            let message = format!("cannot drop privileges to {user}:{group}: {message}");
+            return start_up.fail(1, message);
         }
     }
-    if let Some(pidfile) = &cli.pidfile {
-        if let Err(error) = std::fs::write(pidfile, format!("{}\n", std::process::id())) {
-            eprintln!("x2gobroker: cannot write {}: {error}", pidfile.display());
+    if let Some(files) = &daemon_files {
+        // python-daemon's umask
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o027));
+        if let Err(error) = daemonize::redirect_stdio(&files.logdir) {
+            return start_up.fail(1, format!("cannot redirect stdout/stderr: {error}"));
+        }
+        start_up.redirected = true;
+    } else if let Some(path) = &cli.pidfile {
+        match PidFile::write(path) {
+            Ok(written) => pidfile = Some(written),
+            Err(error) => tracing::error!("cannot write {}: {error}", path.display()),
         }
     }
-    if cli.daemonize {
-        tracing::warn!("-D/--daemonize is not supported: staying in the foreground (use systemd)");
-    }
+    logging.open_files();
     let store = open_store(&startup);
     let farm = match start_farm(&store, &startup) {
         Ok(farm) => farm,
-        Err(message) => {
-            eprintln!("x2gobroker: {message}");
-            return EXIT_USAGE;
-        }
+        Err(message) => return start_up.fail(EXIT_USAGE, message),
     };
     let broker = Broker::with_farm(store, startup, farm);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -287,24 +386,29 @@ fn run_http(cli: Cli, startup: StartupSettings) -> i32 {
         .build()
     {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("x2gobroker: {error}");
-            return 1;
-        }
+        Err(error) => return start_up.fail(1, error.to_string()),
     };
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         let _ = listener.set_nonblocking(true);
         let listener = match tokio::net::TcpListener::from_std(listener) {
             Ok(listener) => listener,
-            Err(error) => {
-                eprintln!("x2gobroker: {error}");
-                return 1;
-            }
+            Err(error) => return start_up.fail(1, error.to_string()),
         };
         tracing::info!(%address, tls = tls.is_some(), "x2gobroker listening");
         let tls = tls.map(crate::http::ReloadableTls::new);
+        // SIGHUP never kills the daemon (`systemctl reload`, logrotate): one handler
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(hangups) => {
+                tokio::spawn(reload_on_hangup(
+                    hangups,
+                    logging,
+                    broker.clone(),
+                    tls.clone(),
+                ));
+            }
+            Err(error) => return start_up.fail(1, format!("cannot handle SIGHUP: {error}")),
+        }
         tokio::spawn(collect_expired_cookies(broker.clone()));
-        tokio::spawn(reload_on_sighup(broker.clone(), tls.clone()));
         // the farm is live from start-up: every server of the profiles is supervised now,
         // not at its first request
         let supervised = broker.supervise_all();
@@ -312,6 +416,9 @@ fn run_http(cli: Cli, startup: StartupSettings) -> i32 {
             servers = supervised,
             "farm: servers supervised from start-up"
         );
+        if let Some(readiness) = start_up.readiness.take() {
+            readiness.ready();
+        }
         // shutdown in order: stop accepting and drain the requests (serve), then the farm
         // (waiting keys removed, supervisors stopped, actor system stopped)
         serve(listener, tls, broker.clone(), shutdown_signal()).await;
@@ -320,7 +427,9 @@ fn run_http(cli: Cli, startup: StartupSettings) -> i32 {
         }
         tracing::info!("x2gobroker stopped");
         0
-    })
+    });
+    drop(pidfile);
+    code
 }
 
 /// Starts the live farm, with or without a `[farm]` section (the reference's LOCAL and SSH
@@ -347,19 +456,21 @@ pub fn start_farm(
         .map_err(|error| error.to_string())
 }
 
-/// SIGHUP reloads, never kills: the config files are read again (a file that cannot be
-/// parsed keeps the last good version), `[farm]` and the agents' token and TLS files are
-/// applied (a `[farm]` with problems keeps the running farm), servers new in the profiles are
-/// supervised and servers gone from them stopped, and the listener's TLS certificate and key
-/// are read again (unreadable ones keep the old pair). Each outcome is one log line.
-async fn reload_on_sighup(broker: Arc<Broker>, tls: Option<Arc<crate::http::ReloadableTls>>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
-        tracing::error!("cannot handle SIGHUP: reloads need a restart");
-        return;
-    };
-    while hangup.recv().await.is_some() {
-        tracing::info!("SIGHUP: reloading");
+/// SIGHUP reloads, never kills: the log files are opened again (after logrotate moved them),
+/// the config files are read again (a file that cannot be parsed keeps the last good
+/// version), `[farm]` and the agents' token and TLS files are applied (a `[farm]` with
+/// problems keeps the running farm), servers new in the profiles are supervised and servers
+/// gone from them stopped, and the listener's TLS certificate and key are read again
+/// (unreadable ones keep the old pair). Each outcome is one log line.
+async fn reload_on_hangup(
+    mut hangups: tokio::signal::unix::Signal,
+    logging: Logging,
+    broker: Arc<Broker>,
+    tls: Option<Arc<crate::http::ReloadableTls>>,
+) {
+    while hangups.recv().await.is_some() {
+        let reopened = logging.reopen();
+        tracing::info!(reopened, "SIGHUP: log files reopened; reloading");
         let reloader = broker.clone();
         let outcome = tokio::task::spawn_blocking(move || reloader.reload()).await;
         if let Err(error) = outcome {

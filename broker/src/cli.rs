@@ -27,13 +27,14 @@ pub struct Cli {
     /// HTTP mode: [ADDRESS:]PORT to bind (default 127.0.0.1:8080, or $DAEMON_BIND_ADDRESS).
     #[arg(short = 'b', long = "bind", value_name = "BIND_ADDRESS")]
     pub bind: Option<String>,
-    /// Accepted for compatibility; run the daemon under systemd instead (see deploy/).
+    /// HTTP mode: fork to the background; exits 0 once the daemon listens (the reference's
+    /// Type=forking unit). Our own unit runs the daemon in the foreground instead.
     #[arg(short = 'D', long = "daemonize")]
     pub daemonize: bool,
-    /// Pid file to write in HTTP mode.
+    /// The daemon's pid file (with -D default /run/x2gobroker/x2gobroker-daemon.pid).
     #[arg(short = 'P', long = "pidfile", value_name = "PIDFILE")]
     pub pidfile: Option<PathBuf>,
-    /// Accepted for compatibility (logs go to stderr / the journal).
+    /// With -D: directory of x2gobroker-daemon.stdout and .stderr (default /var/log/x2gobroker).
     #[arg(short = 'L', long = "logdir", value_name = "LOGDIR")]
     pub logdir: Option<PathBuf>,
     /// Started as root: switch to the daemon user/group (X2GOBROKER_DAEMON_USER/_GROUP).
@@ -97,8 +98,12 @@ pub enum Mode {
 }
 
 impl Cli {
-    /// The mode: `-M`, else HTTP when invoked as `x2gobroker-daemon`, else SSH.
+    /// The mode: HTTP with `-D` (as the reference), else `-M`, else HTTP when invoked as
+    /// `x2gobroker-daemon`, else SSH.
     pub fn mode(&self, invoked_as_daemon: bool) -> Result<Mode, String> {
+        if self.daemonize {
+            return Ok(Mode::Http);
+        }
         match self.mode.as_deref().map(str::to_uppercase).as_deref() {
             Some("HTTP") => Ok(Mode::Http),
             Some("SSH") => Ok(Mode::Ssh),

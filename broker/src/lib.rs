@@ -5,6 +5,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod daemonize;
 pub mod farm;
 pub mod frontend;
 pub mod hosts;

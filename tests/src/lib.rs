@@ -148,6 +148,11 @@ impl Drop for Daemon {
     }
 }
 
+/// `X2GOBROKER_LOGCONFIG` for brokers under test: no such file, so that a broker started as
+/// root logs to stderr even where the reference's `x2gobroker-loggers.conf` is installed
+/// (it would write `/var/log/x2gobroker/*.log`).
+pub const NO_LOGCONFIG: &str = "/nonexistent/x2gobroker-loggers.conf";
+
 /// The broker daemon started from `target/` with a config and a profiles file.
 pub fn start_broker(
     config: &Path,
@@ -167,6 +172,7 @@ pub fn start_broker(
         .current_dir(working_directory)
         .env("X2GOBROKER_SESSIONPROFILES", profiles)
         .env("X2GOBROKER_COOKIE_DIRECTORY", cookie_directory)
+        .env("X2GOBROKER_LOGCONFIG", NO_LOGCONFIG)
         .env_remove("X2GOBROKER_DEFAULT_BACKEND")
         .env_remove("X2GOBROKER_CONFIG");
     for (name, value) in extra_env {

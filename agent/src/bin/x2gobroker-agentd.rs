@@ -1,5 +1,6 @@
 //! `x2gobroker-agentd`: the gRPC agent daemon. Parses the command line, sets up logging,
-//! binds the listener and hands over to [`x2gobroker_agent::daemon::run`].
+//! handles SIGHUP (reload) and SIGTERM (shutdown), binds the listener and hands over to
+//! [`x2gobroker_agent::daemon::run`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -160,6 +161,16 @@ async fn main() -> ExitCode {
         tracing::error!(%error, "unusable configuration");
         return ExitCode::from(64);
     }
+    // SIGHUP reloads (token, certificate, key), never kills: handled before anything listens
+    let hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(hangups) => futures::stream::unfold(hangups, |mut hangups| async move {
+            hangups.recv().await.map(|()| ((), hangups))
+        }),
+        Err(error) => {
+            tracing::error!(%error, "cannot handle SIGHUP");
+            return ExitCode::FAILURE;
+        }
+    };
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(listener) => listener,
         Err(error) => {
@@ -171,7 +182,7 @@ async fn main() -> ExitCode {
         // Machine-readable start-up line (tests listen on port 0 and read it).
         println!("x2gobroker-agentd listening on {address}");
     }
-    match run(config, listener, shutdown_signal()).await {
+    match run(config, listener, shutdown_signal(), hangups).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(DaemonError::Config(error)) => {
             tracing::error!(%error, "unusable configuration");

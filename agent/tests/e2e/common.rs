@@ -127,6 +127,7 @@ pub struct Daemon {
     pub child: Child,
     pub address: String,
     pub token: String,
+    pub token_file: PathBuf,
     pub stderr_log: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -201,6 +202,7 @@ impl Daemon {
             child,
             address,
             token,
+            token_file,
             stderr_log,
             _dir: dir,
         }
@@ -224,13 +226,57 @@ impl Daemon {
 
     /// A request carrying the bearer token.
     pub fn request<T>(&self, message: T) -> tonic::Request<T> {
-        let mut request = tonic::Request::new(message);
-        request.metadata_mut().insert(
-            "authorization",
-            format!("Bearer {}", self.token).parse().unwrap(),
-        );
-        request
+        with_token(&self.token, message)
     }
+
+    /// Sends `signal` to the daemon.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).unwrap();
+    }
+
+    /// Whether the process still runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits (up to 10 s) until the log has `count` lines containing `needle`.
+    pub async fn wait_for_log(&self, needle: &str, count: usize) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if log.matches(needle).count() >= count {
+                return log;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no {count}× {needle:?} in the log: {log}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A request carrying `token` as its bearer token.
+pub fn with_token<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+/// Replaces `path` by a file holding `text` with `mode`, in one rename (as an admin's
+/// editor or config management does).
+pub fn replace_file(path: &Path, text: &[u8], mode: u32) {
+    let temporary = path.with_extension("new");
+    std::fs::write(&temporary, text).unwrap();
+    std::fs::set_permissions(
+        &temporary,
+        std::os::unix::fs::PermissionsExt::from_mode(mode),
+    )
+    .unwrap();
+    std::fs::rename(&temporary, path).unwrap();
 }
 
 /// Runs our legacy agent with `args` and optional SSH_ORIGINAL_COMMAND.

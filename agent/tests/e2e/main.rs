@@ -10,6 +10,7 @@ mod grpcurl;
 mod hostile;
 mod legacy;
 mod limits;
+mod reload;
 mod setuid;
 mod tls;
 mod watch;

@@ -1,12 +1,13 @@
 //! `x2gobroker-authservice`: the root PAM service the unprivileged broker asks over a unix socket
 //! (§6.4). Parses the reference's command line, sets up logging and the socket, serves until
-//! SIGTERM/SIGINT. Exit codes: 0 after a clean shutdown, 64 unusable command line or socket, 1 runtime failure.
+//! SIGTERM/SIGINT; SIGHUP is logged and changes nothing. Exit codes: 0 after a clean shutdown, 64 unusable command line or socket, 1 runtime failure.
 
 #![forbid(unsafe_code)]
 
 use clap::Parser;
 use std::path::PathBuf;
 use std::time::Duration;
+use tokio::signal::unix::{signal, SignalKind};
 use x2gobroker_authservice::accounts::{self, AccountPolicy};
 use x2gobroker_authservice::peer::PeerPolicy;
 use x2gobroker_authservice::throttle::ThrottleConfig;
@@ -88,8 +89,17 @@ fn init_logging(debug: bool) {
         .init();
 }
 
+/// SIGHUP: there is nothing to read again (the options are the command line, and PAM reads
+/// `/etc/pam.d` on every check); the service logs that and goes on serving.
+async fn answer_hangups(mut hangups: tokio::signal::unix::Signal) {
+    while hangups.recv().await.is_some() {
+        tracing::info!(
+            "SIGHUP: nothing to reload (options come from the command line, PAM reads /etc/pam.d on every check); still serving"
+        );
+    }
+}
+
 async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut terminate) = signal(SignalKind::terminate()) else {
         return std::future::pending().await;
     };
@@ -166,6 +176,16 @@ fn main() {
         }
     };
     let code = runtime.block_on(async {
+        // SIGHUP never kills the service (logrotate, `systemctl reload`): handled before the
+        // socket exists
+        let hangups = match signal(SignalKind::hangup()) {
+            Ok(hangups) => hangups,
+            Err(error) => {
+                eprintln!("x2gobroker-authservice: cannot handle SIGHUP: {error}");
+                return 1;
+            }
+        };
+        tokio::spawn(answer_hangups(hangups));
         let bound = match socket::bind(&options) {
             Ok(bound) => bound,
             Err(error) => {

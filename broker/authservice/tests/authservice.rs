@@ -879,3 +879,32 @@ fn the_throttle_refuses_a_right_password_after_n_failures() {
         refused_in.as_millis()
     );
 }
+
+#[test]
+fn sighup_keeps_the_service_serving_a_check_in_flight_included() {
+    let _serial = serial();
+    setup();
+    let mut service = Service::start();
+    // a wrong password (PAM's failure delay, ~2 s) is in flight while SIGHUP arrives
+    let socket = service.socket.clone();
+    let in_flight =
+        std::thread::spawn(move || ask(&socket, &request(GOLDEN_USER, "wrong", "x2gobroker")));
+    std::thread::sleep(Duration::from_millis(200));
+    for _ in 0..3 {
+        nix::sys::signal::kill(service.pid(), nix::sys::signal::Signal::SIGHUP).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (reply, _) = in_flight.join().unwrap();
+    assert_eq!(reply, "fail\n", "the check in flight is answered");
+    let still_running = service.child.as_mut().unwrap().try_wait().unwrap();
+    assert!(
+        still_running.is_none(),
+        "SIGHUP killed the auth service: {still_running:?}"
+    );
+    let (reply, _) = ask(
+        &service.socket,
+        &request(GOLDEN_USER, GOLDEN_PASSWORD, "x2gobroker"),
+    );
+    assert_eq!(reply, "ok\n", "new checks after SIGHUP");
+    assert!(service.terminate(Duration::from_secs(8)).success());
+}

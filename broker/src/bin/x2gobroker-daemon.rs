@@ -6,7 +6,7 @@ fn main() {
     let cli = x2gobroker::cli::Cli::parse();
     let startup =
         x2gobroker::app::startup_settings(x2gobroker::app::command_line(&cli), "x2gobroker-daemon");
-    x2gobroker::logging::init(startup.debug);
+    let logging = x2gobroker::app::init_logging(&cli, &startup);
     let usage = x2gobroker::cli::Cli::command().render_usage().to_string();
-    std::process::exit(x2gobroker::app::run(cli, startup, true, usage));
+    std::process::exit(x2gobroker::app::run(cli, startup, logging, true, usage));
 }

@@ -22,6 +22,12 @@ pub const DEFAULT_CONFIG: &str = "/etc/x2go/x2gobroker.conf";
 pub const DEFAULT_PROFILES: &str = "/etc/x2go/broker/x2gobroker-sessionprofiles.conf";
 /// Our default bind address (the reference's is all interfaces).
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
+/// The reference's logging configuration (`X2GOBROKER_LOGCONFIG`, §2).
+pub const DEFAULT_LOGCONFIG: &str = "/etc/x2go/broker/x2gobroker-loggers.conf";
+/// `-D`: the pid file when `--pidfile` names none, and the directory of
+/// `x2gobroker-daemon.std{out,err}` when `-L` names none (§3.1).
+pub const DEFAULT_PIDFILE: &str = "/run/x2gobroker/x2gobroker-daemon.pid";
+pub const DEFAULT_LOGDIR: &str = "/var/log/x2gobroker";
 /// The default daemon and agent account.
 pub const DEFAULT_USER: &str = "x2gobroker";
 
@@ -39,14 +45,15 @@ pub mod variable {
     pub const AGENT_USER: &str = "X2GOBROKER_AGENT_USER";
     pub const AGENT_CMD: &str = "X2GOBROKER_AGENT_CMD";
     pub const AUTHSERVICE_SOCKET: &str = "X2GOBROKER_AUTHSERVICE_SOCKET";
+    /// The reference's logging configuration (§2, §14).
+    pub const LOGCONFIG: &str = "X2GOBROKER_LOGCONFIG";
     /// Ours: overrides `[global] cookie-directory`.
     pub const COOKIE_DIRECTORY: &str = "X2GOBROKER_COOKIE_DIRECTORY";
     /// Names of §2 the broker reads no value from (accepted in defaults.conf).
-    pub const UNUSED: [&str; 5] = [
+    pub const UNUSED: [&str; 4] = [
         "X2GOBROKER_DEBUG_INTERACTIVELY",
         "X2GOBROKER_TESTSUITE",
         "X2GOBROKER_LOADCHECKER_SOCKET",
-        "X2GOBROKER_LOGCONFIG",
         "X2GOBROKER_HOSTNAME",
     ];
 }
@@ -137,6 +144,8 @@ pub struct StartupSettings {
     pub cookie_directory: Option<PathBuf>,
     /// Timeout of one authentication round trip.
     pub auth_timeout: Duration,
+    /// The loggers file (used when it exists and the process runs as root or the daemon user).
+    pub logconfig: PathBuf,
     /// The defaults.conf read, and its section for this program.
     pub defaults_conf: PathBuf,
     pub defaults_section: Option<String>,
@@ -256,6 +265,7 @@ fn defaults_conf_problems(document: &IniDocument) -> Vec<String> {
             variable::AGENT_CMD,
             variable::AUTHSERVICE_SOCKET,
             variable::COOKIE_DIRECTORY,
+            variable::LOGCONFIG,
         ];
         names
             .iter()
@@ -447,6 +457,11 @@ impl StartupSettings {
                 keys::DEFAULT_AGENT_COMMAND,
             ),
         );
+        let (logconfig, _) = record(
+            variable::LOGCONFIG,
+            None,
+            lookup_or(variable::LOGCONFIG, DEFAULT_LOGCONFIG),
+        );
         // overrides of keys the file may change at run time: the file's level is resolved
         // per request (`authservice_socket`, `cookie_directory` below), reported as it is now
         let authservice_socket = levels
@@ -470,6 +485,7 @@ impl StartupSettings {
             authservice_socket,
             cookie_directory,
             auth_timeout: Duration::from_secs(30),
+            logconfig: PathBuf::from(logconfig),
             defaults_conf,
             defaults_section: defaults_section.clone(),
             report,
@@ -794,6 +810,6 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), count);
-        assert_eq!(count, 13);
+        assert_eq!(count, 14);
     }
 }

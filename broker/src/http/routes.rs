@@ -132,7 +132,13 @@ async fn dispatch(
     let path = request.uri().path().to_string();
     let started = tokio::time::Instant::now();
     let response = route(&broker, peer, request).await;
-    tracing::info!(target: "access", "{} {} {} ({}) {}ms", response.status().as_u16(), method, path, client_ip(&peer), started.elapsed().as_millis());
+    crate::logging::log_request(
+        response.status().as_u16(),
+        method.as_str(),
+        &path,
+        client_ip(&peer),
+        started.elapsed(),
+    );
     response
 }
 

@@ -470,7 +470,8 @@ mod privileges {
                 "X2GOBROKER_SESSIONPROFILES",
                 golden_dir().join("configs/profiles_basic.ini"),
             )
-            .env("X2GOBROKER_COOKIE_DIRECTORY", work.path().join("cookies"));
+            .env("X2GOBROKER_COOKIE_DIRECTORY", work.path().join("cookies"))
+            .env("X2GOBROKER_LOGCONFIG", x2gobroker_e2e::NO_LOGCONFIG);
         let daemon = Daemon::start(command, format!("127.0.0.1:{port}").parse().unwrap());
         // The listening socket exists before the privileges are dropped (a port below 1024
         // needs root); an answer comes only from the request loop, which starts after the drop.

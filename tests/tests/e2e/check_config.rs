@@ -343,6 +343,7 @@ fn a_bad_farm_value_at_start_up_is_one_logged_error_and_the_default_serves() {
         .env("X2GOBROKER_SESSIONPROFILES", &profiles_path)
         .env("X2GOBROKER_COOKIE_DIRECTORY", work.path().join("cookies"))
         .env("X2GOBROKER_DEFAULTS", "/nonexistent/defaults.conf")
+        .env("X2GOBROKER_LOGCONFIG", x2gobroker_e2e::NO_LOGCONFIG)
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

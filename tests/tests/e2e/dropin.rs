@@ -314,6 +314,7 @@ fn start_dropped_broker(
         .env("X2GOBROKER_DAEMON_USER", &account.name)
         .env("X2GOBROKER_DAEMON_GROUP", AGENT_GROUP)
         .env("RUST_LOG", "info")
+        .env("X2GOBROKER_LOGCONFIG", x2gobroker_e2e::NO_LOGCONFIG)
         .env_remove("X2GOBROKER_DEFAULT_BACKEND")
         .env_remove("X2GOBROKER_CONFIG")
         .env_remove("X2GOBROKER_AGENT_CMD");

@@ -195,6 +195,8 @@ fn logged_broker(
             config.parent().unwrap().join("cookies"),
         )
         .env("RUST_LOG", "info")
+        // the log on stderr, not in the reference's log files if they are configured here
+        .env("X2GOBROKER_LOGCONFIG", x2gobroker_e2e::NO_LOGCONFIG)
         .env_remove("X2GOBROKER_DEFAULT_BACKEND")
         .env_remove("X2GOBROKER_CONFIG");
     Daemon::start_logged(command, address, log)
@@ -401,6 +403,7 @@ fn ssh_broker_mode(work: &std::path::Path, args: &[&str]) -> (String, Duration) 
         .env("X2GOBROKER_SESSIONPROFILES", work.join("profiles.ini"))
         .env("X2GOBROKER_COOKIE_DIRECTORY", work.join("cookies"))
         .env("RUST_LOG", "warn")
+        .env("X2GOBROKER_LOGCONFIG", x2gobroker_e2e::NO_LOGCONFIG)
         .output()
         .expect("x2gobroker");
     assert!(output.status.success(), "{output:?}");

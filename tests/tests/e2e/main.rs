@@ -3,6 +3,7 @@
 mod auth;
 mod check_config;
 mod daemon;
+mod daemonize;
 mod dropin;
 mod farm;
 mod farm_lifecycle;
@@ -11,4 +12,5 @@ mod python_x2go;
 mod replay_http;
 mod replay_ssh;
 mod tools;
+mod units;
 mod x2goclient;

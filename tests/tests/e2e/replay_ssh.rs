@@ -69,7 +69,8 @@ fn ssh_mode_recordings_replay() {
                 "X2GOBROKER_COOKIE_DIRECTORY",
                 directory.path().join("cookies"),
             )
-            .env("RUST_LOG", "error");
+            .env("RUST_LOG", "error")
+            .env("X2GOBROKER_LOGCONFIG", x2gobroker_e2e::NO_LOGCONFIG);
         for (name, value) in record["env"].as_object().unwrap() {
             command.env(name, value.as_str().unwrap());
         }
