@@ -42,8 +42,8 @@ pub fn serve_hello(address: SocketAddr) -> anyhow::Result<()> {
 /// from the environment, the live farm when `[farm]` is configured); used by the smoke test,
 /// where the daemon binary of another package is not built.
 pub fn serve_broker(config_path: &Path, address: SocketAddr) -> anyhow::Result<()> {
-    use x2gobroker::config::store::ConfigStore;
     use x2gobroker::service::Broker;
+    use x2gobroker::store::ConfigStore;
     x2gobroker::logging::init(false);
     let command_line = x2gobroker::config::startup::CommandLine {
         config_file: Some(config_path.to_path_buf()),

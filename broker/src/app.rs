@@ -2,11 +2,11 @@
 
 use crate::cli::{bind_address, Cli, Mode, EXIT_USAGE};
 use crate::config::startup::{CommandLine, StartupInputs};
-use crate::config::store::ConfigStore;
 use crate::config::{BrokerConfig, IniDocument, StartupSettings};
 use crate::daemonize::{self, PidFile, Readiness};
 use crate::logging::Logging;
 use crate::service::Broker;
+use crate::store::ConfigStore;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -19,4 +19,5 @@ pub mod reply;
 pub mod select;
 pub mod service;
 pub mod sshmode;
+pub mod store;
 pub mod testagent;

@@ -624,5 +624,27 @@ pub fn zeroconf_profile(id: &str, desktop_shell: &str) -> Profile {
     profile
 }
 
+impl crate::config::settings::ProfileKeys for Profile {
+    fn broker_key(&self, key: &str) -> Option<&str> {
+        Profile::broker_key(self, key)
+    }
+
+    fn broker_keys(&self) -> &[(String, String)] {
+        &self.broker
+    }
+
+    fn host_count(&self) -> usize {
+        self.host_names().len()
+    }
+
+    fn is_shadow(&self) -> bool {
+        Profile::is_shadow(self)
+    }
+
+    fn profile_id(&self) -> &str {
+        &self.id
+    }
+}
+
 #[cfg(test)]
 mod tests;

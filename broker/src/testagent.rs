@@ -9,9 +9,10 @@
 //! reference prints only "could be executed successfully" for `listsessions`), and a failed
 //! task exits 1.
 
+use crate::config::farm::broker_key_file;
 use crate::farm::agentcmd::{self, HostKeyCheck, Task};
 use crate::farm::transport::local::LocalAgent;
-use crate::farm::transport::ssh::{broker_key_file, SshAgent, SshSettings, SshTarget};
+use crate::farm::transport::ssh::{SshAgent, SshSettings, SshTarget};
 use crate::farm::transport::{Transport, TransportError};
 use std::fmt::Write;
 use std::path::PathBuf;

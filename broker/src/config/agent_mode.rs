@@ -1,7 +1,7 @@
 //! A profile's agent mode, decided in one place: what profile, backend and `[global]` configure (§5.2, §5.3) and what the running farm can reach.
 
 use super::farm::FarmConfig;
-use crate::farm::AgentMode;
+use crate::farm::model::AgentMode;
 
 /// An `agent-query-mode` as configured, compared upper-cased (§5.2); any other name is `None`,
 /// as in the reference.

@@ -3,8 +3,7 @@
 use super::keys::{self, farm as key, Typed};
 use super::settings::{GlobalSettings, Reader};
 use super::IniDocument;
-use crate::farm::model::SharedSessionDb;
-use crate::farm::transport::ssh::SshSettings;
+use crate::farm::model::{SharedSessionDb, SshSettings};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -57,6 +56,18 @@ pub struct FarmDefaults {
     pub agent_user: String,
     pub agent_command: String,
     pub ssh_key_file: Option<PathBuf>,
+}
+
+/// The broker's private keys as §5.3 names them (`id_rsa`, `id_dsa`, `id_ecdsa`), plus
+/// `id_ed25519`, in the order they are looked for.
+pub const BROKER_KEY_NAMES: [&str; 4] = ["id_rsa", "id_dsa", "id_ecdsa", "id_ed25519"];
+
+/// The first of [`BROKER_KEY_NAMES`] that exists in `home/.ssh`.
+pub fn broker_key_file(home: &std::path::Path) -> Option<PathBuf> {
+    BROKER_KEY_NAMES
+        .iter()
+        .map(|name| home.join(".ssh").join(name))
+        .find(|path| path.is_file())
 }
 
 /// `[farm]` of one loaded x2gobroker.conf, typed.
@@ -371,5 +382,24 @@ mod tests {
         assert!(config.ssh_fallback);
         assert_eq!(config.key_lifetime, Duration::from_secs(20));
         assert_eq!(bad.ssh_user, None, "empty is unset");
+    }
+
+    #[test]
+    fn the_broker_key_is_found_as_the_reference_looks_for_it() {
+        let home = tempfile::tempdir().unwrap();
+        assert_eq!(broker_key_file(home.path()), None);
+        std::fs::create_dir(home.path().join(".ssh")).unwrap();
+        std::fs::write(home.path().join(".ssh/id_ed25519"), "key").unwrap();
+        assert_eq!(
+            broker_key_file(home.path()),
+            Some(home.path().join(".ssh/id_ed25519"))
+        );
+        // the reference's order: id_rsa before id_dsa, id_ecdsa, then ours
+        std::fs::write(home.path().join(".ssh/id_ecdsa"), "key").unwrap();
+        std::fs::write(home.path().join(".ssh/id_rsa"), "key").unwrap();
+        assert_eq!(
+            broker_key_file(home.path()),
+            Some(home.path().join(".ssh/id_rsa"))
+        );
     }
 }

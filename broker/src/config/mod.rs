@@ -6,7 +6,6 @@ pub mod ini;
 pub mod keys;
 pub mod settings;
 pub mod startup;
-pub mod store;
 pub mod typing;
 pub mod value;
 

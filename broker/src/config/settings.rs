@@ -6,7 +6,6 @@
 use super::agent_mode::{configured_agent_query_mode, AgentQueryMode};
 use super::keys::{self, backend, global, https_get, profile, KeySpec, SectionSpec, Typed, Typing};
 use super::{typing, Backend, ConfigError, IniDocument, Value, ValueError};
-use crate::profiles::Profile;
 use std::path::PathBuf;
 
 /// A resolved value, or why the file's value for it cannot be used.
@@ -364,9 +363,29 @@ fn profile_switch(
     global.clone()
 }
 
+/// What a profile's broker settings are read from: its `broker-*` keys, its host count,
+/// whether it is a shadow profile. `profiles::Profile` implements it, so config knows
+/// nothing of profiles.
+pub trait ProfileKeys {
+    /// A `broker-*` key's value, if the profile sets it.
+    fn broker_key(&self, key: &str) -> Option<&str>;
+    /// Every `broker-*` key with its value, in the profile's order.
+    fn broker_keys(&self) -> &[(String, String)];
+    /// How many hosts the profile lists.
+    fn host_count(&self) -> usize;
+    /// Whether the profile is a shadow profile (`command = SHADOW`).
+    fn is_shadow(&self) -> bool;
+    /// The profile's id (for messages).
+    fn profile_id(&self) -> &str;
+}
+
 impl ProfileSettings {
     /// The broker settings of `profile` of `backend`'s profiles under `config`.
-    pub fn resolve(config: &super::BrokerConfig, backend: Backend, profile: &Profile) -> Self {
+    pub fn resolve<P: ProfileKeys + ?Sized>(
+        config: &super::BrokerConfig,
+        backend: Backend,
+        profile: &P,
+    ) -> Self {
         let global = &config.global;
         let backend_settings = config.backend(backend);
         let hostkey_policy = profile
@@ -410,14 +429,14 @@ impl ProfileSettings {
 /// `use_load_checker`): two hosts or more; at least one non-empty `broker-*` key (B8, kept:
 /// a profile without any is never load-checked); `broker-use-load-checker`, when set, on
 /// (one of `1 true TRUE True`); and the global, backend or profile switch on.
-fn uses_load_checker(
+fn uses_load_checker<P: ProfileKeys + ?Sized>(
     global: &GlobalSettings,
     backend: &BackendSettings,
-    profile: &Profile,
+    profile: &P,
 ) -> Result<bool, ConfigError> {
     let profile_value = profile.broker_key(profile::USE_LOAD_CHECKER);
-    if profile.host_names().len() < 2
-        || profile.broker.is_empty()
+    if profile.host_count() < 2
+        || profile.broker_keys().is_empty()
         || (profile_value.is_some() && !switch_is_on(profile::USE_LOAD_CHECKER, profile_value))
     {
         return Ok(false);
@@ -429,9 +448,9 @@ fn uses_load_checker(
 
 /// The problems of a profile's `broker-*` keys (for `--check-config`): unknown keys, and
 /// switches or names the broker reads differently from what was probably meant.
-pub fn profile_problems(profile: &Profile) -> Vec<String> {
+pub fn profile_problems<P: ProfileKeys + ?Sized>(profile: &P) -> Vec<String> {
     let mut problems = Vec::new();
-    for (key, raw) in &profile.broker {
+    for (key, raw) in profile.broker_keys() {
         let outcome = match keys::PROFILE_BROKER_KEYS.key(key) {
             Some(spec) => {
                 keys::check(Typing::Profile, spec, raw).map_err(|error| error.to_string())
@@ -439,7 +458,7 @@ pub fn profile_problems(profile: &Profile) -> Vec<String> {
             None => Err(format!("unknown key {key:?} is ignored")),
         };
         if let Err(message) = outcome {
-            problems.push(format!("profile [{}]: {message}", profile.id));
+            problems.push(format!("profile [{}]: {message}", profile.profile_id()));
         }
     }
     problems

@@ -556,7 +556,7 @@ impl StartupSettings {
         FarmDefaults {
             agent_user: self.agent_user.clone(),
             agent_command: self.agent_command.clone(),
-            ssh_key_file: home.and_then(|home| crate::farm::transport::ssh::broker_key_file(&home)),
+            ssh_key_file: home.and_then(|home| super::farm::broker_key_file(&home)),
         }
     }
 

@@ -34,16 +34,7 @@ use transport::local::LocalAgent;
 use transport::ssh::{SshAgent, SshSettings, SshTarget};
 use transport::Transport;
 
-/// How the farm reaches a profile's agents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AgentMode {
-    /// `x2gobroker-agentd` (SSH fallback where a server has none, when configured).
-    Grpc,
-    /// The legacy agent over SSH only.
-    Ssh,
-    /// The legacy agent run on the broker host (a shared session DB shows the whole farm).
-    Local,
-}
+pub use model::AgentMode;
 
 /// A profile's agent settings, resolved from the config by the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -63,3 +63,31 @@ pub enum SharedSessionDb {
     /// Every server has its own DB: ask each.
     No,
 }
+
+/// How the farm reaches a profile's agents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentMode {
+    /// `x2gobroker-agentd` (SSH fallback where a server has none, when configured).
+    Grpc,
+    /// The legacy agent over SSH only.
+    Ssh,
+    /// The legacy agent run on the broker host (a shared session DB shows the whole farm).
+    Local,
+}
+
+/// Settings shared by every SSH target of the farm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshSettings {
+    /// The account the agent runs as (`X2GOBROKER_AGENT_USER`, default `x2gobroker`).
+    pub user: String,
+    /// The broker's private key.
+    pub key_file: std::path::PathBuf,
+    /// A known_hosts file used in addition to the system one.
+    pub known_hosts: Option<std::path::PathBuf>,
+    /// An ssh_config file instead of the default ones.
+    pub config_file: Option<std::path::PathBuf>,
+    /// Where the master sockets live (keep it short: socket paths are limited to 108 bytes).
+    pub control_directory: std::path::PathBuf,
+    /// The agent's path on the servers.
+    pub agent_command: String,
+}

@@ -7,39 +7,11 @@
 
 use crate::farm::agentcmd::{self, Answer, ArgumentError, HostKeyCheck, Task};
 use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use thiserror::Error;
 
-/// Settings shared by every SSH target of the farm.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SshSettings {
-    /// The account the agent runs as (`X2GOBROKER_AGENT_USER`, default `x2gobroker`).
-    pub user: String,
-    /// The broker's private key.
-    pub key_file: PathBuf,
-    /// A known_hosts file used in addition to the system one.
-    pub known_hosts: Option<PathBuf>,
-    /// An ssh_config file instead of the default ones.
-    pub config_file: Option<PathBuf>,
-    /// Where the master sockets live (keep it short: socket paths are limited to 108 bytes).
-    pub control_directory: PathBuf,
-    /// The agent's path on the servers.
-    pub agent_command: String,
-}
-
-/// The broker's private keys as §5.3 names them (`id_rsa`, `id_dsa`, `id_ecdsa`), plus
-/// `id_ed25519`, in the order they are looked for.
-pub const BROKER_KEY_NAMES: [&str; 4] = ["id_rsa", "id_dsa", "id_ecdsa", "id_ed25519"];
-
-/// The first of [`BROKER_KEY_NAMES`] that exists in `home/.ssh`.
-pub fn broker_key_file(home: &std::path::Path) -> Option<PathBuf> {
-    BROKER_KEY_NAMES
-        .iter()
-        .map(|name| home.join(".ssh").join(name))
-        .find(|path| path.is_file())
-}
+pub use crate::farm::model::SshSettings;
 
 /// One server reached over SSH.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,29 +182,5 @@ impl SshAgent {
                 Err(SshError::Timeout(self.destination(), timeout))
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_broker_key_is_found_as_the_reference_looks_for_it() {
-        let home = tempfile::tempdir().unwrap();
-        assert_eq!(broker_key_file(home.path()), None);
-        std::fs::create_dir(home.path().join(".ssh")).unwrap();
-        std::fs::write(home.path().join(".ssh/id_ed25519"), "key").unwrap();
-        assert_eq!(
-            broker_key_file(home.path()),
-            Some(home.path().join(".ssh/id_ed25519"))
-        );
-        // the reference's order: id_rsa before id_dsa, id_ecdsa, then ours
-        std::fs::write(home.path().join(".ssh/id_ecdsa"), "key").unwrap();
-        std::fs::write(home.path().join(".ssh/id_rsa"), "key").unwrap();
-        assert_eq!(
-            broker_key_file(home.path()),
-            Some(home.path().join(".ssh/id_rsa"))
-        );
     }
 }

@@ -1,6 +1,6 @@
 //! Config files re-read when they change on disk (noticed through inotify, else a stat per request); a file that cannot be parsed keeps the last good version.
 
-use super::{BrokerConfig, IniDocument};
+use crate::config::{BrokerConfig, IniDocument};
 use crate::profiles::ProfileSet;
 use nix::errno::Errno;
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
