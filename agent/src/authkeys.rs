@@ -186,7 +186,8 @@ pub fn update_keys(
     as_user(account, || update_keys_here(path, drop, add))
 }
 
-fn update_keys_here(path: &Path, drop: &[String], add: &[String]) -> Result<bool, AuthKeysError> {
+/// Creates the key file's missing directory (0700, as the user: the caller switched).
+fn create_missing_directory(path: &Path) -> Result<(), AuthKeysError> {
     if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
         if !dir.exists() {
             DirBuilder::new()
@@ -197,6 +198,11 @@ fn update_keys_here(path: &Path, drop: &[String], add: &[String]) -> Result<bool
             fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_error(dir))?;
         }
     }
+    Ok(())
+}
+
+fn update_keys_here(path: &Path, drop: &[String], add: &[String]) -> Result<bool, AuthKeysError> {
+    create_missing_directory(path)?;
     let content = match fs::symlink_metadata(path) {
         Ok(meta) if !meta.is_file() => return Err(AuthKeysError::NotAFile(path.to_owned())),
         Ok(_) => fs::read_to_string(path).map_err(io_error(path))?,
@@ -259,16 +265,7 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> AuthKeysError + '_ {
 }
 
 fn add_key_here(account: &UserAccount, path: &Path, key: &str) -> Result<bool, AuthKeysError> {
-    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-        if !dir.exists() {
-            DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(io_error(dir))?;
-            fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_error(dir))?;
-        }
-    }
+    create_missing_directory(path)?;
     let mut file = OpenOptions::new()
         .read(true)
         .append(true)
