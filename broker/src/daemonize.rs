@@ -159,16 +159,9 @@ pub fn prepare_log_directory(
     }
     std::fs::create_dir_all(directory)?;
     if nix::unistd::geteuid().is_root() {
-        let user = nix::unistd::User::from_name(daemon_user)
-            .ok()
-            .flatten()
-            .map(|user| user.uid);
-        let group = nix::unistd::Group::from_name("adm")
-            .ok()
-            .flatten()
-            .or_else(|| nix::unistd::Group::from_name(daemon_group).ok().flatten())
-            .map(|group| group.gid);
-        nix::unistd::chown(directory, user, group)?;
+        // the owner the log files get, as the reference's postinst leaves the directory
+        let owner = crate::logging::FileOwner::of(daemon_user, daemon_group);
+        nix::unistd::chown(directory, owner.user, owner.group)?;
         std::fs::set_permissions(
             directory,
             std::os::unix::fs::PermissionsExt::from_mode(0o2755),

@@ -216,14 +216,14 @@ impl std::io::Write for OneLineStderr {
 
 /// Who a log file the broker creates belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileOwner {
-    user: Option<nix::unistd::Uid>,
-    group: Option<nix::unistd::Gid>,
+pub(crate) struct FileOwner {
+    pub(crate) user: Option<nix::unistd::Uid>,
+    pub(crate) group: Option<nix::unistd::Gid>,
 }
 
 impl FileOwner {
     /// The daemon user and group `adm` (else the daemon group).
-    fn of(daemon_user: &str, daemon_group: &str) -> FileOwner {
+    pub(crate) fn of(daemon_user: &str, daemon_group: &str) -> FileOwner {
         let user = nix::unistd::User::from_name(daemon_user)
             .ok()
             .flatten()

@@ -154,6 +154,28 @@ pub fn check_key_line(key: &str) -> Result<(), ArgumentError> {
     }
 }
 
+/// The length rule of every path argument: not empty, at most [`MAX_PATH_LEN`] bytes.
+fn length(path: &str) -> Option<&'static str> {
+    if path.is_empty() {
+        Some("empty")
+    } else if path.len() > MAX_PATH_LEN {
+        Some("too long")
+    } else {
+        None
+    }
+}
+
+/// The key-file rules both forms share: no `..` component, not naming a directory.
+fn traversal(path: &str) -> Option<&'static str> {
+    if path.split('/').any(|part| part == "..") {
+        Some("contains a .. component")
+    } else if path.ends_with('/') {
+        Some("names a directory")
+    } else {
+        None
+    }
+}
+
 /// A key-file path as it travels (the template, before the agent's `%` substitution):
 /// letters, digits and `% / . _ @ + -`, not starting with `-`, no `..` component, not naming
 /// a directory, at most 4096 characters (`%h/.x2go/authorized_keys`).
@@ -164,11 +186,8 @@ pub fn check_key_file(path: &str) -> Result<(), ArgumentError> {
             reason,
         })
     };
-    if path.is_empty() {
-        return refuse("empty");
-    }
-    if path.len() > MAX_PATH_LEN {
-        return refuse("too long");
+    if let Some(reason) = length(path) {
+        return refuse(reason);
     }
     if path.starts_with('-') {
         return refuse("starts with -");
@@ -179,13 +198,10 @@ pub fn check_key_file(path: &str) -> Result<(), ArgumentError> {
     {
         return refuse("characters other than A-Z a-z 0-9 % / . _ @ + -");
     }
-    if path.split('/').any(|part| part == "..") {
-        return refuse("contains a .. component");
+    match traversal(path) {
+        Some(reason) => refuse(reason),
+        None => Ok(()),
     }
-    if path.ends_with('/') {
-        return refuse("names a directory");
-    }
-    Ok(())
 }
 
 /// A key-file path after the agent's `%` substitution (the home directory comes from the
@@ -198,11 +214,8 @@ pub fn check_resolved_key_file(path: &str) -> Result<(), ArgumentError> {
             reason,
         })
     };
-    if path.is_empty() {
-        return refuse("empty");
-    }
-    if path.len() > MAX_PATH_LEN {
-        return refuse("too long");
+    if let Some(reason) = length(path) {
+        return refuse(reason);
     }
     if path.contains('\0') {
         return refuse("contains NUL");
@@ -213,13 +226,10 @@ pub fn check_resolved_key_file(path: &str) -> Result<(), ArgumentError> {
     if path.chars().any(char::is_control) {
         return refuse("contains control characters");
     }
-    if path.split('/').any(|part| part == "..") {
-        return refuse("contains a .. component");
+    match traversal(path) {
+        Some(reason) => refuse(reason),
+        None => Ok(()),
     }
-    if path.ends_with('/') {
-        return refuse("names a directory");
-    }
-    Ok(())
 }
 
 /// The agent program the broker runs (`agent-command`): an absolute path of letters, digits

@@ -30,6 +30,19 @@ fn set_mode(path: &Path, mode: u32) {
 /// readable by the daemon user, `logs/` as `/var/log/x2gobroker` (x2gobroker:adm 2755),
 /// `run/` as `/run/x2gobroker` should be (root:x2gobroker 0770), the cookie directory the
 /// daemon's, and a copy of the installed loggers file with its handlers in `logs/`.
+/// Sends SIGKILL to a daemon the test did not spawn itself (a `-D` fork) when dropped, so a
+/// failed assertion never leaves it running.
+struct KillOnDrop(i32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.0),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
 struct Layout {
     directory: tempfile::TempDir,
 }
@@ -228,6 +241,8 @@ async fn the_references_forking_unit_starts_and_stops_ours() {
         .parse()
         .unwrap();
     println!("-D returned 0 after {start_time:?}; daemon pid {pid}");
+    // the forked daemon is no child of the test: stop it by its pid whatever happens below
+    let _stop = KillOnDrop(pid);
     let uid = daemon_user.uid.as_raw().to_string();
     assert_eq!(
         status_field(pid, "Uid"),

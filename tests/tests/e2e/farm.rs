@@ -572,15 +572,17 @@ impl AgentSshd {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("spawn sshd");
+        // owned before the wait, so that a failed wait still stops it (Drop)
+        let sshd = AgentSshd { child, port, log };
         for last in 11..=15 {
             let address = format!("127.0.0.{last}:{port}").parse().unwrap();
             assert!(
                 x2gobroker_e2e::wait_for_port(address, Duration::from_secs(10)),
                 "sshd did not listen on {address}: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
+                std::fs::read_to_string(&sshd.log).unwrap_or_default()
             );
         }
-        AgentSshd { child, port, log }
+        sshd
     }
 }
 

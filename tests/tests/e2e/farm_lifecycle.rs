@@ -202,6 +202,18 @@ fn logged_broker(
     Daemon::start_logged(command, address, log)
 }
 
+/// The broker's log once it contains `text` (at most 5 s).
+async fn wait_for_log(log: &std::path::Path, text: &str) -> String {
+    let started = Instant::now();
+    loop {
+        let content = std::fs::read_to_string(log).unwrap_or_default();
+        if content.contains(text) || started.elapsed() > Duration::from_secs(5) {
+            return content;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Waits until `condition` holds for the body of `request`, at most `limit`.
 async fn wait_for_answer(
     port: u16,
@@ -349,29 +361,13 @@ async fn sighup_applies_a_new_farm_token_and_servers_and_keeps_serving() {
     assert_ne!(bad_value, old_config);
     std::fs::write(&config, bad_value).unwrap();
     hangup();
-    let started = Instant::now();
-    while !std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains("the running farm is kept")
-        && started.elapsed() < Duration::from_secs(5)
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let text = wait_for_log(&log, "the running farm is kept").await;
     assert!(text.contains("heartbeat-ms = \"banana\""), "{text}");
     assert!(text.contains("the running farm is kept"), "{text}");
     // and a file that cannot be parsed at all (a duplicate key): the last good one serves
     std::fs::write(&config, format!("{old_config}call-timeout-ms = 1\n")).unwrap();
     hangup();
-    let started = Instant::now();
-    while !std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains("last good version keeps serving")
-        && started.elapsed() < Duration::from_secs(5)
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let text = wait_for_log(&log, "last good version keeps serving").await;
     assert!(text.contains("last good version keeps serving"), "{text}");
     tokio::time::sleep(Duration::from_millis(3 * super::farm::HEARTBEAT_MS)).await;
     let still = plain(port, "task=listsessions&user=x2goalice").await;
