@@ -33,7 +33,8 @@ pub fn serve_hello(address: SocketAddr) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
         let router = axum::Router::new().fallback(|_body: Bytes| async { "hello" });
         let listener = bind(address).await?;
-        x2gobroker::http::serve(listener, None, router, shutdown_signal()).await;
+        let limits = x2gobroker::config::HttpLimits::default();
+        x2gobroker::http::serve(listener, None, router, &limits, shutdown_signal()).await;
         Ok(())
     })
 }

@@ -28,6 +28,21 @@ pub fn is_setuid() -> bool {
     nix::unistd::getuid() != nix::unistd::geteuid()
 }
 
+/// For a setuid process that was given more than the SSH broker mode's task options: the
+/// message (on stderr) and exit code 64. Checked before logging is installed (`RUST_LOG`).
+pub fn refuse_setuid_misuse(cli: &Cli, invoked_as_daemon: bool) -> Option<i32> {
+    if !is_setuid() {
+        return None;
+    }
+    let refusal = crate::cli::setuid_refusal(
+        cli,
+        invoked_as_daemon,
+        std::env::var_os("RUST_LOG").is_some(),
+    )?;
+    eprintln!("x2gobroker: {refusal}");
+    Some(EXIT_USAGE)
+}
+
 fn read_text(path: &Path) -> Option<String> {
     std::fs::read(path)
         .ok()
@@ -239,8 +254,14 @@ fn run_ssh(cli: Cli, startup: StartupSettings, usage: &str) -> i32 {
             return 1;
         }
     };
-    // the SSH request's client address (a request value, like an HTTP peer address)
-    let ssh_client = std::env::var("SSH_CLIENT").ok();
+    // the SSH request's client address (a request value, like an HTTP peer address); a
+    // setuid caller could set SSH_CLIENT to anything, and nothing here can verify it: the
+    // ACLs and verify-ip see 127.0.0.1 then
+    let ssh_client = if is_setuid() {
+        None
+    } else {
+        std::env::var("SSH_CLIENT").ok()
+    };
     let outcome = runtime.block_on(async {
         let outcome =
             crate::sshmode::run(&broker, &cli, &caller, ssh_client.as_deref(), usage).await;
@@ -334,7 +355,10 @@ fn run_http(cli: Cli, startup: StartupSettings, logging: Logging) -> i32 {
             return start_up.fail(1, message);
         }
     }
-    let listener = match std::net::TcpListener::bind(address) {
+    // the connection cap needs room in the open-file limit (the usual soft limit is 1024)
+    let open_files = crate::http::raise_open_file_limit();
+    tracing::debug!(open_files, "open-file limit");
+    let listener = match crate::http::bind_listener(address) {
         Ok(listener) => listener,
         Err(error) => return start_up.fail(1, format!("cannot bind {address}: {error}")),
     };
@@ -500,7 +524,15 @@ pub async fn serve(
     broker: Arc<Broker>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    crate::http::serve(listener, tls, crate::http::routes::router(broker), shutdown).await;
+    let limits = match &broker.snapshot().config {
+        Ok(config) => config.http.clone(),
+        Err(_) => crate::config::HttpLimits::default(),
+    };
+    for problem in &limits.problems {
+        tracing::error!("{}: {problem}", broker.settings.config_file.display());
+    }
+    let router = crate::http::routes::router(broker, limits.clone());
+    crate::http::serve(listener, tls, router, &limits, shutdown).await;
 }
 
 async fn shutdown_signal() {

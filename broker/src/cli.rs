@@ -134,3 +134,87 @@ pub fn bind_address(text: &str) -> Result<std::net::SocketAddr, String> {
         .map_err(|_| format!("bind address {text:?}: {host:?} is not an IP address"))?;
     Ok(std::net::SocketAddr::new(ip, port))
 }
+
+/// Why a setuid run (real and effective user differ: the SSH broker mode installed as
+/// `x2gobroker-ssh`) is refused, if it is: such a process runs only the SSH broker mode with
+/// its task options. Daemon options, the daemon's name, `-C`, debug switches and `RUST_LOG`
+/// would let the caller write files, bind ports or fill logs as the setuid account.
+pub fn setuid_refusal(cli: &Cli, invoked_as_daemon: bool, rust_log_set: bool) -> Option<String> {
+    let mut refused: Vec<&str> = Vec::new();
+    if invoked_as_daemon {
+        refused.push("the daemon's name (x2gobroker-daemon)");
+    }
+    if cli
+        .mode
+        .as_deref()
+        .is_some_and(|mode| !mode.eq_ignore_ascii_case("SSH"))
+    {
+        refused.push("-M other than SSH");
+    }
+    let options = [
+        (cli.config_file.is_some(), "-C"),
+        (cli.bind.is_some(), "-b"),
+        (cli.daemonize, "-D"),
+        (cli.pidfile.is_some(), "-P"),
+        (cli.logdir.is_some(), "-L"),
+        (cli.drop_privileges, "--drop-privileges"),
+        (cli.check_config, "--check-config"),
+        (cli.debug, "-d"),
+        (cli.debug_interactively, "-i"),
+        (rust_log_set, "RUST_LOG"),
+    ];
+    refused.extend(
+        options
+            .iter()
+            .filter(|(given, _)| *given)
+            .map(|(_, name)| *name),
+    );
+    (!refused.is_empty()).then(|| {
+        format!(
+            "running setuid, only the SSH broker mode with its task options runs; refused: {}",
+            refused.join(", ")
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("x2gobroker").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn a_setuid_broker_runs_only_the_ssh_mode_with_task_options() {
+        let client = cli(&[
+            "--task",
+            "selectsession",
+            "--profile-id",
+            "p",
+            "--auth-cookie",
+            "c",
+            "--backend",
+            "inifile",
+            "-M",
+            "ssh",
+        ]);
+        assert_eq!(setuid_refusal(&client, false, false), None);
+        for (args, named) in [
+            (&["-M", "HTTP"][..], "-M other than SSH"),
+            (&["-D"][..], "-D"),
+            (&["-P", "/home/x/pid"][..], "-P"),
+            (&["-b", "0.0.0.0:80"][..], "-b"),
+            (&["-L", "/tmp"][..], "-L"),
+            (&["-C", "/tmp/mine.conf"][..], "-C"),
+            (&["--drop-privileges"][..], "--drop-privileges"),
+            (&["--check-config"][..], "--check-config"),
+            (&["-d"][..], "-d"),
+        ] {
+            let refusal = setuid_refusal(&cli(args), false, false).expect("refused");
+            assert!(refusal.ends_with(named), "{args:?}: {refusal}");
+        }
+        let refusal = setuid_refusal(&cli(&["--task", "listsessions"]), true, true).unwrap();
+        assert!(refusal.contains("x2gobroker-daemon") && refusal.contains("RUST_LOG"));
+    }
+}

@@ -11,9 +11,12 @@ fn main() {
 
 fn x2gobroker_main(program: &str) -> i32 {
     let cli = x2gobroker::cli::Cli::parse();
+    let invoked_as_daemon = program.ends_with("x2gobroker-daemon");
+    if let Some(code) = x2gobroker::app::refuse_setuid_misuse(&cli, invoked_as_daemon) {
+        return code;
+    }
     let startup = x2gobroker::app::startup_settings(x2gobroker::app::command_line(&cli), program);
     let logging = x2gobroker::app::init_logging(&cli, &startup);
     let usage = x2gobroker::cli::Cli::command().render_usage().to_string();
-    let invoked_as_daemon = program.ends_with("x2gobroker-daemon");
     x2gobroker::app::run(cli, startup, logging, invoked_as_daemon, usage)
 }

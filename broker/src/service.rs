@@ -238,6 +238,9 @@ impl Broker {
             auth_timeout_seconds: global.auth_timeout.get()?,
             verify_ip: global.verify_ip.get()?,
             preshared_cookie,
+            max_cookies_per_user: usize::try_from(global.max_cookies_per_user.get()?)
+                .unwrap_or(1)
+                .max(1),
         };
         let store = CookieStore::new(self.cookie_directory(config));
         let mut password_error = None;

@@ -59,6 +59,16 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// Replaces the file at `path` with `text` the way editors and config managers do (a sibling
+/// written, then renamed over it), so a running broker never reads it half-written.
+pub fn replace_file(path: &std::path::Path, text: impl AsRef<[u8]>) {
+    let mut sibling = path.as_os_str().to_owned();
+    sibling.push(".new");
+    let sibling = PathBuf::from(sibling);
+    std::fs::write(&sibling, text).unwrap();
+    std::fs::rename(&sibling, path).unwrap();
+}
+
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -23,6 +23,9 @@ pub struct AccessPolicy {
     pub verify_ip: bool,
     /// The pre-shared cookie M (a fresh random one when none is configured).
     pub preshared_cookie: String,
+    /// Live dynamic cookies one user may hold (`[global] max-cookies-per-user`): a new login
+    /// beyond it removes the user's oldest cookie files first.
+    pub max_cookies_per_user: usize,
 }
 
 /// The pre-shared cookie (§6.3): the cookie file's first real line, else `my-cookie`, else random.
@@ -159,6 +162,38 @@ impl CookieStore {
         })
     }
 
+    /// Removes `user`'s oldest cookie files (by the login time they record) until at most
+    /// `keep` are left; returns how many were removed. Names are percent-encoded (`_` too), so
+    /// the prefix `<user>_` is this user's alone.
+    fn prune_user(&self, user: &str, keep: usize) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.directory) else {
+            return 0;
+        };
+        let prefix = format!("{}_", file_safe_user(user));
+        let mut files: Vec<(f64, PathBuf)> = entries
+            .flatten()
+            .filter(|entry| entry.file_name().to_string_lossy().starts_with(&prefix))
+            .map(|entry| {
+                let path = entry.path();
+                let time = std::fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|text| text.split_whitespace().nth(1)?.parse::<f64>().ok())
+                    .unwrap_or(0.0);
+                (time, path)
+            })
+            .collect();
+        if files.len() <= keep {
+            return 0;
+        }
+        files.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let excess = files.len() - keep;
+        files
+            .iter()
+            .take(excess)
+            .filter(|(_, path)| std::fs::remove_file(path).is_ok())
+            .count()
+    }
+
     /// Deletes cookie files whose login is older than `auth_timeout_seconds` at `now`; returns
     /// how many.
     pub fn collect_expired(&self, auth_timeout_seconds: i64, now: SystemTime) -> usize {
@@ -228,6 +263,14 @@ where
         }
         let next = uuid::Uuid::new_v4().to_string();
         if !user.is_empty() {
+            let pruned = store.prune_user(user, policy.max_cookies_per_user.saturating_sub(1));
+            if pruned > 0 {
+                tracing::info!(
+                    user = ?user,
+                    pruned,
+                    "cookie cap ([global] max-cookies-per-user): the user's oldest cookies removed"
+                );
+            }
             let record = CookieRecord {
                 ip,
                 time: unix_seconds(now),
@@ -272,6 +315,7 @@ mod tests {
             auth_timeout_seconds: 36000,
             verify_ip: true,
             preshared_cookie: "11111111-2222-3333-4444-555555555555".into(),
+            max_cookies_per_user: 10,
         }
     }
 
@@ -282,6 +326,72 @@ mod tests {
 
     fn seconds(n: u64) -> Duration {
         Duration::from_secs(n)
+    }
+
+    #[tokio::test]
+    async fn one_user_holds_at_most_the_cap_and_loses_the_oldest_first() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = CookieStore::new(directory.path().join("cookies"));
+        let here: IpAddr = "127.0.0.1".parse().unwrap();
+        let capped = AccessPolicy {
+            max_cookies_per_user: 3,
+            ..policy()
+        };
+        let mut issued = Vec::new();
+        for login in 0..300u64 {
+            let now = login_time() + seconds(login);
+            let (granted, cookie) =
+                check_access(&capped, &store, "flood", &here, "", now, || async { true }).await;
+            assert!(granted);
+            issued.push(cookie.unwrap());
+        }
+        // another user (whose name starts like this one's) keeps its cookie
+        let (_, other) = check_access(
+            &capped,
+            &store,
+            "flood_b",
+            &here,
+            "",
+            login_time(),
+            || async { true },
+        )
+        .await;
+        let names = std::fs::read_dir(store.directory()).unwrap().count();
+        assert_eq!(names, 4, "three of the flooding user's, one of the other's");
+        let later = login_time() + seconds(300);
+        let (oldest_kept, _) = check_access(
+            &capped,
+            &store,
+            "flood",
+            &here,
+            &issued[296],
+            later,
+            || async { false },
+        )
+        .await;
+        assert!(!oldest_kept, "the oldest cookies were dropped");
+        let (newest, _) = check_access(
+            &capped,
+            &store,
+            "flood",
+            &here,
+            &issued[299],
+            later,
+            || async { false },
+        )
+        .await;
+        assert!(newest, "the newest cookies live");
+        let (others, _) = check_access(
+            &capped,
+            &store,
+            "flood_b",
+            &here,
+            &other.unwrap(),
+            later,
+            || async { false },
+        )
+        .await;
+        assert!(others);
     }
 
     #[tokio::test]

@@ -1,7 +1,7 @@
 //! `[farm]`, the live farm's section (x2gobroker-rs): typed through the key table (a value that does not fit is one problem, and its default is used), and the [`FarmConfig`] the farm starts with.
 
 use super::keys::{self, farm as key, Typed};
-use super::settings::{GlobalSettings, Reader};
+use super::settings::{GlobalSettings, Reader, StrictReader};
 use super::IniDocument;
 use crate::farm::model::{SharedSessionDb, SshSettings};
 use std::path::PathBuf;
@@ -105,54 +105,6 @@ pub struct FarmSettings {
     pub problems: Vec<String>,
 }
 
-/// Reads `[farm]` keys, collecting the values that do not fit.
-struct FarmReader<'a> {
-    read: &'a Reader<'a>,
-    problems: Vec<String>,
-}
-
-impl FarmReader<'_> {
-    fn typed(&mut self, name: &'static str) -> Option<Typed> {
-        match self.read.typed(name)? {
-            Ok(typed) => Some(typed),
-            Err(error) => {
-                let default = keys::FARM
-                    .key(name)
-                    .and_then(|spec| spec.default.or(spec.default_note))
-                    .map(|default| format!("the default {default} is used"))
-                    .unwrap_or_else(|| "the key is ignored".to_string());
-                self.problems.push(format!("{error}; {default}"));
-                None
-            }
-        }
-    }
-
-    fn duration(&mut self, name: &'static str) -> Duration {
-        match self.typed(name).or_else(|| self.read.default_typed(name)) {
-            Some(Typed::Duration(duration)) => duration,
-            _ => Duration::ZERO,
-        }
-    }
-
-    fn bool(&mut self, name: &'static str) -> bool {
-        matches!(
-            self.typed(name).or_else(|| self.read.default_typed(name)),
-            Some(Typed::Bool(true))
-        )
-    }
-
-    fn text(&mut self, name: &'static str) -> Option<String> {
-        match self.typed(name) {
-            Some(Typed::Text(text)) => Some(text),
-            _ => None,
-        }
-    }
-
-    fn path(&mut self, name: &'static str) -> Option<PathBuf> {
-        self.text(name).map(PathBuf::from)
-    }
-}
-
 impl FarmSettings {
     /// Types `[farm]` of `document` (and `[global] load-checker-intervals`).
     pub fn resolve(document: &IniDocument, global: &GlobalSettings) -> FarmSettings {
@@ -163,10 +115,7 @@ impl FarmSettings {
     }
 
     pub(super) fn read(read: &Reader<'_>, global: &GlobalSettings) -> FarmSettings {
-        let mut farm = FarmReader {
-            read,
-            problems: Vec::new(),
-        };
+        let mut farm = StrictReader::new(read);
         let load_interval = match global.load_checker_intervals.get() {
             Ok(seconds) if (1..=86_400).contains(&seconds) => {
                 Duration::from_secs(seconds.unsigned_abs())

@@ -401,6 +401,7 @@ pub mod global {
     pub const LOGIN_THROTTLING: &str = "login-throttling";
     pub const AUTHSERVICE_SOCKET: &str = "authservice-socket";
     pub const PUBKEYS_ALL_TYPES: &str = "pubkeys-all-types";
+    pub const MAX_COOKIES_PER_USER: &str = "max-cookies-per-user";
 }
 
 /// Key names of the backend sections (`[broker_<backend>]`).
@@ -455,6 +456,18 @@ pub mod farm {
     pub const GRPC_RETRY_MS: &str = "grpc-retry-ms";
     pub const LEGACY_SHARED_SESSION_DB: &str = "legacy-shared-session-db";
     pub const LEGACY_ANSWER_REUSE_MS: &str = "legacy-answer-reuse-ms";
+}
+
+/// `[http]` key names: limits of the client port (x2gobroker-rs).
+pub mod http {
+    pub const SECTION: &str = "http";
+    pub const MAX_CONNECTIONS: &str = "max-connections";
+    pub const HEADER_TIMEOUT_MS: &str = "header-timeout-ms";
+    pub const BODY_TIMEOUT_MS: &str = "body-timeout-ms";
+    pub const REQUEST_TIMEOUT_MS: &str = "request-timeout-ms";
+    pub const MAX_BODY_BYTES: &str = "max-body-bytes";
+    pub const MAX_PARAMETERS: &str = "max-parameters";
+    pub const KEEP_ALIVE: &str = "keep-alive";
 }
 
 /// The `broker-*` keys of a session profile.
@@ -552,6 +565,14 @@ pub static GLOBAL: SectionSpec = SectionSpec {
                 "X2GOBROKER_AUTHSERVICE_SOCKET wins; empty: /run/x2gobroker/x2gobroker-authservice.socket",
             ),
         KeySpec::new(global::PUBKEYS_ALL_TYPES, Kind::Bool, Some("false")).ours(),
+        KeySpec::new(
+            global::MAX_COOKIES_PER_USER,
+            Kind::Int {
+                range: range(1, 10_000),
+            },
+            Some("10"),
+        )
+        .ours(),
     ],
 };
 
@@ -659,6 +680,45 @@ pub static FARM: SectionSpec = SectionSpec {
     ],
 };
 
+/// Timeouts of `[http]`: at least 100 ms, at most an hour.
+const HTTP_MILLISECONDS: Kind = Kind::Milliseconds {
+    range: range(100, 3_600_000),
+};
+
+/// `[http]`: limits of the client port (x2gobroker-rs). Read at start-up.
+pub static HTTP: SectionSpec = SectionSpec {
+    name: http::SECTION,
+    typing: Typing::Strict,
+    ours: true,
+    keys: &[
+        KeySpec::new(
+            http::MAX_CONNECTIONS,
+            Kind::Int {
+                range: range(16, 1_000_000),
+            },
+            Some("4096"),
+        ),
+        KeySpec::new(http::HEADER_TIMEOUT_MS, HTTP_MILLISECONDS, Some("10000")),
+        KeySpec::new(http::BODY_TIMEOUT_MS, HTTP_MILLISECONDS, Some("10000")),
+        KeySpec::new(http::REQUEST_TIMEOUT_MS, HTTP_MILLISECONDS, Some("60000")),
+        KeySpec::new(
+            http::MAX_BODY_BYTES,
+            Kind::Int {
+                range: range(1024, 64 * 1024 * 1024),
+            },
+            Some("1048576"),
+        ),
+        KeySpec::new(
+            http::MAX_PARAMETERS,
+            Kind::Int {
+                range: range(8, 10_000),
+            },
+            Some("64"),
+        ),
+        KeySpec::new(http::KEEP_ALIVE, Kind::Bool, Some("true")),
+    ],
+};
+
 /// Every section of `x2gobroker.conf` with keys (a new section: one more entry here, and its
 /// resolver in `settings.rs`, which a test demands).
 pub static SECTIONS: &[&SectionSpec] = &[
@@ -668,6 +728,7 @@ pub static SECTIONS: &[&SectionSpec] = &[
     &BROKER_BASE,
     &AUTHMECH_HTTPS_GET,
     &FARM,
+    &HTTP,
 ];
 
 /// Sections that are known but not read.

@@ -2,6 +2,7 @@
 
 pub mod agent_mode;
 pub mod farm;
+pub mod http;
 pub mod ini;
 pub mod keys;
 pub mod settings;
@@ -11,6 +12,7 @@ pub mod value;
 
 pub use agent_mode::{configured_agent_query_mode, effective_agent_mode, AgentQueryMode};
 pub use farm::{FarmConfig, FarmDefaults, FarmSettings};
+pub use http::HttpLimits;
 pub use ini::{IniDocument, IniError};
 pub use settings::{BackendSettings, GlobalSettings, HttpsGetSettings, ProfileSettings, Setting};
 pub use startup::{Source, StartupSettings};
@@ -72,6 +74,7 @@ pub struct BrokerConfig {
     pub base: BackendSettings,
     pub https_get: HttpsGetSettings,
     pub farm: FarmSettings,
+    pub http: HttpLimits,
 }
 
 impl Default for BrokerConfig {
@@ -90,6 +93,7 @@ impl BrokerConfig {
             base: BackendSettings::resolve(&document, Backend::Base, &global),
             https_get: HttpsGetSettings::resolve(&document),
             farm: FarmSettings::resolve(&document, &global),
+            http: HttpLimits::resolve(&document),
             global,
             document,
         }

@@ -7,6 +7,7 @@ use super::agent_mode::{configured_agent_query_mode, AgentQueryMode};
 use super::keys::{self, backend, global, https_get, profile, KeySpec, SectionSpec, Typed, Typing};
 use super::{typing, Backend, ConfigError, IniDocument, Value, ValueError};
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// A resolved value, or why the file's value for it cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,6 +139,72 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Reads the keys of one of our strict sections (`[farm]`, `[http]`), collecting the values
+/// that do not fit (each then reads as its default, and the problem names that default).
+pub(super) struct StrictReader<'a> {
+    read: &'a Reader<'a>,
+    pub(super) problems: Vec<String>,
+}
+
+impl<'a> StrictReader<'a> {
+    pub(super) fn new(read: &'a Reader<'a>) -> StrictReader<'a> {
+        StrictReader {
+            read,
+            problems: Vec::new(),
+        }
+    }
+
+    pub(super) fn typed(&mut self, name: &'static str) -> Option<Typed> {
+        match self.read.typed(name)? {
+            Ok(typed) => Some(typed),
+            Err(error) => {
+                let default = self
+                    .read
+                    .section
+                    .key(name)
+                    .and_then(|spec| spec.default.or(spec.default_note))
+                    .map(|default| format!("the default {default} is used"))
+                    .unwrap_or_else(|| "the key is ignored".to_string());
+                self.problems.push(format!("{error}; {default}"));
+                None
+            }
+        }
+    }
+
+    fn typed_or_default(&mut self, name: &'static str) -> Option<Typed> {
+        self.typed(name).or_else(|| self.read.default_typed(name))
+    }
+
+    pub(super) fn duration(&mut self, name: &'static str) -> Duration {
+        match self.typed_or_default(name) {
+            Some(Typed::Duration(duration)) => duration,
+            _ => Duration::ZERO,
+        }
+    }
+
+    pub(super) fn bool(&mut self, name: &'static str) -> bool {
+        matches!(self.typed_or_default(name), Some(Typed::Bool(true)))
+    }
+
+    pub(super) fn int(&mut self, name: &'static str) -> i64 {
+        match self.typed_or_default(name) {
+            Some(Typed::Int(number)) => number,
+            _ => 0,
+        }
+    }
+
+    pub(super) fn text(&mut self, name: &'static str) -> Option<String> {
+        match self.typed(name) {
+            Some(Typed::Text(text)) => Some(text),
+            _ => None,
+        }
+    }
+
+    pub(super) fn path(&mut self, name: &'static str) -> Option<PathBuf> {
+        self.text(name).map(PathBuf::from)
+    }
+}
+
 /// `[global]` (§5.2), typed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GlobalSettings {
@@ -174,6 +241,8 @@ pub struct GlobalSettings {
     pub login_throttling: Setting<bool>,
     /// `/pubkeys` serves ecdsa/ed25519 keys too (after ssh-rsa/ssh-dss; ours).
     pub pubkeys_all_types: Setting<bool>,
+    /// Live dynamic cookies one user may hold; a new login beyond it drops the oldest (ours).
+    pub max_cookies_per_user: Setting<i64>,
     /// The auth service socket the file names, `None` when it names none.
     pub authservice_socket: Option<PathBuf>,
 }
@@ -215,6 +284,7 @@ impl GlobalSettings {
             allow_get_requests: read.bool(global::ALLOW_GET_REQUESTS),
             login_throttling: read.bool(global::LOGIN_THROTTLING),
             pubkeys_all_types: read.bool(global::PUBKEYS_ALL_TYPES),
+            max_cookies_per_user: read.int(global::MAX_COOKIES_PER_USER),
             authservice_socket: read
                 .non_empty(global::AUTHSERVICE_SOCKET)
                 .map(PathBuf::from),
@@ -535,6 +605,9 @@ mod tests {
         let read = Reader::new(&document, &keys::FARM);
         crate::config::farm::FarmSettings::read(&read, &global);
         expect(&keys::FARM, read.asked.take());
+        let read = Reader::new(&document, &keys::HTTP);
+        crate::config::http::HttpLimits::read(&read);
+        expect(&keys::HTTP, read.asked.take());
         let mut all: Vec<&str> = keys::SECTIONS.iter().map(|section| section.name).collect();
         all.sort();
         checked.sort();

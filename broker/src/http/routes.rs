@@ -3,7 +3,8 @@
 //! Only routing, parameter extraction and status mapping: each request's logic is in
 //! `service.rs`, its body rendered by `frontend/`.
 
-use super::request::{InvalidParameter, Params};
+use super::request::{InvalidParameter, ParamLimits, Params};
+use crate::config::HttpLimits;
 use crate::frontend;
 use crate::service::{BasicCredentials, Broker, BrokerError, BrokerRequest, Frontend};
 use axum::body::{Body, Bytes};
@@ -14,28 +15,43 @@ use axum::Router;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-/// Request bodies larger than this get 413.
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Bodies above this size have their parameters parsed on the blocking pool.
+const LARGE_BODY_BYTES: usize = 64 * 1024;
 
 const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
 const TEXT_JSON: &str = "text/json; charset=utf-8";
 const TEXT_HTML: &str = "text/html; charset=UTF-8";
 const ROOT_PAGE: &str = "<body><html><h1>X2Go Session Broker</h1><p>It works...</p></body></html>";
 
-/// The broker's router: every path goes through one dispatcher that applies §3.2.
-pub fn router(broker: Arc<Broker>) -> Router {
-    Router::new().fallback(dispatch).with_state(broker)
+/// What every request is served with: the broker and the client port's limits.
+#[derive(Clone)]
+struct Endpoint {
+    broker: Arc<Broker>,
+    limits: Arc<HttpLimits>,
+    /// Big bodies are parsed one at a time (a flood of them takes one core, never all).
+    large_bodies: Arc<tokio::sync::Semaphore>,
+}
+
+/// The broker's router: every path goes through one dispatcher that applies §3.2; bodies and
+/// parameters are read within `limits`.
+pub fn router(broker: Arc<Broker>, limits: HttpLimits) -> Router {
+    Router::new().fallback(dispatch).with_state(Endpoint {
+        broker,
+        limits: Arc::new(limits),
+        large_bodies: Arc::new(tokio::sync::Semaphore::new(1)),
+    })
 }
 
 fn reason(status: StatusCode) -> &'static str {
     match status.as_u16() {
+        408 => "Request Timeout",
         413 => "Request Entity Too Large",
         _ => status.canonical_reason().unwrap_or("Unknown"),
     }
 }
 
 /// Tornado's default error page, headers reset (no `Expires`).
-fn error_page(status: StatusCode, method: &Method) -> Response {
+pub(super) fn error_page(status: StatusCode, method: &Method) -> Response {
     let code = status.as_u16();
     let text = reason(status);
     let body = if *method == Method::HEAD {
@@ -124,14 +140,14 @@ fn is_uccs_ping(path: &str) -> bool {
 }
 
 async fn dispatch(
-    State(broker): State<Arc<Broker>>,
+    State(endpoint): State<Endpoint>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let started = tokio::time::Instant::now();
-    let response = route(&broker, peer, request).await;
+    let response = route(&endpoint, peer, request).await;
     crate::logging::log_request(
         response.status().as_u16(),
         method.as_str(),
@@ -142,7 +158,8 @@ async fn dispatch(
     response
 }
 
-async fn route(broker: &Arc<Broker>, peer: SocketAddr, request: Request) -> Response {
+async fn route(endpoint: &Endpoint, peer: SocketAddr, request: Request) -> Response {
+    let broker = &endpoint.broker;
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let read_only = method == Method::GET || method == Method::HEAD;
@@ -204,7 +221,7 @@ async fn route(broker: &Arc<Broker>, peer: SocketAddr, request: Request) -> Resp
     let Some((frontend, capture)) = frontend else {
         return error_page(StatusCode::NOT_FOUND, &method);
     };
-    broker_endpoint(broker, frontend, &capture, peer, request).await
+    broker_endpoint(endpoint, frontend, &capture, peer, request).await
 }
 
 fn backend_from_capture(capture: &str) -> String {
@@ -229,13 +246,23 @@ fn read_request(params: &Params, frontend: Frontend) -> Result<BrokerRequest, In
     })
 }
 
+/// A 408 that also closes the connection (its body is left unread).
+fn body_timed_out(method: &Method) -> Response {
+    let mut response = error_page(StatusCode::REQUEST_TIMEOUT, method);
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
 async fn broker_endpoint(
-    broker: &Arc<Broker>,
+    endpoint: &Endpoint,
     frontend: Frontend,
     capture: &str,
     peer: SocketAddr,
     request: Request,
 ) -> Response {
+    let (broker, limits) = (&endpoint.broker, &endpoint.limits);
     let method = request.method().clone();
     let allowed = method == Method::POST || (method == Method::GET && broker.allows_get_requests());
     if !allowed {
@@ -247,19 +274,55 @@ async fn broker_endpoint(
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<usize>().ok())
-        .is_some_and(|length| length > MAX_BODY_BYTES);
+        .is_some_and(|length| length > limits.max_body_bytes);
     if too_large {
         return error_page(StatusCode::PAYLOAD_TOO_LARGE, &method);
     }
-    let body: Bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
-        Ok(bytes) => bytes,
-        Err(_) => return error_page(StatusCode::PAYLOAD_TOO_LARGE, &method),
+    let reading = axum::body::to_bytes(body, limits.max_body_bytes);
+    let body: Bytes = match tokio::time::timeout(limits.body_timeout, reading).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => return error_page(StatusCode::PAYLOAD_TOO_LARGE, &method),
+        Err(_) => {
+            tracing::warn!(peer = %client_ip(&peer), "request body not complete within [http] body-timeout-ms: answered 408");
+            return body_timed_out(&method);
+        }
     };
     let content_type = parts
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok());
-    let params = Params::from_request(parts.uri.query(), content_type, &body);
+    let body_length = body.len();
+    let param_limits = ParamLimits::broker(limits.max_parameters);
+    let query = parts.uri.query().map(str::to_string);
+    let content_type = content_type.map(str::to_string);
+    let parse = move || {
+        Params::from_request(
+            query.as_deref(),
+            content_type.as_deref(),
+            &body,
+            &param_limits,
+        )
+    };
+    // a big body is scanned off the async workers, one at a time: others keep being
+    // answered meanwhile
+    let parsed = if body_length > LARGE_BODY_BYTES {
+        let Ok(_turn) = endpoint.large_bodies.acquire().await else {
+            return error_page(StatusCode::SERVICE_UNAVAILABLE, &method);
+        };
+        match tokio::task::spawn_blocking(parse).await {
+            Ok(parsed) => parsed,
+            Err(error) => return broker_error(BrokerError::Internal(error.to_string()), &method),
+        }
+    } else {
+        parse()
+    };
+    let params = match parsed {
+        Ok(params) => params,
+        Err(error) => {
+            tracing::warn!(%error, "bad request");
+            return error_page(StatusCode::BAD_REQUEST, &method);
+        }
+    };
     let broker_request = match read_request(&params, frontend) {
         Ok(broker_request) => broker_request,
         Err(error) => {

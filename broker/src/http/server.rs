@@ -1,5 +1,7 @@
-//! Accepting connections (plain or rustls) and handing them to the axum router, with graceful shutdown.
+//! Accepting connections (plain or rustls) under the `[http]` limits (connection cap, header and request deadlines, keep-alive) and handing them to the axum router, with graceful shutdown.
 
+use super::connections::{Admission, Slots};
+use crate::config::HttpLimits;
 use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -12,8 +14,8 @@ use tower::ServiceExt;
 
 /// How long in-flight requests may take to finish after shutdown was asked for.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-/// How long a client may take to send its request headers.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Open files kept free of connections for everything else the broker opens.
+pub const RESERVED_FILES: u64 = 256;
 
 /// Errors setting up the listener's TLS.
 #[derive(Debug, thiserror::Error)]
@@ -86,14 +88,92 @@ impl ReloadableTls {
     }
 }
 
+/// Pending connections the kernel queues before the broker accepts them (a login storm of a
+/// whole lab at 8:00 must not wait for SYN retries; the kernel caps it at `somaxconn`).
+pub const LISTEN_BACKLOG: i32 = 1024;
+
+/// The client port's listening socket, with address reuse and [`LISTEN_BACKLOG`].
+pub fn bind_listener(address: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(address), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// Raises the soft open-file limit to the hard one (the connection cap needs the room; the
+/// usual soft limit is 1024) and returns the soft limit now in force.
+pub fn raise_open_file_limit() -> u64 {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return 1024;
+    };
+    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        return hard;
+    }
+    soft
+}
+
+/// Logs at most one line a second for a repeated event (a flood must not flood the log).
+#[derive(Debug, Default)]
+struct Sparse {
+    last: Option<tokio::time::Instant>,
+    skipped: u64,
+}
+
+impl Sparse {
+    /// Whether to log now, and how many were skipped since the last line.
+    fn due(&mut self) -> Option<u64> {
+        let now = tokio::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < Duration::from_secs(1))
+        {
+            self.skipped += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.skipped))
+    }
+}
+
+/// The error page of a request that ran out of time (`request-timeout-ms`).
+fn request_timed_out() -> axum::response::Response {
+    super::routes::error_page(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        &axum::http::Method::GET,
+    )
+}
+
 /// Serves `router` on `listener` until `shutdown` resolves, then stops accepting and gives
-/// in-flight requests `SHUTDOWN_GRACE` to finish.
+/// in-flight requests `SHUTDOWN_GRACE` to finish. `limits` bound what one client may cost:
+/// connections beyond `max_connections` (lowered to fit the open-file limit) close the oldest
+/// idle connection or are refused, heads take at most `header_timeout` (also the keep-alive
+/// idle time), requests at most `request_timeout`.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<Arc<ReloadableTls>>,
     router: Router,
+    limits: &HttpLimits,
     shutdown: impl Future<Output = ()>,
 ) {
+    let nofile = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map(|(soft, _)| soft)
+        .unwrap_or(1024);
+    let cap = super::connections::effective_cap(limits.max_connections, nofile, RESERVED_FILES);
+    if cap < limits.max_connections {
+        tracing::warn!(
+            wanted = limits.max_connections,
+            cap,
+            open_file_limit = nofile,
+            "[http] max-connections lowered to fit the open-file limit (LimitNOFILE=)"
+        );
+    }
+    let slots = Slots::new(cap);
+    let (header_timeout, request_timeout) = (limits.header_timeout, limits.request_timeout);
+    let keep_alive = limits.keep_alive;
+    let (mut evictions, mut refusals) = (Sparse::default(), Sparse::default());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -108,53 +188,91 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let slot = match slots.admit() {
+            Admission::Admitted { slot, evicted } => {
+                if evicted {
+                    if let Some(skipped) = evictions.due() {
+                        tracing::warn!(
+                            cap,
+                            skipped,
+                            "connection cap reached: the oldest idle connection was closed"
+                        );
+                    }
+                }
+                slot
+            }
+            Admission::Full => {
+                if let Some(skipped) = refusals.due() {
+                    tracing::warn!(cap, skipped, %peer, "connection cap reached and every connection busy: refused");
+                }
+                drop(stream);
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
+        let requests = slot.busy_counter();
         let service = hyper::service::service_fn(
             move |mut request: hyper::Request<hyper::body::Incoming>| {
                 request.extensions_mut().insert(ConnectInfo(peer));
-                router.clone().oneshot(request)
+                let busy = requests.busy();
+                let answer = router.clone().oneshot(request);
+                async move {
+                    let response = match tokio::time::timeout(request_timeout, answer).await {
+                        Ok(response) => response,
+                        Err(_) => {
+                            tracing::warn!(%peer, "request took longer than [http] request-timeout-ms: answered 503");
+                            Ok(request_timed_out())
+                        }
+                    };
+                    drop(busy);
+                    response
+                }
             },
         );
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
             .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .keep_alive(true);
-        match tls
+            .header_read_timeout(header_timeout)
+            .keep_alive(keep_alive);
+        let acceptor = tls
             .as_ref()
-            .map(|tls| tokio_rustls::TlsAcceptor::from(tls.get()))
-        {
-            None => {
-                let connection = builder.serve_connection(TokioIo::new(stream), service);
-                let watched = graceful.watch(connection);
-                tokio::spawn(async move {
-                    if let Err(error) = watched.await {
+            .map(|tls| tokio_rustls::TlsAcceptor::from(tls.get()));
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let served = async {
+                match acceptor {
+                    None => {
+                        let connection = builder.serve_connection(TokioIo::new(stream), service);
+                        watcher.watch(connection).await
+                    }
+                    Some(acceptor) => {
+                        let tls_stream =
+                            match tokio::time::timeout(header_timeout, acceptor.accept(stream))
+                                .await
+                            {
+                                Ok(Ok(tls_stream)) => tls_stream,
+                                Ok(Err(error)) => {
+                                    tracing::debug!(%error, %peer, "TLS handshake failed");
+                                    return Ok(());
+                                }
+                                Err(_) => return Ok(()),
+                            };
+                        let connection =
+                            builder.serve_connection(TokioIo::new(tls_stream), service);
+                        watcher.watch(connection).await
+                    }
+                }
+            };
+            tokio::select! {
+                outcome = served => {
+                    if let Err(error) = outcome {
                         tracing::debug!(%error, %peer, "connection ended with an error");
                     }
-                });
+                }
+                () = slot.closed() => tracing::debug!(%peer, "closed for the connection cap"),
             }
-            Some(acceptor) => {
-                let acceptor = acceptor.clone();
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
-                    let handshake =
-                        tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await;
-                    let tls_stream = match handshake {
-                        Ok(Ok(tls_stream)) => tls_stream,
-                        Ok(Err(error)) => {
-                            tracing::debug!(%error, %peer, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => return,
-                    };
-                    let connection = builder.serve_connection(TokioIo::new(tls_stream), service);
-                    if let Err(error) = watcher.watch(connection).await {
-                        tracing::debug!(%error, %peer, "connection ended with an error");
-                    }
-                });
-            }
-        }
+        });
     }
     drop(listener);
     tracing::info!("shutting down: finishing in-flight requests");

@@ -219,11 +219,18 @@ fn the_shipped_config_with_farm_passes_and_three_bad_farm_values_are_reported() 
     let work = tempfile::tempdir().unwrap();
     let profiles = workspace_root().join("etc/x2gobroker-sessionprofiles.conf");
     let text = shipped_config_with_farm();
-    for key in keys::FARM.keys {
+    // [http] follows [farm] in the file: uncommented with it
+    assert!(text.contains("\n[http]\n"), "{text}");
+    for (section, key) in keys::FARM
+        .keys
+        .iter()
+        .map(|key| ("farm", key))
+        .chain(keys::HTTP.keys.iter().map(|key| ("http", key)))
+    {
         assert!(
             text.lines()
                 .any(|line| line.starts_with(&format!("{} =", key.name))),
-            "etc/x2gobroker.conf shows no [farm] {}",
+            "etc/x2gobroker.conf shows no [{section}] {}",
             key.name
         );
     }

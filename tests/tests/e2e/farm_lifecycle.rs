@@ -6,7 +6,9 @@ use super::farm::{
 };
 use std::time::Duration;
 use tokio::time::Instant;
-use x2gobroker_e2e::{binary, broker_with_config, connections_to_port, free_port, Daemon};
+use x2gobroker_e2e::{
+    binary, broker_with_config, connections_to_port, free_port, replace_file, Daemon,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_concurrent_first_requests_start_one_supervisor_and_one_watch_stream_per_server() {
@@ -307,9 +309,9 @@ async fn sighup_applies_a_new_farm_token_and_servers_and_keeps_serving() {
     }
     let old_config = farm_config(&agents);
     assert!(old_config.contains("agent.token.new"));
-    std::fs::write(&config, &old_config).unwrap();
+    replace_file(&config, &old_config);
     let five = format!("{four}\n[new5]\nname = The new server\nhost = x2go-node5 (127.0.0.15)\n");
-    std::fs::write(&profiles, five).unwrap();
+    replace_file(&profiles, five);
     let reloaded_at = Instant::now();
     hangup();
     // the new server is supervised from the reload on, before any request names it
@@ -359,13 +361,13 @@ async fn sighup_applies_a_new_farm_token_and_servers_and_keeps_serving() {
         "heartbeat-ms = banana",
     );
     assert_ne!(bad_value, old_config);
-    std::fs::write(&config, bad_value).unwrap();
+    replace_file(&config, bad_value);
     hangup();
     let text = wait_for_log(&log, "the running farm is kept").await;
     assert!(text.contains("heartbeat-ms = \"banana\""), "{text}");
     assert!(text.contains("the running farm is kept"), "{text}");
     // and a file that cannot be parsed at all (a duplicate key): the last good one serves
-    std::fs::write(&config, format!("{old_config}call-timeout-ms = 1\n")).unwrap();
+    replace_file(&config, format!("{old_config}call-timeout-ms = 1\n"));
     hangup();
     let text = wait_for_log(&log, "last good version keeps serving").await;
     assert!(text.contains("last good version keeps serving"), "{text}");

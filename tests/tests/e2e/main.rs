@@ -7,6 +7,7 @@ mod daemonize;
 mod dropin;
 mod farm;
 mod farm_lifecycle;
+mod floods;
 mod hostile;
 mod python_x2go;
 mod replay_http;
