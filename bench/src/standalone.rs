@@ -55,7 +55,8 @@ pub fn serve_broker(config_path: &Path, address: SocketAddr) -> anyhow::Result<(
         Some(startup.config_file.clone()),
         Some(startup.session_profiles.clone()),
     );
-    let farm = x2gobroker::app::start_farm(&store, &startup).map_err(anyhow::Error::msg)?;
+    let farm = x2gobroker::app::start_farm(&store, &startup, x2gobroker::cli::Mode::Http)
+        .map_err(anyhow::Error::msg)?;
     let broker = Broker::with_farm(store, startup, farm);
     runtime()?.block_on(async move {
         let listener = bind(address).await?;

@@ -236,7 +236,7 @@ fn run_ssh(cli: Cli, startup: StartupSettings, usage: &str) -> i32 {
     // request supervises the servers it needs and waits (at most heartbeat + call timeout)
     // for their first reports
     let store = open_store(&startup);
-    let farm = match start_farm(&store, &startup) {
+    let farm = match start_farm(&store, &startup, Mode::Ssh) {
         Ok(farm) => farm,
         Err(message) => {
             eprintln!("x2gobroker: {message}");
@@ -400,7 +400,7 @@ fn run_http(cli: Cli, startup: StartupSettings, logging: Logging) -> i32 {
     }
     logging.open_files();
     let store = open_store(&startup);
-    let farm = match start_farm(&store, &startup) {
+    let farm = match start_farm(&store, &startup, Mode::Http) {
         Ok(farm) => farm,
         Err(message) => return start_up.fail(EXIT_USAGE, message),
     };
@@ -440,6 +440,11 @@ fn run_http(cli: Cli, startup: StartupSettings, logging: Logging) -> i32 {
             servers = supervised,
             "farm: servers supervised from start-up"
         );
+        // keys a previous run left on the servers (it died, or a server was down at its
+        // shutdown) are removed when due
+        if let Some(farm) = &broker.farm {
+            farm.resume_pending_keys().await;
+        }
         if let Some(readiness) = start_up.readiness.take() {
             readiness.ready();
         }
@@ -462,12 +467,17 @@ fn run_http(cli: Cli, startup: StartupSettings, logging: Logging) -> i32 {
 pub fn start_farm(
     store: &ConfigStore,
     startup: &StartupSettings,
+    mode: Mode,
 ) -> Result<Option<crate::farm::FarmHandle>, String> {
     let snapshot = store.current();
     let Ok(config) = &snapshot.config else {
         return Ok(None);
     };
-    let farm_config = config.farm.farm_config(&startup.farm_defaults());
+    let mut farm_config = config.farm.farm_config(&startup.farm_defaults());
+    if mode == Mode::Ssh {
+        // one-shot, no autologin keys: the daemon's pending-keys file is not ours to write
+        farm_config.pending_keys_file = None;
+    }
     for problem in &config.farm.problems {
         tracing::error!("{}: {problem}", startup.config_file.display());
     }

@@ -114,6 +114,7 @@ mod tests {
             agent_user: "x2gobroker".to_string(),
             agent_command: crate::config::keys::DEFAULT_AGENT_COMMAND.to_string(),
             ssh_key_file: key_found.map(std::path::PathBuf::from),
+            config_file: "/etc/x2go/x2gobroker.conf".into(),
         };
         Some(FarmSettings::resolve(&document, &global).farm_config(&defaults))
     }

@@ -45,6 +45,10 @@ pub struct FarmConfig {
     /// Whether `[farm] ssh-key-file` names the key (then SSH is the default mode of profiles
     /// that set none); a key only found in `~/.ssh` serves profiles that say SSH.
     pub ssh_key_configured: bool,
+    /// Where the one-time keys waiting for their removal are kept across restarts (one file
+    /// per config file, in `[farm] state-directory`); none for the one-shot SSH broker mode,
+    /// which hands out no keys and must never write the daemon's file.
+    pub pending_keys_file: Option<PathBuf>,
 }
 
 /// Defaults of `[farm]` that come from the start-up settings (`X2GOBROKER_AGENT_USER`,
@@ -56,6 +60,29 @@ pub struct FarmDefaults {
     pub agent_user: String,
     pub agent_command: String,
     pub ssh_key_file: Option<PathBuf>,
+    /// The x2gobroker.conf these settings come from (names the pending-keys file).
+    pub config_file: PathBuf,
+}
+
+/// The file in `state_directory` holding the pending key removals of the broker that runs on
+/// `config_file`: several brokers on one host (one config each) never share one.
+pub fn pending_keys_file(
+    state_directory: &std::path::Path,
+    config_file: &std::path::Path,
+) -> PathBuf {
+    let name: String = config_file
+        .to_string_lossy()
+        .trim_start_matches('/')
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    state_directory.join(format!("pending-keys.{name}.json"))
 }
 
 /// The broker's private keys as §5.3 names them (`id_rsa`, `id_dsa`, `id_ecdsa`), plus
@@ -98,6 +125,7 @@ pub struct FarmSettings {
     pub grpc_retry: Duration,
     pub legacy_shared_session_db: SharedSessionDb,
     pub legacy_answer_reuse: Duration,
+    pub state_directory: PathBuf,
     /// `[global] load-checker-intervals`, as the farm uses it.
     pub load_interval: Duration,
     /// The values that did not fit (their defaults are used), each with the default named:
@@ -167,6 +195,7 @@ impl FarmSettings {
                 _ => SharedSessionDb::Auto,
             },
             legacy_answer_reuse: farm.duration(key::LEGACY_ANSWER_REUSE_MS),
+            state_directory: farm.path_or_default(key::STATE_DIRECTORY),
             load_interval,
             problems: farm.problems,
         }
@@ -217,6 +246,10 @@ impl FarmSettings {
             shared_session_db: self.legacy_shared_session_db,
             legacy_reuse: self.legacy_answer_reuse,
             ssh_key_configured: self.ssh_key_file.is_some(),
+            pending_keys_file: Some(pending_keys_file(
+                &self.state_directory,
+                &defaults.config_file,
+            )),
         }
     }
 }
@@ -235,13 +268,14 @@ mod tests {
             agent_user: "agent".to_string(),
             agent_command: "/agent".to_string(),
             ssh_key_file: None,
+            config_file: "/etc/x2go/x2gobroker.conf".into(),
         }
     }
 
     #[test]
     fn a_full_section_is_typed() {
         let farm = settings(
-            "[global]\nload-checker-intervals = 60\n[farm]\nagent-port = 50051\nagent-token-file = /t\nheartbeat-ms = 1500\ncall-timeout-ms = 700\ntakeover-wait-ms = 900\nautologin-key-lifetime = 5\npending-placement-ttl = 6\nagent-ca-file = /ca\nagent-client-cert = /c\nagent-client-key = /k\nlegacy-poll-ms = 100\nssh-key-file = /id\nssh-known-hosts-file = /kh\nssh-config-file = /dev/null\nssh-control-directory = /run/s\nssh-fallback = off\ngrpc-retry-ms = 200\nlegacy-shared-session-db = YES\nlegacy-answer-reuse-ms = 2500\n",
+            "[global]\nload-checker-intervals = 60\n[farm]\nagent-port = 50051\nagent-token-file = /t\nheartbeat-ms = 1500\ncall-timeout-ms = 700\ntakeover-wait-ms = 900\nautologin-key-lifetime = 5\npending-placement-ttl = 6\nagent-ca-file = /ca\nagent-client-cert = /c\nagent-client-key = /k\nlegacy-poll-ms = 100\nssh-key-file = /id\nssh-known-hosts-file = /kh\nssh-config-file = /dev/null\nssh-control-directory = /run/s\nssh-fallback = off\ngrpc-retry-ms = 200\nlegacy-shared-session-db = YES\nlegacy-answer-reuse-ms = 2500\nstate-directory = /srv/state\n",
         );
         assert!(farm.problems.is_empty(), "{:?}", farm.problems);
         let config = farm.farm_config(&defaults());
@@ -272,6 +306,9 @@ mod tests {
                 shared_session_db: SharedSessionDb::Yes,
                 legacy_reuse: Duration::from_millis(2500),
                 ssh_key_configured: true,
+                pending_keys_file: Some(
+                    "/srv/state/pending-keys.etc_x2go_x2gobroker.conf.json".into()
+                ),
             }
         );
     }

@@ -456,6 +456,7 @@ pub mod farm {
     pub const GRPC_RETRY_MS: &str = "grpc-retry-ms";
     pub const LEGACY_SHARED_SESSION_DB: &str = "legacy-shared-session-db";
     pub const LEGACY_ANSWER_REUSE_MS: &str = "legacy-answer-reuse-ms";
+    pub const STATE_DIRECTORY: &str = "state-directory";
 }
 
 /// `[http]` key names: limits of the client port (x2gobroker-rs).
@@ -676,6 +677,11 @@ pub static FARM: SectionSpec = SectionSpec {
             farm::LEGACY_ANSWER_REUSE_MS,
             FARM_MILLISECONDS,
             Some("10000"),
+        ),
+        KeySpec::new(
+            farm::STATE_DIRECTORY,
+            Kind::Path,
+            Some("/var/lib/x2gobroker"),
         ),
     ],
 };

@@ -203,6 +203,14 @@ impl<'a> StrictReader<'a> {
     pub(super) fn path(&mut self, name: &'static str) -> Option<PathBuf> {
         self.text(name).map(PathBuf::from)
     }
+
+    /// A path key, else the table's default (empty when it has none).
+    pub(super) fn path_or_default(&mut self, name: &'static str) -> PathBuf {
+        match self.typed_or_default(name) {
+            Some(Typed::Text(text)) => PathBuf::from(text),
+            _ => PathBuf::new(),
+        }
+    }
 }
 
 /// `[global]` (§5.2), typed.

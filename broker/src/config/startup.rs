@@ -557,6 +557,7 @@ impl StartupSettings {
             agent_user: self.agent_user.clone(),
             agent_command: self.agent_command.clone(),
             ssh_key_file: home.and_then(|home| super::farm::broker_key_file(&home)),
+            config_file: self.config_file.clone(),
         }
     }
 

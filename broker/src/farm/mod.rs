@@ -9,6 +9,7 @@ pub mod balancer;
 pub mod health;
 pub mod janitor;
 pub mod model;
+pub mod pending_keys;
 pub mod policy;
 pub mod supervisor;
 pub mod transport;
@@ -187,6 +188,21 @@ impl FarmHandle {
     pub fn start(config: FarmConfig) -> Result<FarmHandle, FarmError> {
         let runtime = FarmRuntime::load(config)?;
         let pending_ttl = runtime.config.pending_ttl;
+        let key_file = runtime
+            .config
+            .pending_keys_file
+            .clone()
+            .map(pending_keys::PendingKeyFile::new);
+        let left = key_file
+            .as_ref()
+            .map(pending_keys::PendingKeyFile::load)
+            .unwrap_or_default();
+        if !left.is_empty() {
+            tracing::info!(
+                keys = left.len(),
+                "farm: one-time autologin keys left waiting by the previous run"
+            );
+        }
         let (sender, receiver) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("farm-actors".to_string())
@@ -196,7 +212,7 @@ impl FarmHandle {
                     let balancer = balancer::Balancer::new(pending_ttl);
                     let legacy_servers = balancer.legacy_count();
                     let balancer = balancer.start();
-                    let janitor = janitor::KeyJanitor::default().start();
+                    let janitor = janitor::KeyJanitor::new(key_file, left).start();
                     let _ = sender.send((
                         balancer,
                         legacy_servers,
@@ -411,6 +427,26 @@ impl FarmHandle {
     }
 
     /// The supervisor of `host`, which owns its transports.
+    /// Hands the keys a previous run left waiting to the janitor, each with its server's
+    /// supervisor (call once the servers of the profiles are supervised).
+    pub async fn resume_pending_keys(&self) {
+        let Some(file) = &self.runtime().config.pending_keys_file else {
+            return;
+        };
+        let left = pending_keys::PendingKeyFile::new(file.clone()).load();
+        if left.is_empty() {
+            return;
+        }
+        let keys = left
+            .into_iter()
+            .map(|key| {
+                let supervisor = self.supervisor(&key.server);
+                (key, supervisor)
+            })
+            .collect();
+        let _ = self.janitor.send(janitor::Resume(keys)).await;
+    }
+
     fn supervisor(&self, host: &str) -> Option<Addr<supervisor::Supervisor>> {
         lock(&self.servers)
             .get(host)

@@ -178,6 +178,108 @@ async fn sigterm_during_a_take_over_answers_it_removes_its_key_and_stops() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_left_by_a_killed_broker_is_removed_by_the_next_start() {
+    let _db = SESSION_DB.lock().await;
+    rebuild_farm();
+    let work = tempfile::tempdir().unwrap();
+    let agents = Agents::start(work.path());
+    let profiles = work.path().join("profiles.ini");
+    std::fs::write(
+        &profiles,
+        "[DEFAULT]\nuser = BROKER_USER\n\n[alicefarm]\nname = Alice's servers\n\
+         host = x2go-node1 (127.0.0.11), x2go-node2 (127.0.0.12), x2go-node3 (127.0.0.13)\n\
+         broker-session-autologin = true\n",
+    )
+    .unwrap();
+    let lifetime = Duration::from_secs(3);
+    let config = work.path().join("x2gobroker.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "{}autologin-key-lifetime = {}\nstate-directory = {}\n",
+            farm_config(&agents),
+            lifetime.as_secs(),
+            work.path().display()
+        ),
+    )
+    .unwrap();
+    let log = work.path().join("broker.log");
+    let mut broker = logged_broker(&config, &profiles, &log);
+    let keys_file = authorized_keys_of("x2goalice");
+    let keys_before = std::fs::read_to_string(&keys_file).unwrap_or_default();
+    // alice resumes her suspended session with a one-time key
+    let answer = select(broker.address.port(), "x2goalice", "alicefarm").await;
+    assert!(
+        answer.contains("-----BEGIN RSA PRIVATE KEY-----"),
+        "{answer}"
+    );
+    let with_key = std::fs::read_to_string(&keys_file).unwrap_or_default();
+    assert_ne!(with_key, keys_before, "the key was installed");
+    // the janitor persists the key as it schedules its removal (right after the answer)
+    let pending_files = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(work.path())
+            .unwrap()
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|path| {
+                path.file_name().is_some_and(|name| {
+                    let name = name.to_string_lossy();
+                    name.starts_with("pending-keys.") && name.ends_with(".json")
+                })
+            })
+            .collect()
+    };
+    let answered = Instant::now();
+    let mut pending = pending_files();
+    while pending.is_empty() && answered.elapsed() < Duration::from_secs(2) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        pending = pending_files();
+    }
+    assert_eq!(pending.len(), 1, "one pending-keys file: {pending:?}");
+    let persisted = std::fs::read_to_string(&pending[0]).unwrap();
+    assert!(persisted.contains("x2goalice"), "{persisted}");
+
+    // the broker dies before the key's lifetime is over: nothing removes it
+    broker.child.kill().unwrap();
+    broker.child.wait().unwrap();
+    tokio::time::sleep(lifetime + Duration::from_secs(1)).await;
+    assert_eq!(
+        std::fs::read_to_string(&keys_file).unwrap_or_default(),
+        with_key,
+        "a killed broker removes nothing"
+    );
+
+    assert!(
+        pending[0].exists(),
+        "the pending key survived the kill: {:?}",
+        pending_files()
+    );
+    // the next start removes the overdue key at once, and forgets it
+    let restarted = Instant::now();
+    let log = work.path().join("broker-again.log");
+    let _again = logged_broker(&config, &profiles, &log);
+    let bound = Duration::from_millis(3 * super::farm::HEARTBEAT_MS) + Duration::from_secs(3);
+    while std::fs::read_to_string(&keys_file).unwrap_or_default() != keys_before
+        && restarted.elapsed() < bound
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let removed_after = restarted.elapsed();
+    println!("farm: a key left by a killed broker removed {removed_after:?} after the restart");
+    assert_eq!(
+        std::fs::read_to_string(&keys_file).unwrap_or_default(),
+        keys_before,
+        "the key left behind was removed within {bound:?}: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let started = Instant::now();
+    while pending[0].exists() && started.elapsed() < Duration::from_secs(2) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!pending[0].exists(), "nothing is pending any more");
+}
+
 /// The broker daemon on `config` and `profiles` with its log in `log`.
 fn logged_broker(
     config: &std::path::Path,
