@@ -1,6 +1,7 @@
 //! The end-to-end test binary: the real broker, agent and auth-service binaries against real clients and tools.
 
 mod auth;
+mod authorisation;
 mod check_config;
 mod daemon;
 mod daemonize;
