@@ -291,30 +291,29 @@ async fn broker_endpoint(
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok());
-    let body_length = body.len();
     let param_limits = ParamLimits::broker(limits.max_parameters);
-    let query = parts.uri.query().map(str::to_string);
-    let content_type = content_type.map(str::to_string);
-    let parse = move || {
-        Params::from_request(
-            query.as_deref(),
-            content_type.as_deref(),
-            &body,
-            &param_limits,
-        )
-    };
     // a big body is scanned off the async workers, one at a time: others keep being
     // answered meanwhile
-    let parsed = if body_length > LARGE_BODY_BYTES {
+    let parsed = if body.len() > LARGE_BODY_BYTES {
         let Ok(_turn) = endpoint.large_bodies.acquire().await else {
             return error_page(StatusCode::SERVICE_UNAVAILABLE, &method);
+        };
+        let query = parts.uri.query().map(str::to_string);
+        let content_type = content_type.map(str::to_string);
+        let parse = move || {
+            Params::from_request(
+                query.as_deref(),
+                content_type.as_deref(),
+                &body,
+                &param_limits,
+            )
         };
         match tokio::task::spawn_blocking(parse).await {
             Ok(parsed) => parsed,
             Err(error) => return broker_error(BrokerError::Internal(error.to_string()), &method),
         }
     } else {
-        parse()
+        Params::from_request(parts.uri.query(), content_type, &body, &param_limits)
     };
     let params = match parsed {
         Ok(params) => params,

@@ -1,14 +1,13 @@
 //! §16 S3 and S4 end to end on the live gRPC farm: a `login` other than the user never selects or keys another user's session, and a profile the ACLs hide can neither be listed nor selected.
 
-use super::farm::{farm_config, plain, rebuild_farm, server_of, Agents, SESSION_DB};
+use super::farm::{
+    authorized_keys_of, farm_config, plain, rebuild_farm, server_of, Agents, SESSION_DB,
+};
 use x2gobroker_e2e::broker_with_config;
 
-/// `user`'s authorized_keys file (the agents write the autologin keys there).
+/// `user`'s authorized_keys as it is now.
 fn authorized_keys(user: &str) -> String {
-    let account = nix::unistd::User::from_name(user)
-        .unwrap()
-        .expect("the fixture's users exist");
-    std::fs::read_to_string(account.dir.join(".x2go/authorized_keys")).unwrap_or_default()
+    std::fs::read_to_string(authorized_keys_of(user)).unwrap_or_default()
 }
 
 const PROFILES: &str = "[DEFAULT]\nuser = BROKER_USER\n\n\

@@ -162,6 +162,14 @@ async fn time_until_down(port: u16, profile: &str) -> Duration {
     }
 }
 
+/// `user`'s authorized_keys file (the agents write the autologin keys there).
+pub fn authorized_keys_of(user: &str) -> std::path::PathBuf {
+    let account = nix::unistd::User::from_name(user)
+        .unwrap()
+        .expect("the fixture's users exist");
+    account.dir.join(".x2go/authorized_keys")
+}
+
 pub fn server_of(answer: &str) -> String {
     answer
         .lines()

@@ -1,8 +1,8 @@
 //! The live farm's life cycle end to end: one supervisor and one watch stream per server under a burst of first requests, and an ordered shutdown during a take-over.
 
 use super::farm::{
-    database_sessions, farm_config, plain, rebuild_farm, select, server_of, Agents, PROFILES,
-    SESSION_DB,
+    authorized_keys_of, database_sessions, farm_config, plain, rebuild_farm, select, server_of,
+    Agents, PROFILES, SESSION_DB,
 };
 use std::time::Duration;
 use tokio::time::Instant;
@@ -82,13 +82,11 @@ async fn fifty_concurrent_first_requests_start_one_supervisor_and_one_watch_stre
     assert_eq!(connections, expected, "exactly one watch stream per server");
 }
 
-/// `user`'s authorized_keys file (the agents write the autologin keys there).
-fn authorized_keys_of(user: &str) -> std::path::PathBuf {
-    let account = nix::unistd::User::from_name(user)
-        .unwrap()
-        .expect("the fixture's users exist");
-    account.dir.join(".x2go/authorized_keys")
-}
+/// Three servers whose profile hands out one-time autologin keys.
+const AUTOLOGIN_PROFILES: &str =
+    "[DEFAULT]\nuser = BROKER_USER\n\n[threenodes]\nname = Three servers\n\
+    host = x2go-node1 (127.0.0.11), x2go-node2 (127.0.0.12), x2go-node3 (127.0.0.13)\n\
+    broker-session-autologin = true\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_during_a_take_over_answers_it_removes_its_key_and_stops() {
@@ -97,13 +95,7 @@ async fn sigterm_during_a_take_over_answers_it_removes_its_key_and_stops() {
     let work = tempfile::tempdir().unwrap();
     let agents = Agents::start(work.path());
     let profiles = work.path().join("profiles.ini");
-    std::fs::write(
-        &profiles,
-        "[DEFAULT]\nuser = BROKER_USER\n\n[bobfarm]\nname = Bob's servers\n\
-         host = x2go-node1 (127.0.0.11), x2go-node2 (127.0.0.12), x2go-node3 (127.0.0.13)\n\
-         broker-session-autologin = true\n",
-    )
-    .unwrap();
+    std::fs::write(&profiles, AUTOLOGIN_PROFILES).unwrap();
     let (_broker_directory, mut broker) =
         broker_with_config(&farm_config(&agents), Some(&profiles), &[]);
     let port = broker.address.port();
@@ -117,7 +109,7 @@ async fn sigterm_during_a_take_over_answers_it_removes_its_key_and_stops() {
     // confirmation; SIGTERM arrives while it does
     let sent = Instant::now();
     let selection = tokio::spawn(async move {
-        let answer = select(port, "x2gobob", "bobfarm").await;
+        let answer = select(port, "x2gobob", "threenodes").await;
         (answer, sent.elapsed())
     });
     let signal_after = Duration::from_millis(30);
@@ -185,13 +177,7 @@ async fn a_key_left_by_a_killed_broker_is_removed_by_the_next_start() {
     let work = tempfile::tempdir().unwrap();
     let agents = Agents::start(work.path());
     let profiles = work.path().join("profiles.ini");
-    std::fs::write(
-        &profiles,
-        "[DEFAULT]\nuser = BROKER_USER\n\n[alicefarm]\nname = Alice's servers\n\
-         host = x2go-node1 (127.0.0.11), x2go-node2 (127.0.0.12), x2go-node3 (127.0.0.13)\n\
-         broker-session-autologin = true\n",
-    )
-    .unwrap();
+    std::fs::write(&profiles, AUTOLOGIN_PROFILES).unwrap();
     let lifetime = Duration::from_secs(3);
     let config = work.path().join("x2gobroker.conf");
     std::fs::write(
@@ -209,7 +195,7 @@ async fn a_key_left_by_a_killed_broker_is_removed_by_the_next_start() {
     let keys_file = authorized_keys_of("x2goalice");
     let keys_before = std::fs::read_to_string(&keys_file).unwrap_or_default();
     // alice resumes her suspended session with a one-time key
-    let answer = select(broker.address.port(), "x2goalice", "alicefarm").await;
+    let answer = select(broker.address.port(), "x2goalice", "threenodes").await;
     assert!(
         answer.contains("-----BEGIN RSA PRIVATE KEY-----"),
         "{answer}"

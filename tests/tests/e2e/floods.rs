@@ -114,6 +114,17 @@ fn ends_of(
     (statuses, opened.elapsed())
 }
 
+/// `count` connections that each sent `start` and then nothing.
+fn hostile_clients(port: u16, count: usize, start: &[u8]) -> Vec<TcpStream> {
+    (0..count)
+        .map(|_| {
+            let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            stream.write_all(start).unwrap();
+            stream
+        })
+        .collect()
+}
+
 fn peak_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
@@ -141,14 +152,11 @@ fn floods_do_not_stall_the_broker_and_hostile_clients_are_closed_in_time() {
 
     // 1. slow bodies: complete heads announcing a body that never comes
     let opened = Instant::now();
-    let mut slow_bodies = Vec::new();
-    for _ in 0..200 {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        stream
-            .write_all(b"POST /plain/inifile/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000000\r\n\r\ntask=list")
-            .unwrap();
-        slow_bodies.push(stream);
-    }
+    let slow_bodies = hostile_clients(
+        port,
+        200,
+        b"POST /plain/inifile/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000000\r\n\r\ntask=list",
+    );
     let during = normal_listing(port, "200 slow bodies");
     let (statuses, ended) = ends_of(slow_bodies, opened, BODY_TIMEOUT + MARGIN);
     let timed_out = statuses
@@ -171,23 +179,14 @@ fn floods_do_not_stall_the_broker_and_hostile_clients_are_closed_in_time() {
 
     // 2. slow heads: a request line and one header, then nothing
     let opened = Instant::now();
-    let mut slow_heads = Vec::new();
-    for _ in 0..200 {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        stream
-            .write_all(b"POST /plain/inifile/ HTTP/1.1\r\nHost: x\r\n")
-            .unwrap();
-        slow_heads.push(stream);
-    }
+    let slow_heads = hostile_clients(port, 200, b"POST /plain/inifile/ HTTP/1.1\r\nHost: x\r\n");
     let during = normal_listing(port, "200 slow heads");
     let (_, ended) = ends_of(slow_heads, opened, HEADER_TIMEOUT + MARGIN);
     println!("floods: 200 slow heads: listing {during:?}, all closed after {ended:?}");
 
     // 3. more connections than the cap, all idle: the oldest idle ones make room
     let connecting = Instant::now();
-    let flood: Vec<TcpStream> = (0..MAX_CONNECTIONS * 4)
-        .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
-        .collect();
+    let flood = hostile_clients(port, MAX_CONNECTIONS * 4, b"");
     // the last ones may wait in the listen backlog: deadlines count from the last connect
     let opened = Instant::now();
     println!(
