@@ -14,6 +14,10 @@ use tower::ServiceExt;
 
 /// How long in-flight requests may take to finish after shutdown was asked for.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long a connection accepted before shutdown, on which no request has begun yet, may
+/// still deliver its first one: it was sent before the client could know of the shutdown
+/// (hyper alone would close such a connection at once).
+pub const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(2);
 /// Open files kept free of connections for everything else the broker opens.
 pub const RESERVED_FILES: u64 = 256;
 
@@ -174,19 +178,37 @@ pub async fn serve(
     let (header_timeout, request_timeout) = (limits.header_timeout, limits.request_timeout);
     let keep_alive = limits.keep_alive;
     let (mut evictions, mut refusals) = (Sparse::default(), Sparse::default());
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // every connection holds a receiver; shutdown flips the flag and waits for all of them
+    let (stopping, stop_watcher) = tokio::sync::watch::channel(false);
+    let first_request_grace = FIRST_REQUEST_GRACE.min(header_timeout);
     tokio::pin!(shutdown);
+    // after shutdown: connections still queued in the kernel, at most a backlog's worth
+    let mut draining: Option<i32> = None;
     loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(connection) => connection,
-                Err(error) => {
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+        let (stream, peer) = match draining.as_mut() {
+            Some(left) => match (*left > 0).then(|| accept_queued(&listener)).flatten() {
+                Some(connection) => {
+                    *left -= 1;
+                    connection
+                }
+                None => break,
+            },
+            None => tokio::select! {
+                // once shutdown is asked for, the queue is drained below, without waiting
+                biased;
+                () = &mut shutdown => {
+                    draining = Some(LISTEN_BACKLOG);
                     continue;
                 }
+                accepted = listener.accept() => match accepted {
+                    Ok(connection) => connection,
+                    Err(error) => {
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
             },
-            () = &mut shutdown => break,
         };
         let slot = match slots.admit() {
             Admission::Admitted { slot, evicted } => {
@@ -212,10 +234,14 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let router = router.clone();
         let requests = slot.busy_counter();
+        let begun = Arc::new(tokio::sync::Notify::new());
+        let begun_in_service = begun.clone();
         let service = hyper::service::service_fn(
             move |mut request: hyper::Request<hyper::body::Incoming>| {
                 request.extensions_mut().insert(ConnectInfo(peer));
                 let busy = requests.busy();
+                // stores a permit: "a request has begun on this connection"
+                begun_in_service.notify_one();
                 let answer = router.clone().oneshot(request);
                 async move {
                     let response = match tokio::time::timeout(request_timeout, answer).await {
@@ -238,13 +264,16 @@ pub async fn serve(
         let acceptor = tls
             .as_ref()
             .map(|tls| tokio_rustls::TlsAcceptor::from(tls.get()));
-        let watcher = graceful.watcher();
+        let stop = stop_watcher.clone();
         tokio::spawn(async move {
             let served = async {
                 match acceptor {
                     None => {
                         let connection = builder.serve_connection(TokioIo::new(stream), service);
-                        watcher.watch(connection).await
+                        until_shutdown(connection, stop, &begun, first_request_grace, |c| {
+                            c.graceful_shutdown()
+                        })
+                        .await
                     }
                     Some(acceptor) => {
                         let tls_stream =
@@ -260,7 +289,10 @@ pub async fn serve(
                             };
                         let connection =
                             builder.serve_connection(TokioIo::new(tls_stream), service);
-                        watcher.watch(connection).await
+                        until_shutdown(connection, stop, &begun, first_request_grace, |c| {
+                            c.graceful_shutdown()
+                        })
+                        .await
                     }
                 }
             };
@@ -275,11 +307,132 @@ pub async fn serve(
         });
     }
     drop(listener);
+    drop(stop_watcher);
     tracing::info!("shutting down: finishing in-flight requests");
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+    let _ = stopping.send(true);
+    if tokio::time::timeout(SHUTDOWN_GRACE, stopping.closed())
         .await
         .is_err()
     {
         tracing::warn!("in-flight requests did not finish within the grace period");
+    }
+}
+
+/// A connection the kernel has already completed, taken without waiting: clients that
+/// connected before shutdown get their first request answered instead of a reset.
+fn accept_queued(listener: &TcpListener) -> Option<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    let (socket, address) = socket2::SockRef::from(listener).accept().ok()?;
+    let peer = address.as_socket()?;
+    let stream = std::net::TcpStream::from(socket);
+    stream.set_nonblocking(true).ok()?;
+    Some((tokio::net::TcpStream::from_std(stream).ok()?, peer))
+}
+
+/// Drives one connection until it ends; once `stop` turns true it is shut down gracefully
+/// (the request in progress is answered, then the connection closes; idle keep-alive ends),
+/// after giving a connection on which no request has `begun` yet `first_request_grace` to
+/// start its first one.
+async fn until_shutdown<C, E>(
+    connection: C,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    begun: &tokio::sync::Notify,
+    first_request_grace: Duration,
+    begin_shutdown: impl FnOnce(std::pin::Pin<&mut C>),
+) -> Result<(), E>
+where
+    C: Future<Output = Result<(), E>>,
+{
+    tokio::pin!(connection);
+    tokio::select! {
+        outcome = connection.as_mut() => return outcome,
+        _ = stop.wait_for(|stopping| *stopping) => {}
+    }
+    tokio::select! {
+        outcome = connection.as_mut() => return outcome,
+        _ = tokio::time::timeout(first_request_grace, begun.notified()) => {}
+    }
+    begin_shutdown(connection.as_mut());
+    connection.await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Serves a one-route router on 127.0.0.1; the sender stops it.
+    async fn start() -> (
+        std::net::SocketAddr,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let router = Router::new().route("/", axum::routing::get(|| async { "served" }));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let limits = HttpLimits::default();
+            serve(listener, None, router, &limits, async {
+                let _ = stopped.await;
+            })
+            .await;
+        });
+        // the server waits in accept before the test goes on
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        (address, stop, server)
+    }
+
+    #[tokio::test]
+    async fn a_request_sent_on_a_connection_opened_before_shutdown_is_answered() {
+        let (address, stop, server) = start().await;
+        let mut client = tokio::net::TcpStream::connect(address).await.unwrap();
+        // accepted, no request yet: then the broker is told to stop
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stop.send(()).unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: broker\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        // answered, then closed (read_to_string saw the end of the stream)
+        assert!(answer.ends_with("served"), "{answer}");
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_connection_still_queued_in_the_kernel_at_shutdown_is_served() {
+        let (address, stop, server) = start().await;
+        // the accept loop cannot run while this single-threaded test does: the connection
+        // completes in the kernel, the request is in its buffer, and shutdown comes first
+        let mut client = std::net::TcpStream::connect(address).unwrap();
+        std::io::Write::write_all(&mut client, b"GET / HTTP/1.1\r\nHost: broker\r\n\r\n").unwrap();
+        stop.send(()).unwrap();
+        server.await.unwrap();
+        let mut answer = String::new();
+        std::io::Read::read_to_string(&mut client, &mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn a_silent_connection_delays_shutdown_by_the_first_request_grace_only() {
+        let (address, stop, server) = start().await;
+        let mut silent = tokio::net::TcpStream::connect(address).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let asked = tokio::time::Instant::now();
+        stop.send(()).unwrap();
+        server.await.unwrap();
+        let took = asked.elapsed();
+        assert!(took >= FIRST_REQUEST_GRACE, "{took:?}");
+        assert!(
+            took < FIRST_REQUEST_GRACE + Duration::from_secs(2),
+            "{took:?}"
+        );
+        // and the silent client is told: end of stream, no answer
+        let mut rest = Vec::new();
+        silent.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty(), "{rest:?}");
     }
 }
