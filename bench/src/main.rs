@@ -1,4 +1,4 @@
-//! x2gobroker-bench: the benchmark command line (`all`, `compare`, `farm`, `smoke`) and the servers it starts (`hello`, `serve-broker`).
+//! x2gobroker-bench: the benchmark command line (`all`, `compare`, `farm`, `floods`, `smoke`) and the servers it starts (`hello`, `serve-broker`).
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 use x2gobroker_bench::compare::{self, CompareOptions};
 use x2gobroker_bench::farm::{self, FarmOptions};
+use x2gobroker_bench::floods::{self, FloodOptions};
 use x2gobroker_bench::servers::OursBinary;
 
 #[derive(Parser, Debug)]
@@ -28,6 +29,8 @@ enum Command {
     Compare(RunArgs),
     /// Only the synthetic farms.
     Farm(RunArgs),
+    /// Normal listings while hostile clients flood our broker (slow bodies, slow heads, idle connections, big bodies).
+    Floods(FloodArgs),
     /// A few seconds of everything against our broker only (no reference, no apt): checks the harness.
     Smoke(SmokeArgs),
     /// Serve the bare "hello" ceiling server (started by the harness).
@@ -85,6 +88,40 @@ struct RunArgs {
 }
 
 #[derive(Args, Debug, Clone)]
+struct FloodArgs {
+    /// Our daemon binary (default: x2gobroker-daemon next to this binary).
+    #[arg(long)]
+    ours: Option<PathBuf>,
+    /// Measured seconds per phase.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Warm-up seconds per phase.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Closed-loop workers sending normal listings.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Slow-body clients.
+    #[arg(long, default_value_t = 200)]
+    slow_bodies: usize,
+    /// Slow-head clients.
+    #[arg(long, default_value_t = 200)]
+    slow_heads: usize,
+    /// Idle connections.
+    #[arg(long, default_value_t = 1200)]
+    idle_connections: usize,
+    /// Clients sending 1 MiB bodies in a loop.
+    #[arg(long, default_value_t = 20)]
+    big_bodies: usize,
+    /// Threads of the load generator and the hostile clients.
+    #[arg(long, default_value_t = 2)]
+    client_threads: usize,
+    /// Also write the report to this file.
+    #[arg(long)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
 struct SmokeArgs {
     /// Our daemon binary (default: our broker from the library, via `serve-broker`).
     #[arg(long)]
@@ -101,6 +138,7 @@ fn main() -> ExitCode {
         Command::All(args) => run(args, true, true),
         Command::Compare(args) => run(args, true, false),
         Command::Farm(args) => run(args, false, true),
+        Command::Floods(args) => floods(args),
         Command::Smoke(args) => smoke(args),
     };
     match outcome {
@@ -224,6 +262,56 @@ fn run(args: RunArgs, with_compare: bool, with_farm: bool) -> anyhow::Result<()>
     }
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
+}
+
+/// The flood phases against our release broker; the report is printed (and written).
+fn floods(args: FloodArgs) -> anyhow::Result<()> {
+    raise_file_limit();
+    let ours = match &args.ours {
+        Some(path) => OursBinary::Daemon(path.clone()),
+        None => OursBinary::next_to_current_exe()?,
+    };
+    let work = work_directory()?;
+    let runtime = client_runtime(args.client_threads)?;
+    let load_before = load_average();
+    let options = FloodOptions {
+        ours,
+        work_directory: work.clone(),
+        warmup: Duration::from_secs_f64(args.warmup),
+        duration: Duration::from_secs_f64(args.duration),
+        concurrency: args.concurrency,
+        slow_bodies: args.slow_bodies,
+        slow_heads: args.slow_heads,
+        idle_connections: args.idle_connections,
+        big_bodies: args.big_bodies,
+    };
+    let phases = runtime.block_on(floods::run(&options))?;
+    let report = format!(
+        "## Run of {}\n\nMachine: {}. Load average before: {load_before}, after: {}. Load generator and hostile clients: {} threads in the same machine.\n\n{}",
+        chrono::Local::now().format("%Y-%m-%d %H:%M %Z"),
+        machine(),
+        load_average(),
+        args.client_threads,
+        floods::render(&phases, &options)
+    );
+    println!("{report}");
+    if let Some(path) = &args.output {
+        std::fs::write(path, &report).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    let missed: Vec<&str> = phases
+        .iter()
+        .filter(|phase| !floods::meets_target(phase))
+        .map(|phase| phase.name.as_str())
+        .collect();
+    if missed.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "p99 target missed or listings failed in: {}",
+            missed.join(", ")
+        )
+    }
 }
 
 /// Everything, tiny and against our broker only; fails when the harness or a check is broken.

@@ -1,4 +1,4 @@
-//! Resource figures of a process from /proc: resident memory (VmRSS, VmHWM) and CPU time (utime + stime).
+//! Resource figures of a process from /proc: resident memory (VmRSS, VmHWM), CPU time (utime + stime) and open files.
 
 use std::time::Duration;
 use tokio::time::Instant;
@@ -35,6 +35,11 @@ fn parse_cpu_ticks(stat: &str) -> Option<u64> {
     // then stime, cutime, cstime
     let ticks = |index: usize| -> Option<u64> { fields.get(index)?.parse().ok() };
     Some(ticks(11)? + ticks(12)? + ticks(13)? + ticks(14)?)
+}
+
+/// How many files (sockets included) the process has open (0 when /proc cannot tell).
+pub fn open_files(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
 }
 
 /// Resets the process's peak resident size (VmHWM) to its current size, where the kernel

@@ -13,6 +13,7 @@ mod hostile;
 mod python_x2go;
 mod replay_http;
 mod replay_ssh;
+mod setuid_broker;
 mod tools;
 mod units;
 mod x2goclient;
