@@ -173,9 +173,15 @@ struct SimServer {
     failure_rate: f64,
     default_heartbeat: Duration,
     calls: std::sync::atomic::AtomicU64,
+    /// Switched off by [`FakeFarm::set_down`]: every call fails, watch streams end.
+    down: std::sync::atomic::AtomicBool,
 }
 
 impl SimServer {
+    fn is_down(&self) -> bool {
+        self.down.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, ServerSim> {
         self.state
             .lock()
@@ -208,6 +214,9 @@ impl SimServer {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if !self.latency.is_zero() {
             tokio::time::sleep(self.latency).await;
+        }
+        if self.is_down() {
+            return Err(Status::unavailable("simulated outage"));
         }
         if self.failure_rate > 0.0 && rand::random::<f64>() < self.failure_rate {
             return Err(Status::unavailable("simulated failure"));
@@ -442,6 +451,12 @@ impl Agent for FakeAgent {
                     }
                     _ = ticker.tick() => server.message(true),
                 };
+                if server.is_down() {
+                    let _ = sender
+                        .send(Err(Status::unavailable("simulated outage")))
+                        .await;
+                    return;
+                }
                 if sender.send(Ok(message)).await.is_err() {
                     return;
                 }
@@ -534,6 +549,7 @@ impl FakeFarm {
                 failure_rate: config.failure_rate,
                 default_heartbeat: config.default_heartbeat,
                 calls: std::sync::atomic::AtomicU64::new(0),
+                down: std::sync::atomic::AtomicBool::new(false),
             });
             by_name.insert(server.name.clone(), sim.clone());
             let service = AgentServer::new(FakeAgent { server: sim });
@@ -587,6 +603,20 @@ impl FakeFarm {
             .with_context(|| format!("no simulated server {server}"))?;
         sim.set_status(user, status);
         Ok(Instant::now())
+    }
+
+    /// Takes `server` down (every call fails with UNAVAILABLE, its watch streams end with it)
+    /// or brings it back.
+    pub fn set_down(&self, server: &str, down: bool) -> anyhow::Result<()> {
+        let sim = self
+            .by_name
+            .get(server)
+            .with_context(|| format!("no simulated server {server}"))?;
+        sim.down.store(down, std::sync::atomic::Ordering::Relaxed);
+        // wakes the watch streams so that they end now, not at the next heartbeat
+        let generation = sim.lock().generation;
+        sim.changes.send_replace(generation);
+        Ok(())
     }
 
     /// Total calls (including stream openings) answered so far.

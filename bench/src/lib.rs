@@ -2,7 +2,8 @@
 //!
 //! `compare` drives the reference broker, ours and a bare "hello" server with the same requests;
 //! `farm` keeps synthetic farms of fake agents live in our broker; `floods` measures normal
-//! requests while hostile clients flood ours; `report` renders the tables
+//! requests while hostile clients flood ours; `soak` runs minutes of mixed load on a flapping
+//! farm; `report` renders the tables
 //! that go into bench/README.md. See bench/README.md for the command and the figures.
 
 #![forbid(unsafe_code)]
@@ -16,4 +17,5 @@ pub mod load;
 pub mod procstat;
 pub mod report;
 pub mod servers;
+pub mod soak;
 pub mod standalone;

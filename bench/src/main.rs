@@ -1,4 +1,4 @@
-//! x2gobroker-bench: the benchmark command line (`all`, `compare`, `farm`, `floods`, `smoke`) and the servers it starts (`hello`, `serve-broker`).
+//! x2gobroker-bench: the benchmark command line (`all`, `compare`, `farm`, `floods`, `soak`, `smoke`) and the servers it starts (`hello`, `serve-broker`).
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
@@ -10,6 +10,7 @@ use x2gobroker_bench::compare::{self, CompareOptions};
 use x2gobroker_bench::farm::{self, FarmOptions};
 use x2gobroker_bench::floods::{self, FloodOptions};
 use x2gobroker_bench::servers::OursBinary;
+use x2gobroker_bench::soak::{self, SoakOptions};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -31,6 +32,8 @@ enum Command {
     Farm(RunArgs),
     /// Normal listings while hostile clients flood our broker (slow bodies, slow heads, idle connections, big bodies).
     Floods(FloodArgs),
+    /// Minutes of mixed logins, listings and selections on a farm whose agents flap.
+    Soak(SoakArgs),
     /// A few seconds of everything against our broker only (no reference, no apt): checks the harness.
     Smoke(SmokeArgs),
     /// Serve the bare "hello" ceiling server (started by the harness).
@@ -122,6 +125,34 @@ struct FloodArgs {
 }
 
 #[derive(Args, Debug, Clone)]
+struct SoakArgs {
+    /// Our daemon binary (default: x2gobroker-daemon next to this binary).
+    #[arg(long)]
+    ours: Option<PathBuf>,
+    /// Seconds of load.
+    #[arg(long, default_value_t = 600.0)]
+    duration: f64,
+    /// Simulated servers.
+    #[arg(long, default_value_t = 20)]
+    servers: usize,
+    /// Servers down at any time.
+    #[arg(long, default_value_t = 3)]
+    flapping: usize,
+    /// Seconds a flapping server stays down (then up as long).
+    #[arg(long, default_value_t = 5.0)]
+    flap_period: f64,
+    /// Closed-loop clients.
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+    /// Seconds between samples of the broker.
+    #[arg(long, default_value_t = 30.0)]
+    sample_every: f64,
+    /// Also write the report to this file.
+    #[arg(long)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
 struct SmokeArgs {
     /// Our daemon binary (default: our broker from the library, via `serve-broker`).
     #[arg(long)]
@@ -139,6 +170,7 @@ fn main() -> ExitCode {
         Command::Compare(args) => run(args, true, false),
         Command::Farm(args) => run(args, false, true),
         Command::Floods(args) => floods(args),
+        Command::Soak(args) => soak(args),
         Command::Smoke(args) => smoke(args),
     };
     match outcome {
@@ -312,6 +344,45 @@ fn floods(args: FloodArgs) -> anyhow::Result<()> {
             missed.join(", ")
         )
     }
+}
+
+/// The soak against our release broker; fails when a request failed or a resource grew.
+fn soak(args: SoakArgs) -> anyhow::Result<()> {
+    raise_file_limit();
+    let ours = match &args.ours {
+        Some(path) => OursBinary::Daemon(path.clone()),
+        None => OursBinary::next_to_current_exe()?,
+    };
+    let work = work_directory()?;
+    let runtime = client_runtime(2)?;
+    let load_before = load_average();
+    let options = SoakOptions {
+        ours,
+        work_directory: work.clone(),
+        duration: Duration::from_secs_f64(args.duration),
+        servers: args.servers,
+        flapping: args.flapping,
+        flap_period: Duration::from_secs_f64(args.flap_period),
+        clients: args.clients,
+        sample_every: Duration::from_secs_f64(args.sample_every),
+    };
+    let result = runtime.block_on(soak::run(&options))?;
+    let report = format!(
+        "## Run of {}\n\nMachine: {}. Load average before: {load_before}, after: {}.\n\n{}",
+        chrono::Local::now().format("%Y-%m-%d %H:%M %Z"),
+        machine(),
+        load_average(),
+        soak::render(&result, &options)
+    );
+    println!("{report}");
+    if let Some(path) = &args.output {
+        std::fs::write(path, &report).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    if result.failed > 0 || result.requests == 0 {
+        anyhow::bail!("{} of {} requests failed", result.failed, result.requests);
+    }
+    Ok(())
 }
 
 /// Everything, tiny and against our broker only; fails when the harness or a check is broken.
