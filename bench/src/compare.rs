@@ -7,7 +7,6 @@ use crate::procstat::{self, Window};
 use crate::report::{self, Measurement};
 use crate::servers::{self, OursBinary, ServerProcess};
 use indicatif::{ProgressBar, ProgressStyle};
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -156,15 +155,7 @@ pub fn progress(total: u64, what: &str) -> ProgressBar {
 pub async fn run(options: &CompareOptions, bench_binary: &Path) -> anyhow::Result<Comparison> {
     let mut notes = Vec::new();
     // five fake agents for the live-agent profile of ours (x2go-node1..5 on 127.0.0.11..15)
-    let farm = FakeFarm::start(FakeFarmConfig {
-        servers: 5,
-        sessions_per_server: 20,
-        name_prefix: "x2go-node".into(),
-        first_number: 1,
-        pad: 0,
-        first_address: Ipv4Addr::new(127, 0, 0, 11),
-        ..FakeFarmConfig::default()
-    })?;
+    let farm = FakeFarm::start(FakeFarmConfig::five_nodes())?;
     let ours_config = ConfigDir::write(
         &options.work_directory.join("ours"),
         |profiles| {

@@ -62,6 +62,21 @@ impl Default for FakeFarmConfig {
     }
 }
 
+impl FakeFarmConfig {
+    /// The comparison's five servers `x2go-node1..5` on 127.0.0.11..15, 20 sessions each.
+    pub fn five_nodes() -> FakeFarmConfig {
+        FakeFarmConfig {
+            servers: 5,
+            sessions_per_server: 20,
+            name_prefix: "x2go-node".into(),
+            first_number: 1,
+            pad: 0,
+            first_address: Ipv4Addr::new(127, 0, 0, 11),
+            ..FakeFarmConfig::default()
+        }
+    }
+}
+
 /// One simulated server, as the broker's session profiles name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SimulatedServer {

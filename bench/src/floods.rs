@@ -7,7 +7,7 @@ use crate::load::{self, LoadResult, LoadSpec};
 use crate::procstat;
 use crate::report::{format_ms, mb};
 use crate::servers::{self, OursBinary};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -65,15 +65,7 @@ struct Tally {
 
 /// Runs every phase against one broker and returns them in order.
 pub async fn run(options: &FloodOptions) -> anyhow::Result<Vec<Phase>> {
-    let farm = FakeFarm::start(FakeFarmConfig {
-        servers: 5,
-        sessions_per_server: 20,
-        name_prefix: "x2go-node".into(),
-        first_number: 1,
-        pad: 0,
-        first_address: Ipv4Addr::new(127, 0, 0, 11),
-        ..FakeFarmConfig::default()
-    })?;
+    let farm = FakeFarm::start(FakeFarmConfig::five_nodes())?;
     let flavour = Flavour::Ours {
         agent_port: farm.port(),
     };

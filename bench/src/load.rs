@@ -108,11 +108,16 @@ impl LoadResult {
 
     /// A latency quantile in milliseconds (0 when nothing was measured).
     pub fn quantile_ms(&self, quantile: f64) -> f64 {
-        if self.latency.is_empty() {
-            return 0.0;
-        }
-        self.latency.value_at_quantile(quantile) as f64 / 1000.0
+        quantile_ms(&self.latency, quantile)
     }
+}
+
+/// A quantile of a microsecond histogram, in milliseconds (0 when it is empty).
+pub fn quantile_ms(latency: &Histogram<u64>, quantile: f64) -> f64 {
+    if latency.is_empty() {
+        return 0.0;
+    }
+    latency.value_at_quantile(quantile) as f64 / 1000.0
 }
 
 /// One keep-alive HTTP/1.1 connection.

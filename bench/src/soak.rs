@@ -133,7 +133,14 @@ pub async fn run(options: &SoakOptions) -> anyhow::Result<SoakResult> {
         latency: load::new_histogram(),
     }));
     let clients: Vec<_> = (0..options.clients)
-        .map(|index| tokio::spawn(client(address, ACCOUNTS[index % ACCOUNTS.len()], end, tally.clone())))
+        .map(|index| {
+            tokio::spawn(client(
+                address,
+                ACCOUNTS[index % ACCOUNTS.len()],
+                end,
+                tally.clone(),
+            ))
+        })
         .collect();
     // the first `flapping` servers beyond the two with the accounts' sessions take turns
     // going down; the accounts' servers stay healthy so that every request has one
@@ -168,7 +175,9 @@ pub async fn run(options: &SoakOptions) -> anyhow::Result<SoakResult> {
         let now = Instant::now();
         let pid = broker.pid();
         let (requests, failed) = {
-            let tally = tally.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let tally = tally
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             (tally.requests, tally.failed)
         };
         let sample = Sample {
@@ -266,7 +275,9 @@ async fn client(
                 },
             };
             let elapsed = started.elapsed();
-            let mut tally = tally.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut tally = tally
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             tally.requests += 1;
             let good = match &answer {
                 Ok(text) if step == "selection" => text.contains("SERVER:"),
@@ -281,7 +292,10 @@ async fn client(
                 cookie = answer.as_ref().ok().and_then(|text| authid(text));
             } else {
                 let what = match &answer {
-                    Ok(text) => format!("{step} of {user}: {}", text.chars().take(160).collect::<String>()),
+                    Ok(text) => format!(
+                        "{step} of {user}: {}",
+                        text.chars().take(160).collect::<String>()
+                    ),
                     Err(error) => format!("{step} of {user}: {error:#}"),
                 };
                 tally.fail(what);
@@ -294,7 +308,8 @@ async fn client(
 
 /// The report: the samples over time and the totals.
 pub fn render(result: &SoakResult, options: &SoakOptions) -> String {
-    let mut out = String::from("## Soak: mixed logins, listings and selections on a flapping farm\n\n");
+    let mut out =
+        String::from("## Soak: mixed logins, listings and selections on a flapping farm\n\n");
     out.push_str(&format!(
         "Our broker (release) with {} fake agents (gRPC watch, heartbeat 1 s) and one profile over all of them; {} closed-loop clients (testsuite accounts `test` and `jacques`, passwords then dynamic cookies: login → listing → selection → listing) for {:?}; {} servers at a time down for {:?} then up as long (every call UNAVAILABLE, watch streams ended), {} outages in all; the accounts' own servers never flap.\n\n",
         options.servers,
@@ -317,13 +332,7 @@ pub fn render(result: &SoakResult, options: &SoakOptions) -> String {
             sample.failed
         ));
     }
-    let quantile = |q: f64| {
-        if result.latency.is_empty() {
-            0.0
-        } else {
-            result.latency.value_at_quantile(q) as f64 / 1000.0
-        }
-    };
+    let quantile = |q: f64| load::quantile_ms(&result.latency, q);
     out.push_str(&format!(
         "\nPeak RSS {:.1} MB. Requests {} ({} selections), failed {}. Latency p50 {} ms, p99 {} ms, max {} ms.\n",
         mb(result.peak_rss_kb),

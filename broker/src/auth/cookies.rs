@@ -162,35 +162,41 @@ impl CookieStore {
         })
     }
 
-    /// Removes `user`'s oldest cookie files (by the login time they record) until at most
-    /// `keep` are left; returns how many were removed. Names are percent-encoded (`_` too), so
-    /// the prefix `<user>_` is this user's alone.
+    /// Removes `user`'s least recently used cookie files until at most `keep` are left;
+    /// returns how many were removed. Every use of a cookie writes its successor, so a file's
+    /// modification time is its last use: cookies of clients that are still working survive
+    /// a flood of new logins, abandoned ones go first (ties: the older login first). Names are
+    /// percent-encoded (`_` too), so the prefix `<user>_` is this user's alone.
     fn prune_user(&self, user: &str, keep: usize) -> usize {
         let Ok(entries) = std::fs::read_dir(&self.directory) else {
             return 0;
         };
         let prefix = format!("{}_", file_safe_user(user));
-        let mut files: Vec<(f64, PathBuf)> = entries
+        let mut files: Vec<(SystemTime, f64, PathBuf)> = entries
             .flatten()
             .filter(|entry| entry.file_name().to_string_lossy().starts_with(&prefix))
             .map(|entry| {
                 let path = entry.path();
-                let time = std::fs::read_to_string(&path)
+                let used = entry
+                    .metadata()
+                    .and_then(|metadata| metadata.modified())
+                    .unwrap_or(UNIX_EPOCH);
+                let login = std::fs::read_to_string(&path)
                     .ok()
                     .and_then(|text| text.split_whitespace().nth(1)?.parse::<f64>().ok())
                     .unwrap_or(0.0);
-                (time, path)
+                (used, login, path)
             })
             .collect();
         if files.len() <= keep {
             return 0;
         }
-        files.sort_by(|a, b| a.0.total_cmp(&b.0));
+        files.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
         let excess = files.len() - keep;
         files
             .iter()
             .take(excess)
-            .filter(|(_, path)| std::fs::remove_file(path).is_ok())
+            .filter(|(_, _, path)| std::fs::remove_file(path).is_ok())
             .count()
     }
 
@@ -329,7 +335,74 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn one_user_holds_at_most_the_cap_and_loses_the_oldest_first() {
+    async fn a_cookie_in_use_outlives_newer_logins_that_were_abandoned() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = CookieStore::new(directory.path().join("cookies"));
+        let here: IpAddr = "127.0.0.1".parse().unwrap();
+        let capped = AccessPolicy {
+            max_cookies_per_user: 3,
+            ..policy()
+        };
+        // file times come from the kernel's coarse clock: steps further apart than its tick
+        let tick = || tokio::time::sleep(std::time::Duration::from_millis(25));
+        let login = |at: u64| {
+            let store = &store;
+            let capped = &capped;
+            async move {
+                let now = login_time() + seconds(at);
+                check_access(capped, store, "worker", &here, "", now, || async { true })
+                    .await
+                    .1
+                    .unwrap()
+            }
+        };
+        let working = login(0).await;
+        tick().await;
+        let abandoned = login(1).await;
+        tick().await;
+        let _other = login(2).await;
+        tick().await;
+        // the first client goes on working: its cookie is used, its successor written now
+        let (granted, working) = check_access(
+            &capped,
+            &store,
+            "worker",
+            &here,
+            &working,
+            login_time() + seconds(3),
+            || async { false },
+        )
+        .await;
+        assert!(granted);
+        tick().await;
+        let _newest = login(4).await;
+        let later = login_time() + seconds(5);
+        let (still_working, _) = check_access(
+            &capped,
+            &store,
+            "worker",
+            &here,
+            &working.unwrap(),
+            later,
+            || async { false },
+        )
+        .await;
+        assert!(still_working, "the cookie in use was kept");
+        let (dropped, _) = check_access(
+            &capped,
+            &store,
+            "worker",
+            &here,
+            &abandoned,
+            later,
+            || async { false },
+        )
+        .await;
+        assert!(!dropped, "the least recently used cookie went");
+    }
+
+    #[tokio::test]
+    async fn one_user_holds_at_most_the_cap_and_loses_the_least_recently_used_first() {
         let directory = tempfile::tempdir().unwrap();
         let store = CookieStore::new(directory.path().join("cookies"));
         let here: IpAddr = "127.0.0.1".parse().unwrap();
