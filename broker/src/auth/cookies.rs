@@ -24,7 +24,7 @@ pub struct AccessPolicy {
     /// The pre-shared cookie M (a fresh random one when none is configured).
     pub preshared_cookie: String,
     /// Live dynamic cookies one user may hold (`[global] max-cookies-per-user`): a new login
-    /// beyond it removes the user's oldest cookie files first.
+    /// beyond it removes the user's least recently used cookie files first.
     pub max_cookies_per_user: usize,
 }
 
@@ -274,7 +274,7 @@ where
                 tracing::info!(
                     user = ?user,
                     pruned,
-                    "cookie cap ([global] max-cookies-per-user): the user's oldest cookies removed"
+                    "cookie cap ([global] max-cookies-per-user): the user's least recently used cookies removed"
                 );
             }
             let record = CookieRecord {
