@@ -1,14 +1,30 @@
-//! A server's health machine, pure: Down → (report) Degraded → (report) Up, failures, back-off and the next step.
+//! A server's health machine, pure: Down → (report) Degraded → (report) Up, failures, back-off, the port probes during a back-off, and the next step.
 //!
 //! The supervisor owns one [`HealthMachine`] per server and only applies what it answers:
 //! which health to announce, and when to connect or poll next. No clock is read here; the
 //! caller passes elapsed times and the jitter draw.
+//!
+//! While a server is in a back-off longer than [`PROBE_INTERVAL`], its agent's TCP port is
+//! probed with a plain connect: at once after the failure, and, when that found the port
+//! closed, once per [`PROBE_INTERVAL`] until the port accepts (then the retry starts at once:
+//! a restarted agent is back within about a second, not after the back-off) or the back-off
+//! ends. A port that accepted at the failure (a hung agent, one that answers garbage or
+//! refuses the broker) is not probed again: the back-off alone paces it. So a server that
+//! stays down sees about one connection per second, and a broken one no more than its
+//! back-off allows.
 
 use super::model::{Health, Via};
 use std::time::Duration;
 
 /// The first retry after a failure; each further failure doubles it, up to the cap.
 pub const BASE_BACKOFF: Duration = Duration::from_millis(200);
+
+/// How often the port of a server in back-off is probed (while it is closed).
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long one probe (a plain TCP connect) may take; a probe that times out found the
+/// port closed.
+pub const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// The transports a server has, and their timing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +143,36 @@ pub fn after_failure(
         Via::Grpc => Step::Connect(backoff),
         Via::Ssh | Via::Local => after_legacy_poll(has_grpc, legacy_for, timing, backoff),
     })
+}
+
+/// Whether a failure whose retry is `backoff` away starts probing the port: only when there
+/// is a port to probe (gRPC, SSH; not LOCAL) and a probe can bring the retry forward.
+pub fn probe_after_failure(has_port: bool, backoff: Duration) -> bool {
+    has_port && backoff > PROBE_INTERVAL
+}
+
+/// What a probe of the port means, while the retry is still `until_retry` away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterProbe {
+    /// The port was closed and accepts now: the agent is back, retry at once.
+    RetryNow,
+    /// Still closed: probe again after this delay.
+    ProbeAgain(Duration),
+    /// Nothing to learn from probing (the port accepted at the failure, or the retry comes
+    /// before the next probe would): wait for the back-off.
+    Wait,
+}
+
+/// The answer to a probe: `first` is the probe made at the failure, `accepted` whether the
+/// port took the connection.
+pub fn after_probe(first: bool, accepted: bool, until_retry: Duration) -> AfterProbe {
+    match (accepted, first) {
+        // open at the failure: the agent itself failed (hung, garbage, refused us)
+        (true, true) => AfterProbe::Wait,
+        (true, false) => AfterProbe::RetryNow,
+        (false, _) if until_retry > PROBE_INTERVAL => AfterProbe::ProbeAgain(PROBE_INTERVAL),
+        (false, _) => AfterProbe::Wait,
+    }
 }
 
 #[cfg(test)]
@@ -261,5 +307,92 @@ mod tests {
             after_legacy_poll(false, None, timing, backoff),
             Step::Poll(backoff)
         );
+    }
+
+    #[test]
+    fn probes_table() {
+        let ms = Duration::from_millis;
+        // failures in a row, the first back-offs (no jitter): probing starts with the fourth
+        let cap = Duration::from_secs(10);
+        let starts: Vec<bool> = (1..=8)
+            .map(|failures| {
+                let mut machine = HealthMachine::default();
+                for _ in 0..failures {
+                    machine.on_failure(0);
+                }
+                probe_after_failure(true, machine.backoff(cap, 0.0))
+            })
+            .collect();
+        assert_eq!(
+            starts,
+            [false, false, false, true, true, true, true, true],
+            "200, 400, 800 ms: the retry comes before a probe would"
+        );
+        assert!(!probe_after_failure(false, ms(10_000)), "LOCAL: no port");
+        // first probe, accepted, until the retry, expected
+        let cases = [
+            (true, true, ms(9_000), AfterProbe::Wait),
+            (
+                true,
+                false,
+                ms(9_000),
+                AfterProbe::ProbeAgain(PROBE_INTERVAL),
+            ),
+            (true, false, ms(500), AfterProbe::Wait),
+            (false, true, ms(9_000), AfterProbe::RetryNow),
+            (false, true, ms(100), AfterProbe::RetryNow),
+            (
+                false,
+                false,
+                ms(1_001),
+                AfterProbe::ProbeAgain(PROBE_INTERVAL),
+            ),
+            (false, false, ms(1_000), AfterProbe::Wait),
+        ];
+        for (first, accepted, until_retry, expected) in cases {
+            assert_eq!(
+                after_probe(first, accepted, until_retry),
+                expected,
+                "first {first}, accepted {accepted}, {until_retry:?}"
+            );
+        }
+    }
+
+    /// The probes and attempts a server sees in its first minute down (no jitter): a port
+    /// that stays closed about one probe a second, one that accepts only the back-off's
+    /// attempts and the probe at each failure.
+    #[test]
+    fn connections_to_a_server_that_stays_down() {
+        let cap = Duration::from_secs(10);
+        let minute = Duration::from_secs(60);
+        for (port_open, max_probes) in [(false, 66), (true, 12)] {
+            let mut machine = HealthMachine::default();
+            let (mut now, mut attempts, mut probes) = (Duration::ZERO, 0u32, 0u32);
+            while now < minute {
+                attempts += 1;
+                machine.on_failure(0);
+                let backoff = machine.backoff(cap, 0.0);
+                let retry_at = now + backoff;
+                if probe_after_failure(true, backoff) {
+                    let mut first = true;
+                    loop {
+                        probes += 1;
+                        match after_probe(first, port_open, retry_at - now) {
+                            AfterProbe::ProbeAgain(after) => now += after,
+                            AfterProbe::RetryNow => unreachable!("the port never opens"),
+                            AfterProbe::Wait => break,
+                        }
+                        first = false;
+                    }
+                }
+                now = retry_at;
+            }
+            assert!(
+                (9..=12).contains(&attempts) && probes <= max_probes,
+                "port open {port_open}: {attempts} attempts, {probes} probes in a minute"
+            );
+            let per_second = f64::from(attempts + probes) / minute.as_secs_f64();
+            assert!(per_second <= 1.3, "{per_second} connections a second");
+        }
     }
 }

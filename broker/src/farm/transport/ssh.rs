@@ -64,6 +64,15 @@ impl SshAgent {
         }
     }
 
+    /// The `host:port` of the server's sshd (what a port probe connects to).
+    pub fn probe_address(&self) -> String {
+        if self.target.address.contains(':') {
+            format!("[{}]:{}", self.target.address, self.target.port)
+        } else {
+            self.destination()
+        }
+    }
+
     fn destination(&self) -> String {
         format!("{}:{}", self.target.address, self.target.port)
     }
