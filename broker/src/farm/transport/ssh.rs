@@ -4,6 +4,8 @@
 //! level (master gone, timeout) the master is dropped and the next call makes a new one. The
 //! command string comes from [`agentcmd::ssh_command`] (validated arguments only) and is sent
 //! as it is (`raw_command`), so it reaches the Perl agent's forced-command handling byte-exact.
+//! An answer counts as the reference reads it (the first line `OK`, nothing on stderr), and
+//! only when the remote command exited 0 ([`agentcmd::exit_status_agrees`]).
 
 use crate::farm::agentcmd::{self, Answer, ArgumentError, HostKeyCheck, Task};
 use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder};
@@ -34,6 +36,12 @@ pub enum SshError {
     Timeout(String, Duration),
     #[error(transparent)]
     Refused(#[from] ArgumentError),
+    #[error("the agent on {server} answered OK to {task} but exited with {status}")]
+    ExitStatus {
+        server: String,
+        task: &'static str,
+        status: std::process::ExitStatus,
+    },
 }
 
 /// A master connection nobody used for that long exits.
@@ -171,10 +179,18 @@ impl SshAgent {
                         // ssh's own failure, or the agent dying: is the master still fine?
                         self.forget_if_broken(&session).await;
                     }
-                    Ok(Answer::parse(
+                    let answer = Answer::parse(
                         &String::from_utf8_lossy(&output.stdout),
                         &String::from_utf8_lossy(&output.stderr),
-                    ))
+                    );
+                    if !agentcmd::exit_status_agrees(&answer, output.status.code()) {
+                        return Err(SshError::ExitStatus {
+                            server: self.destination(),
+                            task: task.word(),
+                            status: output.status,
+                        });
+                    }
+                    Ok(answer)
                 }
                 Err(error) => {
                     self.forget_if_broken(&session).await;
