@@ -273,9 +273,12 @@ impl Broker {
             },
         )
         .await;
-        match password_error {
-            Some(error) => Err(error),
-            None => Ok(access),
+        match (password_error, access) {
+            (Some(error), _) => Err(error),
+            // the login was granted but its cookie cannot be stored: fail it (500, as the
+            // reference's exception) rather than hand out an AUTHID the next request refuses
+            (None, Err(error)) => Err(BrokerError::Internal(format!("login refused: {error}"))),
+            (None, Ok(access)) => Ok(access),
         }
     }
 
