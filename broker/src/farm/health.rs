@@ -5,13 +5,13 @@
 //! caller passes elapsed times and the jitter draw.
 //!
 //! While a server is in a back-off longer than [`PROBE_INTERVAL`], its agent's TCP port is
-//! probed with a plain connect: at once after the failure, and, when that found the port
-//! closed, once per [`PROBE_INTERVAL`] until the port accepts (then the retry starts at once:
-//! a restarted agent is back within about a second, not after the back-off) or the back-off
-//! ends. A port that accepted at the failure (a hung agent, one that answers garbage or
-//! refuses the broker) is not probed again: the back-off alone paces it. So a server that
-//! stays down sees about one connection per second, and a broken one no more than its
-//! back-off allows.
+//! probed with a plain connect ([`ProbeSchedule`]): at once after the failure, then once per
+//! [`PROBE_INTERVAL`] until the back-off ends. A probe that finds the port open after one
+//! found it closed means the agent was restarted: the retry starts at once, so it is back
+//! within about a second instead of after the back-off (up to 15 s). A port that stays open
+//! (a hung agent, one that answers garbage or refuses the broker) never brings the retry
+//! forward: its back-off alone paces the real attempts. So a server that stays down sees
+//! about one connection a second, however long it stays down.
 
 use super::model::{Health, Via};
 use std::time::Duration;
@@ -151,27 +151,37 @@ pub fn probe_after_failure(has_port: bool, backoff: Duration) -> bool {
     has_port && backoff > PROBE_INTERVAL
 }
 
-/// What a probe of the port means, while the retry is still `until_retry` away.
+/// What a probe of the port means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AfterProbe {
     /// The port was closed and accepts now: the agent is back, retry at once.
     RetryNow,
-    /// Still closed: probe again after this delay.
+    /// Probe again after this delay.
     ProbeAgain(Duration),
-    /// Nothing to learn from probing (the port accepted at the failure, or the retry comes
-    /// before the next probe would): wait for the back-off.
+    /// The retry comes before the next probe would: wait for it.
     Wait,
 }
 
-/// The answer to a probe: `first` is the probe made at the failure, `accepted` whether the
-/// port took the connection.
-pub fn after_probe(first: bool, accepted: bool, until_retry: Duration) -> AfterProbe {
-    match (accepted, first) {
-        // open at the failure: the agent itself failed (hung, garbage, refused us)
-        (true, true) => AfterProbe::Wait,
-        (true, false) => AfterProbe::RetryNow,
-        (false, _) if until_retry > PROBE_INTERVAL => AfterProbe::ProbeAgain(PROBE_INTERVAL),
-        (false, _) => AfterProbe::Wait,
+/// The probes of one back-off: whether the port was seen closed since the failure.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProbeSchedule {
+    seen_closed: bool,
+}
+
+impl ProbeSchedule {
+    /// A probe found the port open (`accepted`) or not, with the retry still `until_retry`
+    /// away. Open after closed: the agent is back. Open all along (the agent itself failed:
+    /// hung, garbage, refused us): nothing is brought forward.
+    pub fn on_probe(&mut self, accepted: bool, until_retry: Duration) -> AfterProbe {
+        if accepted && self.seen_closed {
+            return AfterProbe::RetryNow;
+        }
+        self.seen_closed |= !accepted;
+        if until_retry > PROBE_INTERVAL {
+            AfterProbe::ProbeAgain(PROBE_INTERVAL)
+        } else {
+            AfterProbe::Wait
+        }
     }
 }
 
@@ -329,43 +339,57 @@ mod tests {
             "200, 400, 800 ms: the retry comes before a probe would"
         );
         assert!(!probe_after_failure(false, ms(10_000)), "LOCAL: no port");
-        // first probe, accepted, until the retry, expected
-        let cases = [
-            (true, true, ms(9_000), AfterProbe::Wait),
-            (
-                true,
-                false,
-                ms(9_000),
-                AfterProbe::ProbeAgain(PROBE_INTERVAL),
-            ),
-            (true, false, ms(500), AfterProbe::Wait),
-            (false, true, ms(9_000), AfterProbe::RetryNow),
-            (false, true, ms(100), AfterProbe::RetryNow),
-            (
-                false,
-                false,
-                ms(1_001),
-                AfterProbe::ProbeAgain(PROBE_INTERVAL),
-            ),
-            (false, false, ms(1_000), AfterProbe::Wait),
+        let again = AfterProbe::ProbeAgain(PROBE_INTERVAL);
+        // probes in one back-off as (accepted, until the retry, expected)
+        let cases: &[&[(bool, Duration, AfterProbe)]] = &[
+            // killed, then restarted: closed, closed, open
+            &[
+                (false, ms(9_000), again),
+                (false, ms(8_000), again),
+                (true, ms(7_000), AfterProbe::RetryNow),
+            ],
+            // restarted just before the retry: still brought forward
+            &[
+                (false, ms(1_500), again),
+                (true, ms(100), AfterProbe::RetryNow),
+            ],
+            // hung or garbage: open all along, never brought forward
+            &[
+                (true, ms(9_000), again),
+                (true, ms(8_000), again),
+                (true, ms(1_000), AfterProbe::Wait),
+            ],
+            // a hung agent killed and restarted: open, closed, open
+            &[
+                (true, ms(9_000), again),
+                (false, ms(8_000), again),
+                (true, ms(7_000), AfterProbe::RetryNow),
+            ],
+            // still closed when the retry is due within a probe interval
+            &[
+                (false, ms(1_001), again),
+                (false, ms(1_000), AfterProbe::Wait),
+            ],
         ];
-        for (first, accepted, until_retry, expected) in cases {
-            assert_eq!(
-                after_probe(first, accepted, until_retry),
-                expected,
-                "first {first}, accepted {accepted}, {until_retry:?}"
-            );
+        for probes in cases {
+            let mut schedule = ProbeSchedule::default();
+            for (accepted, until_retry, expected) in probes.iter() {
+                assert_eq!(
+                    schedule.on_probe(*accepted, *until_retry),
+                    *expected,
+                    "{probes:?}"
+                );
+            }
         }
     }
 
-    /// The probes and attempts a server sees in its first minute down (no jitter): a port
-    /// that stays closed about one probe a second, one that accepts only the back-off's
-    /// attempts and the probe at each failure.
+    /// The probes and attempts a server sees in its first minute down (no jitter): about one
+    /// probe a second whether its port stays closed or open, and the back-off's attempts.
     #[test]
     fn connections_to_a_server_that_stays_down() {
         let cap = Duration::from_secs(10);
         let minute = Duration::from_secs(60);
-        for (port_open, max_probes) in [(false, 66), (true, 12)] {
+        for port_open in [false, true] {
             let mut machine = HealthMachine::default();
             let (mut now, mut attempts, mut probes) = (Duration::ZERO, 0u32, 0u32);
             while now < minute {
@@ -374,21 +398,20 @@ mod tests {
                 let backoff = machine.backoff(cap, 0.0);
                 let retry_at = now + backoff;
                 if probe_after_failure(true, backoff) {
-                    let mut first = true;
+                    let mut schedule = ProbeSchedule::default();
                     loop {
                         probes += 1;
-                        match after_probe(first, port_open, retry_at - now) {
+                        match schedule.on_probe(port_open, retry_at - now) {
                             AfterProbe::ProbeAgain(after) => now += after,
-                            AfterProbe::RetryNow => unreachable!("the port never opens"),
+                            AfterProbe::RetryNow => unreachable!("the port never changes"),
                             AfterProbe::Wait => break,
                         }
-                        first = false;
                     }
                 }
                 now = retry_at;
             }
             assert!(
-                (9..=12).contains(&attempts) && probes <= max_probes,
+                (9..=12).contains(&attempts) && (40..=66).contains(&probes),
                 "port open {port_open}: {attempts} attempts, {probes} probes in a minute"
             );
             let per_second = f64::from(attempts + probes) / minute.as_secs_f64();

@@ -8,7 +8,7 @@
 //! are decided by [`health`](super::health); this actor only applies them.
 
 use super::balancer::{AgentReported, AgentUnreachable, Balancer};
-use super::health::{self, AfterProbe, HealthMachine, Step};
+use super::health::{self, AfterProbe, HealthMachine, ProbeSchedule, Step};
 use super::model::{Health, SessionView, Via};
 use super::transport::grpc::{self, GrpcTarget};
 use super::transport::{Transport, TransportError};
@@ -127,8 +127,6 @@ struct Failed {
 struct Probed {
     /// The back-off it was made in (see `Supervisor::waiting`).
     wait: u64,
-    /// The probe made at the failure.
-    first: bool,
     accepted: bool,
 }
 
@@ -141,6 +139,7 @@ struct Waiting {
     timer: SpawnHandle,
     /// The `host:port` probed (the transport the step retries).
     probe_address: Option<String>,
+    probes: ProbeSchedule,
 }
 
 /// The Supervisor actor of one server.
@@ -245,9 +244,10 @@ impl Supervisor {
             retry_at: Instant::now() + after,
             timer,
             probe_address,
+            probes: ProbeSchedule::default(),
         };
         if let Some(address) = waiting.probe_address.clone() {
-            probe(address, waiting.number, true, context);
+            probe(address, waiting.number, context);
         }
         self.waiting = Some(waiting);
     }
@@ -362,14 +362,14 @@ impl Handler<Probed> for Supervisor {
     fn handle(&mut self, probed: Probed, context: &mut Context<Self>) {
         let Some(waiting) = self
             .waiting
-            .as_ref()
+            .as_mut()
             .filter(|waiting| waiting.number == probed.wait)
         else {
             return;
         };
         self.probes += 1;
         let until_retry = waiting.retry_at.saturating_duration_since(Instant::now());
-        match health::after_probe(probed.first, probed.accepted, until_retry) {
+        match waiting.probes.on_probe(probed.accepted, until_retry) {
             AfterProbe::RetryNow => {
                 let Some(waiting) = self.waiting.take() else {
                     return;
@@ -385,7 +385,7 @@ impl Handler<Probed> for Supervisor {
                 if let Some(address) = waiting.probe_address.clone() {
                     let number = waiting.number;
                     context.run_later(after, move |_, context| {
-                        probe(address, number, false, context);
+                        probe(address, number, context);
                     });
                 }
             }
@@ -395,7 +395,7 @@ impl Handler<Probed> for Supervisor {
 }
 
 /// Probes `address` with a plain TCP connect (closed at once), answering `Probed`.
-fn probe(address: String, wait: u64, first: bool, context: &mut Context<Supervisor>) {
+fn probe(address: String, wait: u64, context: &mut Context<Supervisor>) {
     let supervisor = context.address();
     let probing = async move {
         let connect = tokio::net::TcpStream::connect(address);
@@ -403,11 +403,7 @@ fn probe(address: String, wait: u64, first: bool, context: &mut Context<Supervis
             tokio::time::timeout(health::PROBE_TIMEOUT, connect).await,
             Ok(Ok(_))
         );
-        supervisor.do_send(Probed {
-            wait,
-            first,
-            accepted,
-        });
+        supervisor.do_send(Probed { wait, accepted });
     };
     context.spawn(actix::fut::wrap_future(probing));
 }
@@ -784,6 +780,55 @@ mod tests {
             );
             let after = supervisor.send(GetState).await.unwrap();
             assert!(after.probes > before.probes, "{after:?}");
+        });
+    }
+
+    #[test]
+    fn a_port_that_accepts_and_never_answers_is_paced_by_the_backoff_alone_on_a_paused_clock() {
+        crate::farm::balancer::tests::paused_system().block_on(async {
+            let balancer = Balancer::new(Duration::from_secs(30)).start();
+            // a hung agent: the kernel accepts, nothing ever answers
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let counts = Arc::new(std::sync::Mutex::new((0u32, 0u32)));
+            let counting = counts.clone();
+            tokio::spawn(async move {
+                let mut held = Vec::new();
+                loop {
+                    let (connection, _) = listener.accept().await.unwrap();
+                    let counting = counting.clone();
+                    held.push(tokio::spawn(async move {
+                        let mut connection = connection;
+                        let mut preface = [0u8; 3];
+                        let attempt =
+                            tokio::io::AsyncReadExt::read_exact(&mut connection, &mut preface)
+                                .await
+                                .is_ok();
+                        {
+                            let mut counts = counting.lock().unwrap();
+                            if attempt {
+                                counts.0 += 1;
+                            } else {
+                                counts.1 += 1;
+                            }
+                        }
+                        // held open, never answered
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                    }));
+                }
+            });
+            let supervisor = grpc_supervisor(port, &balancer);
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            let state = supervisor.send(GetState).await.unwrap();
+            let (attempts, probes) = *counts.lock().unwrap();
+            assert_eq!(state.health, Health::Down);
+            // each attempt waits the call timeout (2 s), then the back-off (0.2 s doubling,
+            // ≤ 10 s, + ≤ 50 %): 8–10 attempts a minute, none brought forward by the probes (about
+            // one a second while the back-off is longer than that)
+            assert!(
+                (8..=10).contains(&attempts) && (20..=60).contains(&probes),
+                "{attempts} attempts, {probes} probes seen; {state:?}"
+            );
         });
     }
 }
