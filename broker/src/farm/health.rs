@@ -7,11 +7,11 @@
 //! While a server is in a back-off longer than [`PROBE_INTERVAL`], its agent's TCP port is
 //! probed with a plain connect ([`ProbeSchedule`]): at once after the failure, then once per
 //! [`PROBE_INTERVAL`] until the back-off ends. A probe that finds the port open after one
-//! found it closed means the agent was restarted: the retry starts at once, so it is back
-//! within about a second instead of after the back-off (up to 15 s). A port that stays open
-//! (a hung agent, one that answers garbage or refuses the broker) never brings the retry
-//! forward: its back-off alone paces the real attempts. So a server that stays down sees
-//! about one connection a second, however long it stays down.
+//! found it closed means the agent was restarted: the retry starts at once and its failures
+//! start over, so it is back within about a second instead of after the back-off (up to
+//! 15 s). A port that stays open (a hung agent, one that answers garbage or refuses the
+//! broker) never brings the retry forward: its back-off alone paces the real attempts. So a
+//! server that stays down sees about one connection a second, however long it stays down.
 
 use super::model::{Health, Via};
 use std::time::Duration;
@@ -97,6 +97,13 @@ impl HealthMachine {
         self.ever_reported |= reports > 0;
         self.health = Health::Down;
         self.health
+    }
+
+    /// A probe found the agent's port open again after it had been closed: a new agent
+    /// process, so its failures start over (if its first attempt fails, say its first report
+    /// comes late, the next one follows after 200 ms rather than the capped back-off).
+    pub fn on_agent_back(&mut self) {
+        self.failures = 0;
     }
 
     /// The delay before the next attempt: 200 ms × 2ⁿ⁻¹ (capped), plus up to half of it
@@ -255,6 +262,22 @@ mod tests {
                 "{failures} failures, jitter {jitter}"
             );
         }
+    }
+
+    #[test]
+    fn a_restarted_agent_starts_its_backoff_over() {
+        let cap = Duration::from_secs(10);
+        let mut machine = HealthMachine::default();
+        machine.on_report();
+        for _ in 0..8 {
+            machine.on_failure(0);
+        }
+        assert_eq!(machine.backoff(cap, 0.0), cap);
+        machine.on_agent_back();
+        assert_eq!(machine.health(), Health::Down, "down until it reports");
+        machine.on_failure(0);
+        assert_eq!(machine.backoff(cap, 0.0), BASE_BACKOFF);
+        assert_eq!(machine.on_report(), Health::Degraded, "still half-open");
     }
 
     #[test]

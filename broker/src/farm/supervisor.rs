@@ -375,6 +375,7 @@ impl Handler<Probed> for Supervisor {
                     return;
                 };
                 context.cancel_future(waiting.timer);
+                self.machine.on_agent_back();
                 tracing::info!(server = %self.server, address = ?waiting.probe_address, "agent port open again: retrying now");
                 match waiting.step {
                     Step::Connect(_) => self.apply(Step::Connect(Duration::ZERO), context),
@@ -758,7 +759,7 @@ mod tests {
                 .await
                 .unwrap();
             let opened = Instant::now();
-            let attempt = async {
+            let attempt = || async {
                 loop {
                     let (mut connection, _) = listener.accept().await.unwrap();
                     let mut preface = [0u8; 3];
@@ -771,12 +772,22 @@ mod tests {
                     }
                 }
             };
-            let retried_after = tokio::time::timeout(Duration::from_secs(20), attempt)
+            let retried_after = tokio::time::timeout(Duration::from_secs(20), attempt())
                 .await
                 .expect("the supervisor connects again");
             assert!(
                 retried_after <= health::PROBE_INTERVAL + health::PROBE_TIMEOUT,
                 "retried {retried_after:?} after the port opened"
+            );
+            // that attempt failed (no HTTP/2 answer): a new agent's failures start over, so
+            // the next attempt follows after the first back-off step, not the capped one
+            let again = tokio::time::timeout(Duration::from_secs(20), attempt())
+                .await
+                .expect("the supervisor connects once more");
+            assert!(
+                again - retried_after <= health::BASE_BACKOFF * 2,
+                "then {:?} later",
+                again - retried_after
             );
             let after = supervisor.send(GetState).await.unwrap();
             assert!(after.probes > before.probes, "{after:?}");
