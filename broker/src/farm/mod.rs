@@ -481,25 +481,34 @@ impl FarmHandle {
 
     /// The user's sessions from the profile's servers reached through the legacy agent (it
     /// reports no session lists, so they are asked per request, each bounded by the call
-    /// timeout; failures count as "no sessions"): as few servers as `legacy-shared-session-db`
-    /// allows (`policy::legacy_hosts_to_ask`), the LOCAL agent once; a listing's answer
-    /// serves the user's next selection for `legacy-answer-reuse-ms` (X2Go Client lists, then
-    /// selects). Answers whether the sessions came from such a reuse.
+    /// timeout): as few servers as `legacy-shared-session-db` allows
+    /// (`policy::legacy_hosts_to_ask`), the LOCAL agent once; a listing's answer serves the
+    /// user's next selection for `legacy-answer-reuse-ms` (X2Go Client lists, then selects),
+    /// unless an ask failed. Answers whether the sessions came from such a reuse, and the
+    /// servers a failed ask leaves unvouched for (`policy::unvouched_legacy_hosts`).
     async fn ask_legacy_agents(
         &self,
         hosts: &Arc<[String]>,
         user: &str,
         reuse: Reuse,
-    ) -> (Vec<SessionView>, bool) {
+    ) -> LegacyAnswers {
+        let nothing = |reused| LegacyAnswers {
+            sessions: Vec::new(),
+            reused,
+            unvouched: Vec::new(),
+        };
         if user.is_empty() || self.legacy_servers.load(Ordering::Relaxed) == 0 {
-            return (Vec::new(), false);
+            return nothing(false);
         }
         let key = (user.to_string(), hosts.clone());
         if reuse == Reuse::Take {
             let recent = lock(&self.recent_answers).remove(&key);
             if let Some((asked_at, sessions)) = recent {
                 if asked_at.elapsed() <= self.runtime().config.legacy_reuse {
-                    return (sessions, true);
+                    return LegacyAnswers {
+                        sessions,
+                        ..nothing(true)
+                    };
                 }
             }
         }
@@ -523,9 +532,11 @@ impl FarmHandle {
             (host, answer)
         });
         let mut sessions: Vec<SessionView> = Vec::new();
+        let (mut answered, mut any_failed) = (Vec::new(), false);
         for (host, answer) in futures::future::join_all(asks).await {
             match answer {
                 Ok(found) => {
+                    answered.push(host.clone());
                     let seen = policy::hosts_seen_by(host, &found, hosts);
                     if !seen.is_empty() {
                         lock(&self.legacy_views)
@@ -543,12 +554,26 @@ impl FarmHandle {
                     }
                 }
                 Err(error) => {
+                    any_failed = true;
                     tracing::warn!(user, %host, %error, "legacy agent did not list sessions")
                 }
             }
         }
+        let unvouched = {
+            let views = lock(&self.legacy_views);
+            policy::unvouched_legacy_hosts(
+                &legacy,
+                &answered,
+                any_failed,
+                |host| views.get(host),
+                self.runtime().config.shared_session_db,
+            )
+        };
+        if !unvouched.is_empty() {
+            tracing::warn!(user, servers = ?unvouched, "the user's sessions there are unknown (an agent did not answer): not selected for this request");
+        }
         tracing::debug!(user, asked = ?asked_hosts, sessions = sessions.len(), "legacy agents asked");
-        if reuse == Reuse::Keep {
+        if reuse == Reuse::Keep && !any_failed {
             let mut recent = lock(&self.recent_answers);
             let reuse_for = self.runtime().config.legacy_reuse;
             if recent.len() >= MAX_RECENT_ANSWERS {
@@ -558,7 +583,11 @@ impl FarmHandle {
                 recent.insert(key, (Instant::now(), sessions.clone()));
             }
         }
-        (sessions, false)
+        LegacyAnswers {
+            sessions,
+            reused: false,
+            unvouched,
+        }
     }
 
     /// §7.4 step 6 from live state; `None` when nothing is known yet.
@@ -569,13 +598,13 @@ impl FarmHandle {
         user: &str,
     ) -> Option<(String, Option<SessionStatus>)> {
         self.supervise_and_settle(built, plan).await;
-        let (asked, _) = self
+        let answers = self
             .ask_legacy_agents(&built.hosts, user, Reuse::Keep)
             .await;
         let request = balancer::ListingStatus {
             hosts: built.hosts.clone(),
             user: user.to_string(),
-            asked,
+            asked: answers.sessions,
         };
         self.balancer.send(request).await.ok().flatten()
     }
@@ -593,27 +622,33 @@ impl FarmHandle {
     ) -> (Selection, Outcome) {
         self.supervise_and_settle(built, plan).await;
         let profile = &built.profile;
-        let (mut asked, reused) = self
+        let mut answers = self
             .ask_legacy_agents(&built.hosts, user, Reuse::Take)
             .await;
-        let would_take_over = !asked
+        let would_take_over = !answers
+            .sessions
             .iter()
             .any(|session| session.status == SessionStatus::Suspended)
-            && asked
+            && answers
+                .sessions
                 .iter()
                 .any(|session| session.status == SessionStatus::Running);
-        if reused && would_take_over {
+        if answers.reused && would_take_over {
             // a take-over must see the current state, not the listing's
-            (asked, _) = self
+            answers = self
                 .ask_legacy_agents(&built.hosts, user, Reuse::Fresh)
                 .await;
         }
+        let asked = answers.sessions;
+        let unvouched = answers.unvouched;
         let decide = |excluded: Vec<String>| {
             let request = balancer::SelectServer {
                 hosts: built.hosts.clone(),
                 user: user.to_string(),
                 asked: asked.clone(),
-                excluded,
+                // servers a failed ask leaves unvouched for are never chosen, nor those
+                // whose port the scan found closed
+                excluded: unvouched.iter().cloned().chain(excluded).collect(),
                 ranking: choice.ranking,
             };
             async move {
@@ -861,6 +896,16 @@ impl FarmHandle {
 
 /// How often a legacy agent is asked whether a take-over's suspension happened.
 const LEGACY_CONFIRM_INTERVAL: Duration = Duration::from_millis(100);
+
+/// What a request's asks of the legacy agents gave.
+struct LegacyAnswers {
+    /// The user's sessions they listed.
+    sessions: Vec<SessionView>,
+    /// Whether they are a recent listing's answer, reused.
+    reused: bool,
+    /// The servers whose sessions are unknown because an ask failed: not selected.
+    unvouched: Vec<String>,
+}
 
 /// An autologin key to install with the selection.
 #[derive(Debug, Clone, PartialEq, Eq)]
