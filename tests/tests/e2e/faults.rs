@@ -298,9 +298,10 @@ async fn a_killed_agent_is_down_at_once_and_back_in_rotation_within_3_s_of_its_r
     let down = time_until_down(port, "pair5").await;
     assert!(down < down_bound(), "down after {down:?}");
     let slowest = answers_stay_right(port, "127.0.0.15", "node5 killed").await;
-    // down long enough for the back-off to reach its cap (retries after 0.2 … 6.4 s, then
-    // every 10 s, each + up to 50 %): without the port probe it would wait up to 15 s more
-    let outage = Duration::from_secs(13);
+    // the back-off's attempts after the kill come 0, 0.2, 0.6, 1.4, 3.0, 6.2, 12.6 s later
+    // (each step + up to 50 %: the sixth by 9.3 s, the seventh not before 12.6 s): restarted
+    // 9.5 s after the kill, without the port probe it waits at least 3.1 s for that attempt
+    let outage = Duration::from_millis(9500);
     tokio::time::sleep(outage.saturating_sub(killed.elapsed())).await;
     let (answer, took) = timed(select(port, "x2gocarol", "pair5")).await;
     assert_eq!(
@@ -596,8 +597,8 @@ async fn a_session_db_locked_during_listings_never_loses_a_session() {
     settle(port, &log).await;
     answers_stay_right(port, "", "before the lock").await;
 
-    // a writer holds the session DB's lock (x2golistsessions_root gives up after ~3 s,
-    // prints the error on stderr and exits 0 with no sessions)
+    // a writer holds the session DB's lock (x2golistsessions_root gives up after ~2.5 s and
+    // exits 0 with "database is locked" instead of the sessions: the agents' polls fail)
     let mut sqlite = Command::new("sqlite3")
         .arg("/var/lib/x2go/x2go_sessions")
         .stdin(Stdio::piped())
@@ -616,6 +617,13 @@ async fn a_session_db_locked_during_listings_never_loses_a_session() {
         .unwrap();
     assert_eq!(line.trim(), "locked");
     let locked = Instant::now();
+    // the fault is real: the X2Go tools cannot read the session DB meanwhile
+    let listing = std::thread::spawn(|| {
+        Command::new("x2golistsessions_root")
+            .arg("--all-servers")
+            .output()
+            .expect("x2golistsessions_root")
+    });
     let mut slowest = Duration::ZERO;
     let mut rounds = 0;
     while locked.elapsed() < Duration::from_secs(7) {
@@ -623,6 +631,13 @@ async fn a_session_db_locked_during_listings_never_loses_a_session() {
         rounds += 1;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let output = listing.join().unwrap();
+    let tool_said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(tool_said.contains("database is locked"), "{tool_said}");
     input.write_all(b"COMMIT;\n").unwrap();
     drop(input);
     assert!(sqlite.wait().unwrap().success());
