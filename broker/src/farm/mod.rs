@@ -469,13 +469,21 @@ impl FarmHandle {
         }
     }
 
-    async fn user_sessions(&self, host: &str, user: &str) -> Result<Vec<SessionView>, String> {
-        let call = supervisor::AgentCall::UserSessions {
-            user: user.to_string(),
+    /// The user's sessions on `host` as its agent lists them; an agent that answers without
+    /// `OK` (e.g. for a user it has no account for) lists none (`Asked::Refused`).
+    async fn user_sessions(&self, host: &str, user: &str) -> Asked {
+        let Some(supervisor) = self.supervisor(host) else {
+            return Asked::Failed(format!("{host} is not supervised"));
         };
-        match self.call(host, call).await? {
-            supervisor::CallAnswer::Sessions(sessions) => Ok(sessions),
-            supervisor::CallAnswer::Done => Ok(Vec::new()),
+        let call = supervisor::Call(supervisor::AgentCall::UserSessions {
+            user: user.to_string(),
+        });
+        match supervisor.send(call).await {
+            Ok(Ok(supervisor::CallAnswer::Sessions(sessions))) => Asked::Sessions(sessions),
+            Ok(Ok(supervisor::CallAnswer::Done)) => Asked::Sessions(Vec::new()),
+            Ok(Err(error)) if error.is_refusal() => Asked::Refused(error.to_string()),
+            Ok(Err(error)) => Asked::Failed(error.to_string()),
+            Err(error) => Asked::Failed(error.to_string()),
         }
     }
 
@@ -535,7 +543,12 @@ impl FarmHandle {
         let (mut answered, mut any_failed) = (Vec::new(), false);
         for (host, answer) in futures::future::join_all(asks).await {
             match answer {
-                Ok(found) => {
+                Asked::Refused(error) => {
+                    // the agent answered: no sessions of this user there
+                    answered.push(host.clone());
+                    tracing::debug!(user, %host, %error, "legacy agent listed no sessions");
+                }
+                Asked::Sessions(found) => {
                     answered.push(host.clone());
                     let seen = policy::hosts_seen_by(host, &found, hosts);
                     if !seen.is_empty() {
@@ -553,7 +566,7 @@ impl FarmHandle {
                         }
                     }
                 }
-                Err(error) => {
+                Asked::Failed(error) => {
                     any_failed = true;
                     tracing::warn!(user, %host, %error, "legacy agent did not list sessions")
                 }
@@ -755,7 +768,7 @@ impl FarmHandle {
     ) -> Option<SessionView> {
         while Instant::now() < deadline {
             let asked = tokio::time::timeout_at(deadline, self.user_sessions(host, user)).await;
-            if let Ok(Ok(sessions)) = asked {
+            if let Ok(Asked::Sessions(sessions)) = asked {
                 if let Some(now) = policy::takeover_confirmed(&sessions, user, session_id) {
                     return Some(now.clone());
                 }
@@ -896,6 +909,15 @@ impl FarmHandle {
 
 /// How often a legacy agent is asked whether a take-over's suspension happened.
 const LEGACY_CONFIRM_INTERVAL: Duration = Duration::from_millis(100);
+
+/// What one legacy agent answered about a user's sessions.
+enum Asked {
+    Sessions(Vec<SessionView>),
+    /// It answered without `OK`: no sessions of the user there.
+    Refused(String),
+    /// No answer (connection lost, timeout, a failure after `OK`).
+    Failed(String),
+}
 
 /// What a request's asks of the legacy agents gave.
 struct LegacyAnswers {

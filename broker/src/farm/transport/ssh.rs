@@ -92,11 +92,12 @@ impl SshAgent {
             .clone()
     }
 
-    /// Drops the cached master if it is that one and it no longer works.
-    async fn forget_if_broken(&self, session: &Arc<Session>) {
+    /// Drops the cached master if it is that one and it no longer works; whether it was
+    /// broken.
+    async fn forget_if_broken(&self, session: &Arc<Session>) -> bool {
         let check = tokio::time::timeout(Duration::from_secs(1), session.check()).await;
         if matches!(check, Ok(Ok(()))) {
-            return;
+            return false;
         }
         let mut slot = self
             .master
@@ -109,6 +110,7 @@ impl SshAgent {
             tracing::info!(server = %self.destination(), "ssh master connection lost");
             *slot = None;
         }
+        true
     }
 
     async fn master(&self) -> Result<Arc<Session>, SshError> {
@@ -175,9 +177,16 @@ impl SshAgent {
             let mut remote = Session::to_raw_command(session.clone(), &command);
             match remote.output().await {
                 Ok(output) => {
-                    if output.status.code() == Some(255) && output.stdout.is_empty() {
-                        // ssh's own failure, or the agent dying: is the master still fine?
-                        self.forget_if_broken(&session).await;
+                    if output.status.code() == Some(255)
+                        && output.stdout.is_empty()
+                        && self.forget_if_broken(&session).await
+                    {
+                        // ssh's own failure (the connection was lost), not the agent's
+                        // answer (a Perl `die` exits 255 too, with the master still fine)
+                        return Err(SshError::Command(
+                            self.destination(),
+                            "the connection was lost during the call".to_string(),
+                        ));
                     }
                     let answer = Answer::parse(
                         &String::from_utf8_lossy(&output.stdout),
@@ -193,7 +202,7 @@ impl SshAgent {
                     Ok(answer)
                 }
                 Err(error) => {
-                    self.forget_if_broken(&session).await;
+                    let _ = self.forget_if_broken(&session).await;
                     Err(SshError::Command(self.destination(), error.to_string()))
                 }
             }
@@ -202,7 +211,7 @@ impl SshAgent {
             Ok(result) => result,
             Err(_) => {
                 if let Some(session) = self.cached() {
-                    self.forget_if_broken(&session).await;
+                    let _ = self.forget_if_broken(&session).await;
                 }
                 Err(SshError::Timeout(self.destination(), timeout))
             }
