@@ -3,7 +3,7 @@
 use crate::acl::{self, ProfileAcls};
 use crate::auth::cookies::{self, AccessPolicy, CookieStore};
 use crate::auth::throttle::{LoginThrottle, ThrottleConfig};
-use crate::auth::{self, AuthEnvironment, Mechanism};
+use crate::auth::{self, AuthEnvironment, Mechanism, Verdict};
 use crate::config::{Backend, BrokerConfig, ConfigError, ProfileSettings, StartupSettings, Value};
 use crate::farm::FarmHandle;
 use crate::nss;
@@ -173,19 +173,24 @@ impl Broker {
             &config.https_get,
             environment.timeout,
         )?;
-        let granted = auth::authenticate(&mechanism, &environment, user, password).await;
+        let verdict = auth::authenticate(&mechanism, &environment, user, password).await;
         if throttling {
             let mut throttle = self.throttle();
-            if granted {
-                throttle.record_success(user, *client_ip);
-            } else {
-                throttle.record_failure(user, *client_ip, Instant::now());
+            match verdict {
+                Verdict::Granted => throttle.record_success(user, *client_ip),
+                Verdict::Refused => throttle.record_failure(user, *client_ip, Instant::now()),
+                // an outage is no failed login: the right password works once it is over
+                Verdict::Unavailable => throttle.end_attempt(user, *client_ip),
             }
         }
-        if !granted {
-            tracing::info!(user, client = %client_ip, "login failed");
+        match verdict {
+            Verdict::Granted => {}
+            Verdict::Refused => tracing::info!(user, client = %client_ip, "login failed"),
+            Verdict::Unavailable => {
+                tracing::warn!(user, client = %client_ip, "login refused: the authentication mechanism could not be asked")
+            }
         }
-        Ok(granted)
+        Ok(verdict.granted())
     }
 
     /// The current config files.
@@ -268,9 +273,12 @@ impl Broker {
             },
         )
         .await;
-        match password_error {
-            Some(error) => Err(error),
-            None => Ok(access),
+        match (password_error, access) {
+            (Some(error), _) => Err(error),
+            // the login was granted but its cookie cannot be stored: fail it (500, as the
+            // reference's exception) rather than hand out an AUTHID the next request refuses
+            (None, Err(error)) => Err(BrokerError::Internal(format!("login refused: {error}"))),
+            (None, Ok(access)) => Ok(access),
         }
     }
 

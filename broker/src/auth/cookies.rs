@@ -85,6 +85,15 @@ fn unix_seconds(time: SystemTime) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// A cookie file that could not be stored: the login it belongs to fails (the reference's
+/// `open()` raised, a 500), instead of handing out an AUTHID the next request would refuse.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot store the cookie file {}: {source}", path.display())]
+pub struct CookieError {
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
 /// Cookie files in one directory (`cookie-directory`, default `/var/lib/x2gobroker/cookies`).
 #[derive(Debug, Clone)]
 pub struct CookieStore {
@@ -129,16 +138,25 @@ impl CookieStore {
             .join(format!("{}_{}", file_safe_user(user), cookie))
     }
 
-    fn write(&self, user: &str, cookie: &str, record: &CookieRecord) -> std::io::Result<()> {
+    /// Writes a cookie file; a failure is logged with the path and the OS error.
+    fn write(&self, user: &str, cookie: &str, record: &CookieRecord) -> Result<(), CookieError> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
-        let mut file = std::fs::OpenOptions::new()
+        let path = self.path(user, cookie);
+        let written = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(0o600)
-            .open(self.path(user, cookie))?;
-        file.write_all(format!("{} {}", record.ip, record.time).as_bytes())
+            .open(&path)
+            .and_then(|mut file| {
+                file.write_all(format!("{} {}", record.ip, record.time).as_bytes())
+            });
+        written.map_err(|source| {
+            tracing::error!(path = %path.display(), error = %source, errno = source.raw_os_error(),
+                "cannot store a cookie file: the login fails");
+            CookieError { path, source }
+        })
     }
 
     /// Reads and deletes a cookie file (cookies are single-use). Malformed files are deleted
@@ -231,7 +249,7 @@ pub type Access = (bool, Option<String>);
 /// The reference's `check_access` (§6.2), with the fixes of B5 and S6, at wall-clock time `now`
 /// (a new login's cookie records it; a presented cookie has expired when its login is more than
 /// `auth_timeout_seconds` before it). `password_check` is only awaited when the password must be
-/// checked.
+/// checked. A granted access whose next cookie cannot be stored is an error, not an access.
 pub async fn check_access<F, Fut>(
     policy: &AccessPolicy,
     store: &CookieStore,
@@ -240,32 +258,33 @@ pub async fn check_access<F, Fut>(
     cookie: &str,
     now: SystemTime,
     password_check: F,
-) -> Access
+) -> Result<Access, CookieError>
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = bool>,
 {
     if !policy.require_password && !policy.require_cookie {
-        return (true, None);
+        return Ok((true, None));
     }
     if policy.require_cookie && cookie.is_empty() {
-        return (false, None);
+        return Ok((false, None));
     }
     let matches_preshared: bool = cookie
         .as_bytes()
         .ct_eq(policy.preshared_cookie.as_bytes())
         .into();
     if !policy.require_password {
-        return (matches_preshared, Some(policy.preshared_cookie.clone()));
+        return Ok((matches_preshared, Some(policy.preshared_cookie.clone())));
     }
     if let Err(error) = store.ensure_directory() {
+        // the reference's answer too: "could not create cookie-directory, failing to authenticate"
         tracing::error!(directory = %store.directory().display(), %error, "cannot create the cookie directory");
-        return (false, None);
+        return Ok((false, None));
     }
     let ip = client_ip.to_string();
     if matches_preshared || cookie.is_empty() {
         if !password_check().await {
-            return (false, Some(policy.preshared_cookie.clone()));
+            return Ok((false, Some(policy.preshared_cookie.clone())));
         }
         let next = uuid::Uuid::new_v4().to_string();
         if !user.is_empty() {
@@ -281,31 +300,27 @@ where
                 ip,
                 time: unix_seconds(now),
             };
-            if let Err(error) = store.write(user, &next, &record) {
-                tracing::error!(%error, "cannot write a cookie file");
-            }
+            store.write(user, &next, &record)?;
         }
         // B5 fix: the pre-shared cookie has no file to delete; nothing to do.
-        return (true, Some(next));
+        return Ok((true, Some(next)));
     }
     let Some(record) = store.take(user, cookie) else {
-        return (false, None);
+        return Ok((false, None));
     };
     if policy.verify_ip && record.ip != ip {
-        return (false, None);
+        return Ok((false, None));
     }
     if unix_seconds(now) - record.time > policy.auth_timeout_seconds as f64 {
-        return (false, None);
+        return Ok((false, None));
     }
     let next = if policy.use_static_cookie {
         cookie.to_string()
     } else {
         uuid::Uuid::new_v4().to_string()
     };
-    if let Err(error) = store.write(user, &next, &record) {
-        tracing::error!(%error, "cannot write a cookie file");
-    }
-    (true, Some(next))
+    store.write(user, &next, &record)?;
+    Ok((true, Some(next)))
 }
 
 #[cfg(test)]
@@ -414,7 +429,9 @@ mod tests {
         for login in 0..300u64 {
             let now = login_time() + seconds(login);
             let (granted, cookie) =
-                check_access(&capped, &store, "flood", &here, "", now, || async { true }).await;
+                check_access(&capped, &store, "flood", &here, "", now, || async { true })
+                    .await
+                    .unwrap();
             assert!(granted);
             issued.push(cookie.unwrap());
         }
@@ -428,7 +445,8 @@ mod tests {
             login_time(),
             || async { true },
         )
-        .await;
+        .await
+        .unwrap();
         let names = std::fs::read_dir(store.directory()).unwrap().count();
         assert_eq!(names, 4, "three of the flooding user's, one of the other's");
         let later = login_time() + seconds(300);
@@ -441,7 +459,8 @@ mod tests {
             later,
             || async { false },
         )
-        .await;
+        .await
+        .unwrap();
         assert!(!oldest_kept, "the oldest cookies were dropped");
         let (newest, _) = check_access(
             &capped,
@@ -452,7 +471,8 @@ mod tests {
             later,
             || async { false },
         )
-        .await;
+        .await
+        .unwrap();
         assert!(newest, "the newest cookies live");
         let (others, _) = check_access(
             &capped,
@@ -463,8 +483,45 @@ mod tests {
             later,
             || async { false },
         )
-        .await;
+        .await
+        .unwrap();
         assert!(others);
+    }
+
+    #[tokio::test]
+    async fn a_login_whose_cookie_cannot_be_stored_fails() {
+        let directory = tempfile::tempdir().unwrap();
+        // a file where the directory should be: root may write anywhere, not into a file
+        let not_a_directory = directory.path().join("cookies");
+        std::fs::write(&not_a_directory, "").unwrap();
+        let store = CookieStore::new(&not_a_directory);
+        let here: IpAddr = "127.0.0.1".parse().unwrap();
+        let outcome = check_access(
+            &policy(),
+            &store,
+            "test",
+            &here,
+            "",
+            login_time(),
+            || async { true },
+        )
+        .await;
+        let error = outcome.expect_err("no access without a stored cookie");
+        assert!(error.path.starts_with(&not_a_directory), "{error}");
+        assert_eq!(error.source.raw_os_error(), Some(20), "ENOTDIR: {error}");
+        // a wrong password is still a plain refusal
+        let refused = check_access(
+            &policy(),
+            &store,
+            "test",
+            &here,
+            "",
+            login_time(),
+            || async { false },
+        )
+        .await
+        .unwrap();
+        assert!(!refused.0);
     }
 
     #[tokio::test]
@@ -481,6 +538,7 @@ mod tests {
                     password_ok
                 })
                 .await
+                .unwrap()
             }
         };
         let (granted, first) = check("test", here, String::new(), true).await;
@@ -513,7 +571,8 @@ mod tests {
             login_time(),
             || async { true },
         )
-        .await;
+        .await
+        .unwrap();
         assert!(granted);
         let names: Vec<String> = std::fs::read_dir(directory.path().join("cookies"))
             .unwrap()
@@ -530,7 +589,8 @@ mod tests {
             login_time(),
             || async { true },
         )
-        .await;
+        .await
+        .unwrap();
         assert_eq!(outcome, (false, None));
     }
 
@@ -552,7 +612,8 @@ mod tests {
             login_time(),
             || async { true },
         )
-        .await;
+        .await
+        .unwrap();
         let cookie = cookie.unwrap();
         for use_index in 1..=3 {
             let (granted, next) = check_access(
@@ -564,7 +625,8 @@ mod tests {
                 login_time() + seconds(use_index),
                 || async { false },
             )
-            .await;
+            .await
+            .unwrap();
             assert!(granted);
             assert_eq!(next.as_deref(), Some(cookie.as_str()));
         }
@@ -595,6 +657,7 @@ mod tests {
                     || async { false },
                 )
                 .await
+                .unwrap()
             }
         };
         let (granted, cookie) = check_access(
@@ -606,7 +669,8 @@ mod tests {
             login_time(),
             || async { true },
         )
-        .await;
+        .await
+        .unwrap();
         assert!(granted);
         let (granted, cookie) = use_at(cookie.unwrap(), seconds(30)).await;
         assert!(granted, "30 s after the login");
@@ -629,7 +693,8 @@ mod tests {
             login_time(),
             || async { true },
         )
-        .await;
+        .await
+        .unwrap();
         let outcome = check_access(
             &expiring,
             &store,
@@ -639,7 +704,8 @@ mod tests {
             login_time() + Duration::from_millis(5),
             || async { true },
         )
-        .await;
+        .await
+        .unwrap();
         assert_eq!(outcome, (false, None), "a zero timeout: one instant only");
     }
 
@@ -658,7 +724,8 @@ mod tests {
                 login_time() + seconds(login_offset),
                 || async { true },
             )
-            .await;
+            .await
+            .unwrap();
             assert!(granted);
         }
         std::fs::write(directory.path().join("garbage_file"), "no time here").unwrap();
@@ -707,6 +774,7 @@ mod tests {
                     || async { true },
                 )
                 .await
+                .unwrap()
             }
         };
         assert_eq!(check(String::new()).await, (false, None));

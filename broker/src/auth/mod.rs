@@ -56,22 +56,52 @@ impl Mechanism {
     }
 }
 
-/// Checks `user`/`password` with `mechanism`. Failures of the machinery are logged and count
-/// as a failed login (there is no silent fallback to in-process PAM).
+/// What a mechanism answered about a login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The credentials are right.
+    Granted,
+    /// The mechanism said no: a failed login (the throttle counts it).
+    Refused,
+    /// The mechanism could not be asked (the auth service or the https_get endpoint down, an
+    /// unknown mechanism): the login is refused, but it is no failed login (the throttle does
+    /// not count it, so the right password works as soon as the service is back).
+    Unavailable,
+}
+
+impl Verdict {
+    /// Whether the login is granted.
+    pub fn granted(self) -> bool {
+        self == Verdict::Granted
+    }
+
+    fn of(granted: bool) -> Verdict {
+        if granted {
+            Verdict::Granted
+        } else {
+            Verdict::Refused
+        }
+    }
+}
+
+/// Checks `user`/`password` with `mechanism`. Failures of the machinery are logged (naming
+/// the socket or endpoint) and refuse the login as [`Verdict::Unavailable`]; there is no
+/// silent fallback to in-process PAM.
 pub async fn authenticate(
     mechanism: &Mechanism,
     environment: &AuthEnvironment,
     user: &str,
     password: &str,
-) -> bool {
+) -> Verdict {
     match mechanism {
-        Mechanism::None => true,
-        Mechanism::Testsuite => {
-            matches!((user, password), ("test", "sweet") | ("jacques", "thérèse"))
-        }
+        Mechanism::None => Verdict::Granted,
+        Mechanism::Testsuite => Verdict::of(matches!(
+            (user, password),
+            ("test", "sweet") | ("jacques", "thérèse")
+        )),
         Mechanism::Pam => {
             if user.is_empty() || password.is_empty() {
-                return false;
+                return Verdict::Refused;
             }
             match authservice::authenticate(
                 &environment.authservice_socket,
@@ -82,26 +112,63 @@ pub async fn authenticate(
             )
             .await
             {
-                Ok(granted) => granted,
+                Ok(granted) => Verdict::of(granted),
+                Err(authservice::AuthServiceError::InvalidInput) => Verdict::Refused,
                 Err(error) => {
                     tracing::error!(user, %error, socket = %environment.authservice_socket.display(),
-                        "PAM login failed: the auth service could not be asked");
-                    false
+                        "PAM login refused: the auth service could not be asked (not counted as a failed login)");
+                    Verdict::Unavailable
                 }
             }
         }
         Mechanism::HttpsGet(config) => {
             match https_get::authenticate(config, user, password).await {
-                Ok(granted) => granted,
+                Ok(granted) => Verdict::of(granted),
                 Err(error) => {
-                    tracing::error!(user, %error, "https_get login failed");
-                    false
+                    tracing::error!(user, %error, host = %config.host, port = config.port,
+                        "https_get login refused: the endpoint could not be asked (not counted as a failed login)");
+                    Verdict::Unavailable
                 }
             }
         }
         Mechanism::Unknown(name) => {
             tracing::error!(mechanism = %name, "unknown authentication mechanism: login refused");
-            false
+            Verdict::Unavailable
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unreachable_auth_service_is_no_refusal() {
+        let directory = tempfile::tempdir().unwrap();
+        let environment = AuthEnvironment {
+            authservice_socket: directory.path().join("no-such.socket"),
+            timeout: Duration::from_secs(2),
+        };
+        let cases = [
+            (Mechanism::Pam, "maja", "secret", Verdict::Unavailable),
+            (Mechanism::Pam, "maja", "", Verdict::Refused),
+            (Mechanism::Pam, "maja", "line\nbreak", Verdict::Refused),
+            (Mechanism::Testsuite, "test", "sweet", Verdict::Granted),
+            (Mechanism::Testsuite, "test", "sour", Verdict::Refused),
+            (Mechanism::None, "", "", Verdict::Granted),
+            (
+                Mechanism::Unknown("kerberos".into()),
+                "maja",
+                "secret",
+                Verdict::Unavailable,
+            ),
+        ];
+        for (mechanism, user, password, expected) in cases {
+            assert_eq!(
+                authenticate(&mechanism, &environment, user, password).await,
+                expected,
+                "{mechanism:?} {user:?}"
+            );
         }
     }
 }

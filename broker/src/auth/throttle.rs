@@ -3,8 +3,9 @@
 //!
 //! Use: `begin_attempt` before asking the mechanism (refuses at once while locked out, and counts
 //! the attempt as in flight, so that many parallel guesses cannot slip through before the first
-//! failures are recorded), then `record_failure` or `record_success` with the outcome. `check`
-//! is the read-only form of the lockout test.
+//! failures are recorded), then `record_failure` or `record_success` with the outcome, or
+//! `end_attempt` when there was none (the mechanism could not be asked: an outage is no failed
+//! login). `check` is the read-only form of the lockout test.
 //!
 //! **Invariant:** memory is bounded: at most `max_entries` counters per table, user names cut to
 //! [`MAX_USER_KEY_BYTES`]; IPv6 clients are counted per /64 (one host usually owns a whole /64).
@@ -282,6 +283,17 @@ impl LoginThrottle {
         }
     }
 
+    /// Ends the attempt `begin_attempt` admitted without an outcome (the mechanism could not
+    /// be asked): nothing is counted.
+    pub fn end_attempt(&mut self, user: &str, address: IpAddr) {
+        if let Some(counter) = self.by_pair.get_mut(&pair_key(user, address)) {
+            counter.in_flight.pop_front();
+        }
+        if let Some(counter) = self.by_address.get_mut(&address_key(address)) {
+            counter.in_flight.pop_front();
+        }
+    }
+
     /// Counters held (pairs, addresses); for tests and metrics.
     pub fn n_entries(&self) -> (usize, usize) {
         (self.by_pair.len(), self.by_address.len())
@@ -375,6 +387,29 @@ mod tests {
         // a success frees its slot and clears the pair
         throttle.record_success("alice", here);
         assert_eq!(throttle.begin_attempt("alice", here, later), Ok(()));
+    }
+
+    #[test]
+    fn attempts_without_an_outcome_are_not_counted() {
+        let mut throttle = LoginThrottle::new(ThrottleConfig::default());
+        let now = Instant::now();
+        let here = ip("127.0.0.2");
+        // the auth service is down: many more attempts than failures allowed, none counted
+        for attempt in 0..50 {
+            assert_eq!(
+                throttle.begin_attempt("alice", here, now + seconds(attempt)),
+                Ok(()),
+                "attempt {attempt}"
+            );
+            throttle.end_attempt("alice", here);
+        }
+        assert_eq!(throttle.check("alice", here, now + seconds(50)), Ok(()));
+        // real failures still lock the pair
+        for _ in 0..5 {
+            assert_eq!(throttle.begin_attempt("alice", here, now), Ok(()));
+            throttle.record_failure("alice", here, now);
+        }
+        assert!(throttle.check("alice", here, now).is_err());
     }
 
     #[test]

@@ -121,7 +121,11 @@ fn main() {
                     authservice_socket: socket.clone(),
                     timeout: settings.auth_timeout,
                 };
-                Ok(auth::authenticate(other, &environment, &cli.user, &password).await)
+                Ok(
+                    auth::authenticate(other, &environment, &cli.user, &password)
+                        .await
+                        .granted(),
+                )
             }
         }
     });

@@ -20,6 +20,15 @@ pub fn checkload_factor(lines: &[String]) -> Result<i64, LoadError> {
     parse_checkload(lines).and_then(|reading| load_factor(&reading))
 }
 
+/// Whether an agent's exit status agrees with its answer: an `OK` counts only from an agent
+/// that exited 0 (`exit_code` is `None` when it was killed by a signal). The reference reads
+/// the first line alone, so an agent that printed `OK` and then failed (a key file it could
+/// not write) looked successful and its key was handed out (docs/COMPATIBILITY.md). An answer
+/// without `OK` is a failure whatever the status.
+pub fn exit_status_agrees(answer: &Answer, exit_code: Option<i32>) -> bool {
+    !answer.ok || exit_code == Some(0)
+}
+
 /// A listed session as the farm keeps it.
 pub fn session_view(listed: ListedSession) -> SessionView {
     SessionView {
@@ -127,6 +136,29 @@ mod tests {
             ssh_command(agent, "DOM\\maja", &Task::ListSessions),
             Err(ArgumentError::UserName("DOM\\maja".into()))
         );
+    }
+
+    #[test]
+    fn an_ok_counts_only_with_exit_status_zero() {
+        let ok = Answer::parse("OK\n", "");
+        let refused = Answer::parse("no such user\n", "");
+        // answer, exit code (None: killed by a signal), agrees
+        let cases = [
+            (&ok, Some(0), true),
+            (&ok, Some(1), false),
+            (&ok, Some(255), false),
+            (&ok, None, false),
+            (&refused, Some(0), true),
+            (&refused, Some(1), true),
+            (&refused, None, true),
+        ];
+        for (answer, exit_code, agrees) in cases {
+            assert_eq!(
+                exit_status_agrees(answer, exit_code),
+                agrees,
+                "{answer:?} {exit_code:?}"
+            );
+        }
     }
 
     #[test]

@@ -469,37 +469,54 @@ impl FarmHandle {
         }
     }
 
-    async fn user_sessions(&self, host: &str, user: &str) -> Result<Vec<SessionView>, String> {
-        let call = supervisor::AgentCall::UserSessions {
-            user: user.to_string(),
+    /// The user's sessions on `host` as its agent lists them; an agent that answers without
+    /// `OK` (e.g. for a user it has no account for) lists none (`Asked::Refused`).
+    async fn user_sessions(&self, host: &str, user: &str) -> Asked {
+        let Some(supervisor) = self.supervisor(host) else {
+            return Asked::Failed(format!("{host} is not supervised"));
         };
-        match self.call(host, call).await? {
-            supervisor::CallAnswer::Sessions(sessions) => Ok(sessions),
-            supervisor::CallAnswer::Done => Ok(Vec::new()),
+        let call = supervisor::Call(supervisor::AgentCall::UserSessions {
+            user: user.to_string(),
+        });
+        match supervisor.send(call).await {
+            Ok(Ok(supervisor::CallAnswer::Sessions(sessions))) => Asked::Sessions(sessions),
+            Ok(Ok(supervisor::CallAnswer::Done)) => Asked::Sessions(Vec::new()),
+            Ok(Err(error)) if error.is_refusal() => Asked::Refused(error.to_string()),
+            Ok(Err(error)) => Asked::Failed(error.to_string()),
+            Err(error) => Asked::Failed(error.to_string()),
         }
     }
 
     /// The user's sessions from the profile's servers reached through the legacy agent (it
     /// reports no session lists, so they are asked per request, each bounded by the call
-    /// timeout; failures count as "no sessions"): as few servers as `legacy-shared-session-db`
-    /// allows (`policy::legacy_hosts_to_ask`), the LOCAL agent once; a listing's answer
-    /// serves the user's next selection for `legacy-answer-reuse-ms` (X2Go Client lists, then
-    /// selects). Answers whether the sessions came from such a reuse.
+    /// timeout): as few servers as `legacy-shared-session-db` allows
+    /// (`policy::legacy_hosts_to_ask`), the LOCAL agent once; a listing's answer serves the
+    /// user's next selection for `legacy-answer-reuse-ms` (X2Go Client lists, then selects),
+    /// unless an ask failed. Answers whether the sessions came from such a reuse, and the
+    /// servers a failed ask leaves unvouched for (`policy::unvouched_legacy_hosts`).
     async fn ask_legacy_agents(
         &self,
         hosts: &Arc<[String]>,
         user: &str,
         reuse: Reuse,
-    ) -> (Vec<SessionView>, bool) {
+    ) -> LegacyAnswers {
+        let nothing = |reused| LegacyAnswers {
+            sessions: Vec::new(),
+            reused,
+            unvouched: Vec::new(),
+        };
         if user.is_empty() || self.legacy_servers.load(Ordering::Relaxed) == 0 {
-            return (Vec::new(), false);
+            return nothing(false);
         }
         let key = (user.to_string(), hosts.clone());
         if reuse == Reuse::Take {
             let recent = lock(&self.recent_answers).remove(&key);
             if let Some((asked_at, sessions)) = recent {
                 if asked_at.elapsed() <= self.runtime().config.legacy_reuse {
-                    return (sessions, true);
+                    return LegacyAnswers {
+                        sessions,
+                        ..nothing(true)
+                    };
                 }
             }
         }
@@ -523,9 +540,16 @@ impl FarmHandle {
             (host, answer)
         });
         let mut sessions: Vec<SessionView> = Vec::new();
+        let (mut answered, mut any_failed) = (Vec::new(), false);
         for (host, answer) in futures::future::join_all(asks).await {
             match answer {
-                Ok(found) => {
+                Asked::Refused(error) => {
+                    // the agent answered: no sessions of this user there
+                    answered.push(host.clone());
+                    tracing::debug!(user, %host, %error, "legacy agent listed no sessions");
+                }
+                Asked::Sessions(found) => {
+                    answered.push(host.clone());
                     let seen = policy::hosts_seen_by(host, &found, hosts);
                     if !seen.is_empty() {
                         lock(&self.legacy_views)
@@ -542,13 +566,27 @@ impl FarmHandle {
                         }
                     }
                 }
-                Err(error) => {
+                Asked::Failed(error) => {
+                    any_failed = true;
                     tracing::warn!(user, %host, %error, "legacy agent did not list sessions")
                 }
             }
         }
+        let unvouched = {
+            let views = lock(&self.legacy_views);
+            policy::unvouched_legacy_hosts(
+                &legacy,
+                &answered,
+                any_failed,
+                |host| views.get(host),
+                self.runtime().config.shared_session_db,
+            )
+        };
+        if !unvouched.is_empty() {
+            tracing::warn!(user, servers = ?unvouched, "the user's sessions there are unknown (an agent did not answer): not selected for this request");
+        }
         tracing::debug!(user, asked = ?asked_hosts, sessions = sessions.len(), "legacy agents asked");
-        if reuse == Reuse::Keep {
+        if reuse == Reuse::Keep && !any_failed {
             let mut recent = lock(&self.recent_answers);
             let reuse_for = self.runtime().config.legacy_reuse;
             if recent.len() >= MAX_RECENT_ANSWERS {
@@ -558,7 +596,11 @@ impl FarmHandle {
                 recent.insert(key, (Instant::now(), sessions.clone()));
             }
         }
-        (sessions, false)
+        LegacyAnswers {
+            sessions,
+            reused: false,
+            unvouched,
+        }
     }
 
     /// §7.4 step 6 from live state; `None` when nothing is known yet.
@@ -569,13 +611,13 @@ impl FarmHandle {
         user: &str,
     ) -> Option<(String, Option<SessionStatus>)> {
         self.supervise_and_settle(built, plan).await;
-        let (asked, _) = self
+        let answers = self
             .ask_legacy_agents(&built.hosts, user, Reuse::Keep)
             .await;
         let request = balancer::ListingStatus {
             hosts: built.hosts.clone(),
             user: user.to_string(),
-            asked,
+            asked: answers.sessions,
         };
         self.balancer.send(request).await.ok().flatten()
     }
@@ -593,27 +635,33 @@ impl FarmHandle {
     ) -> (Selection, Outcome) {
         self.supervise_and_settle(built, plan).await;
         let profile = &built.profile;
-        let (mut asked, reused) = self
+        let mut answers = self
             .ask_legacy_agents(&built.hosts, user, Reuse::Take)
             .await;
-        let would_take_over = !asked
+        let would_take_over = !answers
+            .sessions
             .iter()
             .any(|session| session.status == SessionStatus::Suspended)
-            && asked
+            && answers
+                .sessions
                 .iter()
                 .any(|session| session.status == SessionStatus::Running);
-        if reused && would_take_over {
+        if answers.reused && would_take_over {
             // a take-over must see the current state, not the listing's
-            (asked, _) = self
+            answers = self
                 .ask_legacy_agents(&built.hosts, user, Reuse::Fresh)
                 .await;
         }
+        let asked = answers.sessions;
+        let unvouched = answers.unvouched;
         let decide = |excluded: Vec<String>| {
             let request = balancer::SelectServer {
                 hosts: built.hosts.clone(),
                 user: user.to_string(),
                 asked: asked.clone(),
-                excluded,
+                // servers a failed ask leaves unvouched for are never chosen, nor those
+                // whose port the scan found closed
+                excluded: unvouched.iter().cloned().chain(excluded).collect(),
                 ranking: choice.ranking,
             };
             async move {
@@ -720,7 +768,7 @@ impl FarmHandle {
     ) -> Option<SessionView> {
         while Instant::now() < deadline {
             let asked = tokio::time::timeout_at(deadline, self.user_sessions(host, user)).await;
-            if let Ok(Ok(sessions)) = asked {
+            if let Ok(Asked::Sessions(sessions)) = asked {
                 if let Some(now) = policy::takeover_confirmed(&sessions, user, session_id) {
                     return Some(now.clone());
                 }
@@ -861,6 +909,25 @@ impl FarmHandle {
 
 /// How often a legacy agent is asked whether a take-over's suspension happened.
 const LEGACY_CONFIRM_INTERVAL: Duration = Duration::from_millis(100);
+
+/// What one legacy agent answered about a user's sessions.
+enum Asked {
+    Sessions(Vec<SessionView>),
+    /// It answered without `OK`: no sessions of the user there.
+    Refused(String),
+    /// No answer (connection lost, timeout, a failure after `OK`).
+    Failed(String),
+}
+
+/// What a request's asks of the legacy agents gave.
+struct LegacyAnswers {
+    /// The user's sessions they listed.
+    sessions: Vec<SessionView>,
+    /// Whether they are a recent listing's answer, reused.
+    reused: bool,
+    /// The servers whose sessions are unknown because an ask failed: not selected.
+    unvouched: Vec<String>,
+}
 
 /// An autologin key to install with the selection.
 #[derive(Debug, Clone, PartialEq, Eq)]

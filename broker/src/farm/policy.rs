@@ -365,6 +365,54 @@ pub fn legacy_hosts_to_ask<'a>(
     asked
 }
 
+/// The legacy servers among `candidates` that no answered ask vouches for, when some of a
+/// request's asks ([`legacy_hosts_to_ask`]) failed (`answered`: the asked servers that
+/// answered). A server's sessions are known from its own answer, from the LOCAL agent's (one
+/// agent for every LOCAL server), or from one that answers for it (`Yes`: the first asked
+/// answers for all; `Auto`: a server whose answers showed its sessions, `view_of`). The user's
+/// sessions on the others are unknown: a new session there could duplicate a suspended one,
+/// and an agent that failed mid-call is probably down; that request does not select them.
+/// Empty when every ask answered.
+pub fn unvouched_legacy_hosts<'a>(
+    candidates: &[(String, Via)],
+    answered: &[String],
+    any_failed: bool,
+    view_of: impl Fn(&str) -> Option<&'a BTreeSet<String>>,
+    shared: SharedSessionDb,
+) -> Vec<String> {
+    if !any_failed {
+        return Vec::new();
+    }
+    let via_of = |host: &str| {
+        candidates
+            .iter()
+            .find(|(candidate, _)| candidate == host)
+            .map(|(_, via)| *via)
+    };
+    let vouched = |host: &str, via: Via| {
+        answered.iter().any(|asked| {
+            if asked == host {
+                return true;
+            }
+            let asked_via = via_of(asked);
+            match (via, asked_via) {
+                (Via::Local, Some(Via::Local)) => true,
+                (Via::Local, _) | (_, Some(Via::Local)) => false,
+                _ => match shared {
+                    SharedSessionDb::No => false,
+                    SharedSessionDb::Yes => true,
+                    SharedSessionDb::Auto => view_of(asked).is_some_and(|view| view.contains(host)),
+                },
+            }
+        })
+    };
+    candidates
+        .iter()
+        .filter(|(host, via)| !vouched(host, *via))
+        .map(|(host, _)| host.clone())
+        .collect()
+}
+
 /// What one legacy agent's session list shows of its session DB: the other profile hosts
 /// whose sessions `answered_by` listed.
 pub fn hosts_seen_by(
@@ -794,6 +842,59 @@ mod tests {
             .iter()
             .map(|host| host.to_string())
             .collect();
+        // a failed ask: the servers no answer vouches for (candidates n1 n2 n3, answered,
+        // mode, expected)
+        let names = |list: &[&str]| -> Vec<String> { list.iter().map(|h| h.to_string()).collect() };
+        let unvouched_cases: [(&[&str], SharedSessionDb, &[&str]); 7] = [
+            // n3 answers for n1 and n2 (its view): all vouched for
+            (&["n3"], SharedSessionDb::Auto, &[]),
+            // n1 answers for n2 only: n3 unknown
+            (&["n1"], SharedSessionDb::Auto, &["n3"]),
+            // nothing answered
+            (&[], SharedSessionDb::Auto, &["n1", "n2", "n3"]),
+            (&["n2"], SharedSessionDb::No, &["n1", "n3"]),
+            (&["n2"], SharedSessionDb::Yes, &[]),
+            (&[], SharedSessionDb::Yes, &["n1", "n2", "n3"]),
+            (&["n1", "n2", "n3"], SharedSessionDb::No, &[]),
+        ];
+        for (answered, shared, expected) in unvouched_cases {
+            assert_eq!(
+                unvouched_legacy_hosts(
+                    &ssh(&["n1", "n2", "n3"]),
+                    &names(answered),
+                    true,
+                    view_of,
+                    shared
+                ),
+                names(expected),
+                "answered {answered:?} {shared:?}"
+            );
+        }
+        assert!(
+            unvouched_legacy_hosts(
+                &ssh(&["n1", "n2"]),
+                &[],
+                false,
+                view_of,
+                SharedSessionDb::No
+            )
+            .is_empty(),
+            "no ask failed"
+        );
+        // the LOCAL agent answers for every LOCAL server, and only for them
+        let mixed = vec![
+            ("n1".to_string(), Via::Local),
+            ("n2".to_string(), Via::Local),
+            ("n3".to_string(), Via::Ssh),
+        ];
+        assert_eq!(
+            unvouched_legacy_hosts(&mixed, &names(&["n1"]), true, view_of, SharedSessionDb::Yes),
+            ["n3"]
+        );
+        assert_eq!(
+            unvouched_legacy_hosts(&mixed, &names(&["n3"]), true, view_of, SharedSessionDb::Yes),
+            ["n1", "n2"]
+        );
         let listed = vec![
             session("a", "alice", "n1", 'R'),
             session("b", "alice", "n2.example.org", 'S'),

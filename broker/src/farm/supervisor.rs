@@ -4,11 +4,11 @@
 //! interval); when the server has no gRPC agent (the first attempt delivers nothing) and a
 //! legacy transport is configured (SSH, or the LOCAL agent binary), the legacy agent is polled
 //! (`ping` every legacy poll, `checkload` every load-checker interval), and gRPC is tried
-//! again after a while. Health, back-off and the next step are decided by
-//! [`health`](super::health); this actor only applies them.
+//! again after a while. Health, back-off, the port probes during a back-off and the next step
+//! are decided by [`health`](super::health); this actor only applies them.
 
 use super::balancer::{AgentReported, AgentUnreachable, Balancer};
-use super::health::{self, HealthMachine, Step};
+use super::health::{self, AfterProbe, HealthMachine, ProbeSchedule, Step};
 use super::model::{Health, SessionView, Via};
 use super::transport::grpc::{self, GrpcTarget};
 use super::transport::{Transport, TransportError};
@@ -42,6 +42,8 @@ pub struct SupervisorState {
     pub via: Option<Via>,
     pub failures: u32,
     pub reports: u64,
+    /// Port probes made during back-offs.
+    pub probes: u64,
     pub last_error: Option<String>,
 }
 
@@ -119,6 +121,27 @@ struct Failed {
     reason: String,
 }
 
+/// Private event: a probe of the port of the transport to retry.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct Probed {
+    /// The back-off it was made in (see `Supervisor::waiting`).
+    wait: u64,
+    accepted: bool,
+}
+
+/// A retry scheduled after a failure, which a probe may bring forward.
+struct Waiting {
+    /// Counts back-offs: a probe answering for an earlier one is ignored.
+    number: u64,
+    step: Step,
+    retry_at: Instant,
+    timer: SpawnHandle,
+    /// The `host:port` probed (the transport the step retries).
+    probe_address: Option<String>,
+    probes: ProbeSchedule,
+}
+
 /// The Supervisor actor of one server.
 pub struct Supervisor {
     server: String,
@@ -136,6 +159,10 @@ pub struct Supervisor {
     /// The last load factor reported, and when the legacy agent last measured it.
     load_factor: Option<i64>,
     load_checked_at: Option<Instant>,
+    /// The back-off in progress after a failure, if any.
+    waiting: Option<Waiting>,
+    n_waits: u64,
+    probes: u64,
 }
 
 impl Supervisor {
@@ -159,6 +186,9 @@ impl Supervisor {
             legacy_since: None,
             load_factor: None,
             load_checked_at: None,
+            waiting: None,
+            n_waits: 0,
+            probes: 0,
         }
     }
 
@@ -169,16 +199,57 @@ impl Supervisor {
         }
     }
 
-    fn apply(&mut self, step: Step, context: &mut Context<Self>) {
+    fn apply(&mut self, step: Step, context: &mut Context<Self>) -> SpawnHandle {
         match step {
             Step::Connect(after) => {
                 self.legacy_since = None;
-                context.notify_later(Connect, after);
+                context.notify_later(Connect, after)
             }
-            Step::Poll(after) => {
-                context.notify_later(PollTick, after);
-            }
+            Step::Poll(after) => context.notify_later(PollTick, after),
         }
+    }
+
+    /// The `host:port` a step's transport listens on (none for the LOCAL agent).
+    fn probe_address(&self, step: Step) -> Option<String> {
+        let legacy_address = || match &self.legacy {
+            Some(Transport::Ssh(agent)) => Some(agent.probe_address()),
+            _ => None,
+        };
+        match step {
+            Step::Connect(_) => match &self.grpc {
+                Some(target) => Some(target.address.clone()),
+                None => legacy_address(),
+            },
+            Step::Poll(_) => legacy_address(),
+        }
+    }
+
+    /// Schedules the retry of a failure and, when [`health::probe_after_failure`] says so,
+    /// probes the port at once.
+    fn wait_for_retry(&mut self, step: Step, context: &mut Context<Self>) {
+        let after = match step {
+            Step::Connect(after) | Step::Poll(after) => after,
+        };
+        let timer = self.apply(step, context);
+        self.n_waits += 1;
+        let address = self.probe_address(step);
+        let probe_address = if health::probe_after_failure(address.is_some(), after) {
+            address
+        } else {
+            None
+        };
+        let waiting = Waiting {
+            number: self.n_waits,
+            step,
+            retry_at: Instant::now() + after,
+            timer,
+            probe_address,
+            probes: ProbeSchedule::default(),
+        };
+        if let Some(address) = waiting.probe_address.clone() {
+            probe(address, waiting.number, context);
+        }
+        self.waiting = Some(waiting);
     }
 
     /// The transport for a per-request call: the one that last reported, else gRPC first.
@@ -203,6 +274,7 @@ impl Handler<Connect> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, _: Connect, context: &mut Context<Self>) {
+        self.waiting = None;
         match (&self.grpc, &self.legacy) {
             (Some(target), _) => {
                 let watcher =
@@ -222,6 +294,7 @@ impl Handler<PollTick> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, _: PollTick, context: &mut Context<Self>) {
+        self.waiting = None;
         let Some(agent) = self.legacy.clone() else {
             return;
         };
@@ -283,6 +356,59 @@ impl Handler<Observed> for Supervisor {
     }
 }
 
+impl Handler<Probed> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, probed: Probed, context: &mut Context<Self>) {
+        let Some(waiting) = self
+            .waiting
+            .as_mut()
+            .filter(|waiting| waiting.number == probed.wait)
+        else {
+            return;
+        };
+        self.probes += 1;
+        let until_retry = waiting.retry_at.saturating_duration_since(Instant::now());
+        match waiting.probes.on_probe(probed.accepted, until_retry) {
+            AfterProbe::RetryNow => {
+                let Some(waiting) = self.waiting.take() else {
+                    return;
+                };
+                context.cancel_future(waiting.timer);
+                self.machine.on_agent_back();
+                tracing::info!(server = %self.server, address = ?waiting.probe_address, "agent port open again: retrying now");
+                match waiting.step {
+                    Step::Connect(_) => self.apply(Step::Connect(Duration::ZERO), context),
+                    Step::Poll(_) => self.apply(Step::Poll(Duration::ZERO), context),
+                };
+            }
+            AfterProbe::ProbeAgain(after) => {
+                if let Some(address) = waiting.probe_address.clone() {
+                    let number = waiting.number;
+                    context.run_later(after, move |_, context| {
+                        probe(address, number, context);
+                    });
+                }
+            }
+            AfterProbe::Wait => {}
+        }
+    }
+}
+
+/// Probes `address` with a plain TCP connect (closed at once), answering `Probed`.
+fn probe(address: String, wait: u64, context: &mut Context<Supervisor>) {
+    let supervisor = context.address();
+    let probing = async move {
+        let connect = tokio::net::TcpStream::connect(address);
+        let accepted = matches!(
+            tokio::time::timeout(health::PROBE_TIMEOUT, connect).await,
+            Ok(Ok(_))
+        );
+        supervisor.do_send(Probed { wait, accepted });
+    };
+    context.spawn(actix::fut::wrap_future(probing));
+}
+
 impl Handler<Failed> for Supervisor {
     type Result = ();
 
@@ -315,7 +441,7 @@ impl Handler<Failed> for Supervisor {
         self.balancer.do_send(AgentUnreachable {
             server: self.server.clone(),
         });
-        self.apply(step, context);
+        self.wait_for_retry(step, context);
     }
 }
 
@@ -372,6 +498,7 @@ impl Handler<GetState> for Supervisor {
             via: self.via,
             failures: self.machine.failures(),
             reports: self.reports,
+            probes: self.probes,
             last_error: self.last_error.clone(),
         })
     }
@@ -565,6 +692,153 @@ mod tests {
             assert_eq!(
                 health_of(&balancer).await.map(|(health, _)| health),
                 Some(Health::Down)
+            );
+        });
+    }
+
+    /// A port of 127.0.0.1 nothing listens on (bound a moment ago, then closed).
+    fn closed_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    fn grpc_supervisor(port: u16, balancer: &Addr<Balancer>) -> Addr<Supervisor> {
+        let settings = SupervisorSettings {
+            heartbeat: Duration::from_secs(2),
+            timeout: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(10),
+            grpc_retry: Duration::from_secs(30),
+            legacy_poll: Duration::from_secs(10),
+            load_interval: Duration::from_secs(300),
+        };
+        let target = GrpcTarget {
+            server: "n1".into(),
+            address: format!("127.0.0.1:{port}"),
+            token: None,
+            tls: None,
+            timeout: settings.timeout,
+        };
+        Supervisor::new("n1".into(), Some(target), None, settings, balancer.clone()).start()
+    }
+
+    #[test]
+    fn a_closed_agent_port_is_probed_about_once_a_second_on_a_paused_clock() {
+        crate::farm::balancer::tests::paused_system().block_on(async {
+            let balancer = Balancer::new(Duration::from_secs(30)).start();
+            let supervisor = grpc_supervisor(closed_port(), &balancer);
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            let state = supervisor.send(GetState).await.unwrap();
+            assert_eq!(state.health, Health::Down);
+            // the back-off's attempts as without probes (a closed port never brings one
+            // forward), and about one probe a second in between
+            assert!(
+                (9..=12).contains(&state.failures) && (40..=66).contains(&state.probes),
+                "{} attempts and {} probes in a minute",
+                state.failures,
+                state.probes
+            );
+        });
+    }
+
+    #[test]
+    fn an_agent_port_that_opens_again_is_retried_within_a_probe_interval_on_a_paused_clock() {
+        crate::farm::balancer::tests::paused_system().block_on(async {
+            let balancer = Balancer::new(Duration::from_secs(30)).start();
+            let port = closed_port();
+            let supervisor = grpc_supervisor(port, &balancer);
+            // long enough for the back-off to reach its cap (10–15 s)
+            tokio::time::sleep(Duration::from_secs(25)).await;
+            let before = supervisor.send(GetState).await.unwrap();
+            assert!(before.failures >= 6, "{before:?}");
+            // the "agent" comes back: a listener that tells probes (closed at once) from the
+            // watch attempt (which sends the HTTP/2 preface)
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+                .await
+                .unwrap();
+            let opened = Instant::now();
+            let attempt = || async {
+                loop {
+                    let (mut connection, _) = listener.accept().await.unwrap();
+                    let mut preface = [0u8; 3];
+                    if tokio::io::AsyncReadExt::read_exact(&mut connection, &mut preface)
+                        .await
+                        .is_ok()
+                    {
+                        assert_eq!(&preface, b"PRI");
+                        return opened.elapsed();
+                    }
+                }
+            };
+            let retried_after = tokio::time::timeout(Duration::from_secs(20), attempt())
+                .await
+                .expect("the supervisor connects again");
+            assert!(
+                retried_after <= health::PROBE_INTERVAL + health::PROBE_TIMEOUT,
+                "retried {retried_after:?} after the port opened"
+            );
+            // that attempt failed (no HTTP/2 answer): a new agent's failures start over, so
+            // the next attempt follows after the first back-off step, not the capped one
+            let again = tokio::time::timeout(Duration::from_secs(20), attempt())
+                .await
+                .expect("the supervisor connects once more");
+            assert!(
+                again - retried_after <= health::BASE_BACKOFF * 2,
+                "then {:?} later",
+                again - retried_after
+            );
+            let after = supervisor.send(GetState).await.unwrap();
+            assert!(after.probes > before.probes, "{after:?}");
+        });
+    }
+
+    #[test]
+    fn a_port_that_accepts_and_never_answers_is_paced_by_the_backoff_alone_on_a_paused_clock() {
+        crate::farm::balancer::tests::paused_system().block_on(async {
+            let balancer = Balancer::new(Duration::from_secs(30)).start();
+            // a hung agent: the kernel accepts, nothing ever answers
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let counts = Arc::new(std::sync::Mutex::new((0u32, 0u32)));
+            let counting = counts.clone();
+            tokio::spawn(async move {
+                let mut held = Vec::new();
+                loop {
+                    let (connection, _) = listener.accept().await.unwrap();
+                    let counting = counting.clone();
+                    held.push(tokio::spawn(async move {
+                        let mut connection = connection;
+                        let mut preface = [0u8; 3];
+                        let attempt =
+                            tokio::io::AsyncReadExt::read_exact(&mut connection, &mut preface)
+                                .await
+                                .is_ok();
+                        {
+                            let mut counts = counting.lock().unwrap();
+                            if attempt {
+                                counts.0 += 1;
+                            } else {
+                                counts.1 += 1;
+                            }
+                        }
+                        // held open, never answered
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                    }));
+                }
+            });
+            let supervisor = grpc_supervisor(port, &balancer);
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            let state = supervisor.send(GetState).await.unwrap();
+            let (attempts, probes) = *counts.lock().unwrap();
+            assert_eq!(state.health, Health::Down);
+            // each attempt waits the call timeout (2 s), then the back-off (0.2 s doubling,
+            // ≤ 10 s, + ≤ 50 %): 8–10 attempts a minute, none brought forward by the probes (about
+            // one a second while the back-off is longer than that)
+            assert!(
+                (8..=10).contains(&attempts) && (20..=60).contains(&probes),
+                "{attempts} attempts, {probes} probes seen; {state:?}"
             );
         });
     }

@@ -55,6 +55,13 @@ pub struct Agents {
 
 impl Agents {
     pub fn start(directory: &std::path::Path) -> Agents {
+        let every_200_ms: Vec<(u8, u32)> = (1..=5).map(|node| (node, 200)).collect();
+        Agents::start_polling(directory, &every_200_ms)
+    }
+
+    /// The agents of `nodes` only, each polling its session list every `poll_interval_ms`
+    /// (each poll runs `x2golistsessions_root`, about 0.3 s of CPU).
+    pub fn start_polling(directory: &std::path::Path, nodes: &[(u8, u32)]) -> Agents {
         let token_file = directory.join("agent.token");
         let mut file = std::fs::OpenOptions::new()
             .write(true)
@@ -70,13 +77,17 @@ impl Agents {
             token_file,
             daemons: BTreeMap::new(),
         };
-        for node in 1..=5 {
-            agents.start_node(node);
+        for (node, poll_interval_ms) in nodes {
+            agents.start_node_polling(*node, *poll_interval_ms);
         }
         agents
     }
 
     pub fn start_node(&mut self, node: u8) {
+        self.start_node_polling(node, 200);
+    }
+
+    pub fn start_node_polling(&mut self, node: u8, poll_interval_ms: u32) {
         let address = format!("127.0.0.{}:{}", 10 + node, self.port);
         let mut command = Command::new(binary("x2gobroker-agentd"));
         command
@@ -86,7 +97,7 @@ impl Agents {
                 "--server-name",
                 &format!("x2go-node{node}"),
                 "--poll-interval-ms",
-                "200",
+                &poll_interval_ms.to_string(),
             ])
             .arg("--token-file")
             .arg(&self.token_file);
@@ -146,7 +157,7 @@ pub async fn select(port: u16, user: &str, profile: &str) -> String {
 }
 
 /// How long until `profile` answers no-X2Go-Server-available (its agent-backed host is down).
-async fn time_until_down(port: u16, profile: &str) -> Duration {
+pub async fn time_until_down(port: u16, profile: &str) -> Duration {
     let started = Instant::now();
     loop {
         if server_of(&select(port, "x2gocarol", profile).await)
@@ -457,11 +468,11 @@ fn python_x2go_receives_the_resumed_session() {
 }
 
 /// An sshd on 127.0.0.11–15 (one port) that lets the broker's key in as `x2gobroker`, with a
-/// forced command to the reference Perl agent from Debian.
-struct AgentSshd {
-    child: std::process::Child,
-    port: u16,
-    log: std::path::PathBuf,
+/// forced command to the reference Perl agent from Debian (or another program).
+pub struct AgentSshd {
+    pub child: std::process::Child,
+    pub port: u16,
+    pub log: std::path::PathBuf,
 }
 
 impl Drop for AgentSshd {
@@ -471,7 +482,7 @@ impl Drop for AgentSshd {
     }
 }
 
-const PERL_AGENT: &str = "/usr/lib/x2go/x2gobroker-agent";
+pub const PERL_AGENT: &str = "/usr/lib/x2go/x2gobroker-agent";
 
 /// The `x2gobroker` account with a login shell (sshd runs forced commands through it).
 fn ensure_agent_account() {
@@ -507,7 +518,7 @@ fn ensure_agent_account() {
     x2gobroker_e2e::unlock_for_ssh("x2gobroker");
 }
 
-fn ssh_keygen(path: &std::path::Path) {
+pub fn ssh_keygen(path: &std::path::Path) {
     let status = Command::new("ssh-keygen")
         .args([
             "-q",
@@ -527,6 +538,17 @@ fn ssh_keygen(path: &std::path::Path) {
 
 impl AgentSshd {
     fn start(directory: &std::path::Path, broker_public_key: &str) -> AgentSshd {
+        AgentSshd::start_with(directory, broker_public_key, free_port(), PERL_AGENT)
+    }
+
+    /// An sshd on `port` whose forced command is `forced_command`; the host key in
+    /// `directory` is made once and kept, so a restarted sshd is the same known host.
+    pub fn start_with(
+        directory: &std::path::Path,
+        broker_public_key: &str,
+        port: u16,
+        forced_command: &str,
+    ) -> AgentSshd {
         use std::os::unix::fs::PermissionsExt;
         assert!(
             x2gobroker_e2e::is_root(),
@@ -541,17 +563,18 @@ impl AgentSshd {
         // sshd reads the authorized keys as x2gobroker
         std::fs::set_permissions(directory, std::fs::Permissions::from_mode(0o755)).unwrap();
         let host_key = directory.join("ssh_host_ed25519_key");
-        ssh_keygen(&host_key);
+        if !host_key.exists() {
+            ssh_keygen(&host_key);
+        }
         let authorized = directory.join("authorized_keys");
         std::fs::write(
             &authorized,
             format!(
-                "command=\"{PERL_AGENT}\",no-pty,no-port-forwarding,no-X11-forwarding,no-agent-forwarding {broker_public_key}\n"
+                "command=\"{forced_command}\",no-pty,no-port-forwarding,no-X11-forwarding,no-agent-forwarding {broker_public_key}\n"
             ),
         )
         .unwrap();
         std::fs::set_permissions(&authorized, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let port = free_port();
         let listen: String = (11..=15)
             .map(|last| format!("ListenAddress 127.0.0.{last}\n"))
             .collect();
@@ -711,7 +734,7 @@ async fn ssh_fallback_to_the_perl_agent_gives_the_same_answers() {
 
 /// Ends the SSH master connections the killed broker left in `control` (they would keep the
 /// test's output pipes open until their idle timeout).
-fn close_ssh_masters(control: &std::path::Path) {
+pub fn close_ssh_masters(control: &std::path::Path) {
     for entry in std::fs::read_dir(control).into_iter().flatten().flatten() {
         let socket = entry.path().join("master");
         if socket.exists() {

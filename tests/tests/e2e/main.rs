@@ -8,6 +8,7 @@ mod daemonize;
 mod dropin;
 mod farm;
 mod farm_lifecycle;
+mod faults;
 mod floods;
 mod hostile;
 mod python_x2go;

@@ -1,7 +1,8 @@
 //! The LOCAL agent transport: the agent binary run on the broker host (it sees the farm through a shared session DB).
 //!
 //! As the reference (§9.5): an argv without a shell, stdout and stderr read together, success
-//! iff the first line starts with `OK`; a program that cannot be run is a failed call. Every
+//! iff the first line starts with `OK`, and (unlike the reference) the program exited 0
+//! ([`agentcmd::exit_status_agrees`]); a program that cannot be run is a failed call. Every
 //! argument is validated first ([`agentcmd::local_argv`]).
 
 use crate::farm::agentcmd::{self, Answer, ArgumentError, Task};
@@ -16,6 +17,11 @@ pub enum LocalError {
     Timeout(Duration),
     #[error(transparent)]
     Refused(#[from] ArgumentError),
+    #[error("local agent answered OK to {task} but exited with {status}")]
+    ExitStatus {
+        task: &'static str,
+        status: std::process::ExitStatus,
+    },
 }
 
 /// The agent on the broker host.
@@ -59,7 +65,14 @@ impl LocalAgent {
             }
             merged.push_str(&String::from_utf8_lossy(&output.stderr));
         }
-        Ok(Answer::parse(&merged, ""))
+        let answer = Answer::parse(&merged, "");
+        if !agentcmd::exit_status_agrees(&answer, output.status.code()) {
+            return Err(LocalError::ExitStatus {
+                task: task.word(),
+                status: output.status,
+            });
+        }
+        Ok(answer)
     }
 
     /// Runs one agent task within the call timeout.
@@ -91,5 +104,31 @@ mod tests {
             agent("/bin/echo").run("x;id", &Task::Ping).await,
             Err(LocalError::Refused(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn an_ok_then_a_failed_exit_status_is_a_failed_call() {
+        use std::os::unix::fs::PermissionsExt;
+        let directory = tempfile::tempdir().unwrap();
+        for (name, exit_code, ok) in [("agent-fails", 1, false), ("agent-works", 0, true)] {
+            let script = directory.path().join(name);
+            std::fs::write(&script, format!("#!/bin/sh\necho OK\nexit {exit_code}\n")).unwrap();
+            std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let agent = LocalAgent {
+                agent_command: script.display().to_string(),
+                timeout: Duration::from_secs(5),
+            };
+            let answer = agent.run("maja", &Task::Ping).await;
+            match answer {
+                Ok(answer) => assert!(ok && answer.ok, "{name}: {answer:?}"),
+                Err(error) => {
+                    assert!(!ok, "{name}: {error}");
+                    assert_eq!(
+                        error.to_string(),
+                        "local agent answered OK to ping but exited with exit status: 1"
+                    );
+                }
+            }
+        }
     }
 }

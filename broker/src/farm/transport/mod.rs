@@ -35,6 +35,15 @@ pub enum TransportError {
     NotOk(&'static str),
 }
 
+impl TransportError {
+    /// Whether the agent answered, only not `OK` (a user it has no account for, a task it
+    /// refuses): an answer, unlike a call that got none (connection lost, timeout, an agent
+    /// that failed after `OK`).
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, TransportError::NotOk(_))
+    }
+}
+
 fn ok(answer: agentcmd::Answer, task: &Task) -> Result<Vec<String>, TransportError> {
     if answer.ok {
         Ok(answer.lines)

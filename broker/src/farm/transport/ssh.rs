@@ -4,6 +4,8 @@
 //! level (master gone, timeout) the master is dropped and the next call makes a new one. The
 //! command string comes from [`agentcmd::ssh_command`] (validated arguments only) and is sent
 //! as it is (`raw_command`), so it reaches the Perl agent's forced-command handling byte-exact.
+//! An answer counts as the reference reads it (the first line `OK`, nothing on stderr), and
+//! only when the remote command exited 0 ([`agentcmd::exit_status_agrees`]).
 
 use crate::farm::agentcmd::{self, Answer, ArgumentError, HostKeyCheck, Task};
 use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder};
@@ -34,6 +36,12 @@ pub enum SshError {
     Timeout(String, Duration),
     #[error(transparent)]
     Refused(#[from] ArgumentError),
+    #[error("the agent on {server} answered OK to {task} but exited with {status}")]
+    ExitStatus {
+        server: String,
+        task: &'static str,
+        status: std::process::ExitStatus,
+    },
 }
 
 /// A master connection nobody used for that long exits.
@@ -64,6 +72,15 @@ impl SshAgent {
         }
     }
 
+    /// The `host:port` of the server's sshd (what a port probe connects to).
+    pub fn probe_address(&self) -> String {
+        if self.target.address.contains(':') {
+            format!("[{}]:{}", self.target.address, self.target.port)
+        } else {
+            self.destination()
+        }
+    }
+
     fn destination(&self) -> String {
         format!("{}:{}", self.target.address, self.target.port)
     }
@@ -75,11 +92,12 @@ impl SshAgent {
             .clone()
     }
 
-    /// Drops the cached master if it is that one and it no longer works.
-    async fn forget_if_broken(&self, session: &Arc<Session>) {
+    /// Drops the cached master if it is that one and it no longer works; whether it was
+    /// broken.
+    async fn forget_if_broken(&self, session: &Arc<Session>) -> bool {
         let check = tokio::time::timeout(Duration::from_secs(1), session.check()).await;
         if matches!(check, Ok(Ok(()))) {
-            return;
+            return false;
         }
         let mut slot = self
             .master
@@ -92,6 +110,7 @@ impl SshAgent {
             tracing::info!(server = %self.destination(), "ssh master connection lost");
             *slot = None;
         }
+        true
     }
 
     async fn master(&self) -> Result<Arc<Session>, SshError> {
@@ -158,17 +177,32 @@ impl SshAgent {
             let mut remote = Session::to_raw_command(session.clone(), &command);
             match remote.output().await {
                 Ok(output) => {
-                    if output.status.code() == Some(255) && output.stdout.is_empty() {
-                        // ssh's own failure, or the agent dying: is the master still fine?
-                        self.forget_if_broken(&session).await;
+                    if output.status.code() == Some(255)
+                        && output.stdout.is_empty()
+                        && self.forget_if_broken(&session).await
+                    {
+                        // ssh's own failure (the connection was lost), not the agent's
+                        // answer (a Perl `die` exits 255 too, with the master still fine)
+                        return Err(SshError::Command(
+                            self.destination(),
+                            "the connection was lost during the call".to_string(),
+                        ));
                     }
-                    Ok(Answer::parse(
+                    let answer = Answer::parse(
                         &String::from_utf8_lossy(&output.stdout),
                         &String::from_utf8_lossy(&output.stderr),
-                    ))
+                    );
+                    if !agentcmd::exit_status_agrees(&answer, output.status.code()) {
+                        return Err(SshError::ExitStatus {
+                            server: self.destination(),
+                            task: task.word(),
+                            status: output.status,
+                        });
+                    }
+                    Ok(answer)
                 }
                 Err(error) => {
-                    self.forget_if_broken(&session).await;
+                    let _ = self.forget_if_broken(&session).await;
                     Err(SshError::Command(self.destination(), error.to_string()))
                 }
             }
@@ -177,7 +211,7 @@ impl SshAgent {
             Ok(result) => result,
             Err(_) => {
                 if let Some(session) = self.cached() {
-                    self.forget_if_broken(&session).await;
+                    let _ = self.forget_if_broken(&session).await;
                 }
                 Err(SshError::Timeout(self.destination(), timeout))
             }
