@@ -24,8 +24,11 @@ pub use loggers::loggers;
 pub use profiles::profiles;
 pub use session_lines::session_lines;
 
+/// A fuzz target: any bytes, a panic on a finding.
+pub type Target = fn(&[u8]);
+
 /// Every target by name, as `fuzz/run.sh` and the corpus directories name them.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("http_params", http_params),
     ("config", config),
     ("profiles", profiles),
@@ -37,7 +40,7 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
 ];
 
 /// The target called `name`.
-pub fn target(name: &str) -> Option<fn(&[u8])> {
+pub fn target(name: &str) -> Option<Target> {
     TARGETS
         .iter()
         .find(|(known, _)| *known == name)
