@@ -147,8 +147,9 @@ fn missing_argument_line(missing: &MissingArgument) -> Option<u32> {
         .map(|position| first_line + position - 1)
 }
 
-/// Runs one legacy invocation.
-pub async fn run_legacy(request: &LegacyRequest, tools: &X2GoTools) -> LegacyOutput {
+/// The arguments an invocation asks with (user, task, …): `SSH_ORIGINAL_COMMAND`'s words
+/// when it names the agent, else argv; the refusal when it cannot be read or is not UTF-8.
+pub fn legacy_arguments(request: &LegacyRequest) -> Result<Vec<String>, LegacyOutput> {
     let mut raw_args = request.args.clone();
     if let Some(command) = &request.ssh_original_command {
         let command = command.to_string_lossy();
@@ -156,18 +157,28 @@ pub async fn run_legacy(request: &LegacyRequest, tools: &X2GoTools) -> LegacyOut
             match parse_forced_command(&command) {
                 Ok(words) => raw_args = words.into_iter().map(OsString::from).collect(),
                 Err(error) => {
-                    return LegacyOutput::refused(&format!("SSH_ORIGINAL_COMMAND: {error}"))
+                    return Err(LegacyOutput::refused(&format!(
+                        "SSH_ORIGINAL_COMMAND: {error}"
+                    )))
                 }
             }
         }
     }
-    let mut args = Vec::with_capacity(raw_args.len());
-    for arg in raw_args {
-        match arg.into_string() {
-            Ok(text) => args.push(text),
-            Err(_) => return LegacyOutput::refused("arguments must be UTF-8"),
-        }
-    }
+    raw_args
+        .into_iter()
+        .map(|arg| {
+            arg.into_string()
+                .map_err(|_| LegacyOutput::refused("arguments must be UTF-8"))
+        })
+        .collect()
+}
+
+/// Runs one legacy invocation.
+pub async fn run_legacy(request: &LegacyRequest, tools: &X2GoTools) -> LegacyOutput {
+    let args = match legacy_arguments(request) {
+        Ok(args) => args,
+        Err(refusal) => return refusal,
+    };
 
     let Some(user_name) = args.first().filter(|arg| is_perl_true(arg)) else {
         return LegacyOutput::died(37);

@@ -470,12 +470,12 @@ impl Visit for MessageVisitor {
 }
 
 /// What a format line is made of.
-struct Record<'a> {
-    name: &'a str,
-    level: PyLevel,
-    message: &'a str,
-    metadata: &'a tracing::Metadata<'a>,
-    now: chrono::DateTime<chrono::Local>,
+pub struct Record<'a> {
+    pub name: &'a str,
+    pub level: PyLevel,
+    pub message: &'a str,
+    pub metadata: &'a tracing::Metadata<'a>,
+    pub now: chrono::DateTime<chrono::Local>,
 }
 
 fn field_value(field: Field, format: &Format, record: &Record<'_>) -> String {
@@ -521,7 +521,7 @@ fn field_value(field: Field, format: &Format, record: &Record<'_>) -> String {
 }
 
 /// One line of `format` for `record`, newline included.
-fn format_line(format: &Format, record: &Record<'_>) -> String {
+pub fn format_line(format: &Format, record: &Record<'_>) -> String {
     let mut line = String::new();
     for piece in &format.pieces {
         match piece {
@@ -860,6 +860,8 @@ mod tests {
         );
         let dated = fileconfig::parse_format("%(asctime)s %(name)8s|", "%d.%m. %H:%M").unwrap();
         assert_eq!(format_line(&dated, &record), "02.12. 05:57   access|\n");
+        let widest = fileconfig::parse_format("%(name)65535s", "").unwrap();
+        assert_eq!(format_line(&widest, &record).len(), 65536);
     }
 
     #[test]

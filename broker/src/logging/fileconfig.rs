@@ -104,6 +104,10 @@ pub enum Target {
     Null,
 }
 
+/// The widest field a format may ask for (`%(message)65535s`): Rust's formatting machinery
+/// pads to at most `u16::MAX` characters and panics beyond, and no log line needs more.
+pub const MAX_FIELD_WIDTH: usize = u16::MAX as usize;
+
 /// One piece of a `%`-format string.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Piece {
@@ -296,7 +300,16 @@ pub fn parse_format(format: &str, datefmt: &str) -> Result<Format, String> {
         let left_align = spec.starts_with('-');
         spec = spec.trim_start_matches(['-', '0', ' ', '+', '#']);
         let digits = spec.len() - spec.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-        let width = spec[..digits].parse::<usize>().unwrap_or(0);
+        let width = match &spec[..digits] {
+            "" => 0,
+            written => written
+                .parse::<usize>()
+                .ok()
+                .filter(|width| *width <= MAX_FIELD_WIDTH)
+                .ok_or_else(|| {
+                    format!("%({name}) width {written} is more than {MAX_FIELD_WIDTH}")
+                })?,
+        };
         spec = &spec[digits..];
         if let Some(precision) = spec.strip_prefix('.') {
             spec = precision.trim_start_matches(|c: char| c.is_ascii_digit());
@@ -628,6 +641,39 @@ mod tests {
         assert!(parse_format("%(asctime)s", "%Q")
             .unwrap_err()
             .contains("strftime"));
+    }
+
+    #[test]
+    fn field_widths_beyond_what_rust_can_pad_are_refused() {
+        let widest = parse_format(&format!("%(message)-{MAX_FIELD_WIDTH}s"), "").unwrap();
+        assert_eq!(
+            widest.pieces,
+            [Piece::Field {
+                field: Field::Message,
+                left_align: true,
+                width: MAX_FIELD_WIDTH
+            }]
+        );
+        for bad in [
+            "%(message)65536s",
+            "%(message)99999s",
+            "%(name)-99999999999999999999999999s",
+        ] {
+            let error = parse_format(bad, "").unwrap_err();
+            assert!(error.contains("is more than 65535"), "{bad}: {error}");
+        }
+        let file = REFERENCE_FILE.replace(
+            "format=%(asctime)s - %(name)s",
+            "format=%(asctime)99999s - %(name)s",
+        );
+        assert!(
+            matches!(
+                FileConfig::parse(&file),
+                Err(FileConfigError::BadValue { ref key, .. }) if key == "format"
+            ),
+            "{:?}",
+            FileConfig::parse(&file)
+        );
     }
 
     #[test]
