@@ -367,6 +367,7 @@ mod tests {
                 let now = login_time() + seconds(at);
                 check_access(capped, store, "worker", &here, "", now, || async { true })
                     .await
+                    .unwrap()
                     .1
                     .unwrap()
             }
@@ -387,7 +388,8 @@ mod tests {
             login_time() + seconds(3),
             || async { false },
         )
-        .await;
+        .await
+        .unwrap();
         assert!(granted);
         tick().await;
         let _newest = login(4).await;
@@ -401,7 +403,8 @@ mod tests {
             later,
             || async { false },
         )
-        .await;
+        .await
+        .unwrap();
         assert!(still_working, "the cookie in use was kept");
         let (dropped, _) = check_access(
             &capped,
@@ -412,7 +415,8 @@ mod tests {
             later,
             || async { false },
         )
-        .await;
+        .await
+        .unwrap();
         assert!(!dropped, "the least recently used cookie went");
     }
 
