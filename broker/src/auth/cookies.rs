@@ -345,6 +345,21 @@ mod tests {
         UNIX_EPOCH + Duration::from_secs(1_700_000_000)
     }
 
+    /// Whether `cookie` of `user` from 127.0.0.1 is let in at `now` (no password offered).
+    async fn presents(
+        policy: &AccessPolicy,
+        store: &CookieStore,
+        user: &str,
+        cookie: &str,
+        now: SystemTime,
+    ) -> bool {
+        let here: IpAddr = "127.0.0.1".parse().unwrap();
+        check_access(policy, store, user, &here, cookie, now, || async { false })
+            .await
+            .unwrap()
+            .0
+    }
+
     fn seconds(n: u64) -> Duration {
         Duration::from_secs(n)
     }
@@ -394,29 +409,9 @@ mod tests {
         tick().await;
         let _newest = login(4).await;
         let later = login_time() + seconds(5);
-        let (still_working, _) = check_access(
-            &capped,
-            &store,
-            "worker",
-            &here,
-            &working.unwrap(),
-            later,
-            || async { false },
-        )
-        .await
-        .unwrap();
+        let still_working = presents(&capped, &store, "worker", &working.unwrap(), later).await;
         assert!(still_working, "the cookie in use was kept");
-        let (dropped, _) = check_access(
-            &capped,
-            &store,
-            "worker",
-            &here,
-            &abandoned,
-            later,
-            || async { false },
-        )
-        .await
-        .unwrap();
+        let dropped = presents(&capped, &store, "worker", &abandoned, later).await;
         assert!(!dropped, "the least recently used cookie went");
     }
 
@@ -454,41 +449,11 @@ mod tests {
         let names = std::fs::read_dir(store.directory()).unwrap().count();
         assert_eq!(names, 4, "three of the flooding user's, one of the other's");
         let later = login_time() + seconds(300);
-        let (oldest_kept, _) = check_access(
-            &capped,
-            &store,
-            "flood",
-            &here,
-            &issued[296],
-            later,
-            || async { false },
-        )
-        .await
-        .unwrap();
+        let oldest_kept = presents(&capped, &store, "flood", &issued[296], later).await;
         assert!(!oldest_kept, "the oldest cookies were dropped");
-        let (newest, _) = check_access(
-            &capped,
-            &store,
-            "flood",
-            &here,
-            &issued[299],
-            later,
-            || async { false },
-        )
-        .await
-        .unwrap();
+        let newest = presents(&capped, &store, "flood", &issued[299], later).await;
         assert!(newest, "the newest cookies live");
-        let (others, _) = check_access(
-            &capped,
-            &store,
-            "flood_b",
-            &here,
-            &other.unwrap(),
-            later,
-            || async { false },
-        )
-        .await
-        .unwrap();
+        let others = presents(&capped, &store, "flood_b", &other.unwrap(), later).await;
         assert!(others);
     }
 

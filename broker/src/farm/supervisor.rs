@@ -661,14 +661,7 @@ mod tests {
     fn a_server_that_stays_down_is_retried_with_capped_backoff_on_a_paused_clock() {
         crate::farm::balancer::tests::paused_system().block_on(async {
             let balancer = Balancer::new(Duration::from_secs(30)).start();
-            let settings = SupervisorSettings {
-                heartbeat: Duration::from_secs(2),
-                timeout: Duration::from_secs(2),
-                max_backoff: Duration::from_secs(10),
-                grpc_retry: Duration::from_secs(30),
-                legacy_poll: Duration::from_secs(10),
-                load_interval: Duration::from_secs(300),
-            };
+            let settings = backoff_settings();
             // an agent that cannot be run: every poll fails at once, without I/O to wait for
             let legacy = Transport::Local(Arc::new(LocalAgent {
                 agent_command: "/nonexistent/x2gobroker-agent".to_string(),
@@ -696,6 +689,18 @@ mod tests {
         });
     }
 
+    /// Heartbeat and timeout 2 s, back-off capped at 10 s: the back-off tests' settings.
+    fn backoff_settings() -> SupervisorSettings {
+        SupervisorSettings {
+            heartbeat: Duration::from_secs(2),
+            timeout: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(10),
+            grpc_retry: Duration::from_secs(30),
+            legacy_poll: Duration::from_secs(10),
+            load_interval: Duration::from_secs(300),
+        }
+    }
+
     /// A port of 127.0.0.1 nothing listens on (bound a moment ago, then closed).
     fn closed_port() -> u16 {
         std::net::TcpListener::bind("127.0.0.1:0")
@@ -706,14 +711,7 @@ mod tests {
     }
 
     fn grpc_supervisor(port: u16, balancer: &Addr<Balancer>) -> Addr<Supervisor> {
-        let settings = SupervisorSettings {
-            heartbeat: Duration::from_secs(2),
-            timeout: Duration::from_secs(2),
-            max_backoff: Duration::from_secs(10),
-            grpc_retry: Duration::from_secs(30),
-            legacy_poll: Duration::from_secs(10),
-            load_interval: Duration::from_secs(300),
-        };
+        let settings = backoff_settings();
         let target = GrpcTarget {
             server: "n1".into(),
             address: format!("127.0.0.1:{port}"),

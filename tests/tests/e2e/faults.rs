@@ -45,6 +45,34 @@ fn fault_agents(directory: &Path) -> Agents {
     Agents::start_polling(directory, &[(2, 1000), (3, 1000), (4, 200), (5, 200)])
 }
 
+/// The farm of most cases: the fixture's session DB, [`fault_agents`], a gRPC broker on
+/// [`FAULT_PROFILES`], settled.
+struct GrpcFarm {
+    _work: tempfile::TempDir,
+    agents: Agents,
+    _broker: Daemon,
+    log: PathBuf,
+    port: u16,
+}
+
+impl GrpcFarm {
+    async fn start() -> GrpcFarm {
+        fixture_farm();
+        let work = tempfile::tempdir().unwrap();
+        let agents = fault_agents(work.path());
+        let (broker, log) = grpc_broker(&agents, work.path());
+        let port = broker.address.port();
+        settle(port, &log).await;
+        GrpcFarm {
+            _work: work,
+            agents,
+            _broker: broker,
+            log,
+            port,
+        }
+    }
+}
+
 /// The five agents' farm, placements living 1 s.
 fn fault_farm_config(agents: &Agents) -> String {
     format!(
@@ -330,12 +358,8 @@ async fn a_killed_agent_is_down_at_once_and_back_in_rotation_within_3_s_of_its_r
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hung_agent_is_down_within_heartbeat_and_timeout_and_selections_stay_fast() {
     let _db = SESSION_DB.lock().await;
-    fixture_farm();
-    let work = tempfile::tempdir().unwrap();
-    let agents = fault_agents(work.path());
-    let (broker, log) = grpc_broker(&agents, work.path());
-    let port = broker.address.port();
-    settle(port, &log).await;
+    let farm = GrpcFarm::start().await;
+    let (agents, port, log) = (&farm.agents, farm.port, farm.log.clone());
 
     // SIGSTOP: the kernel still accepts its connections, nothing answers
     agents.signal_node(4, nix::sys::signal::Signal::SIGSTOP);
@@ -379,12 +403,8 @@ async fn a_hung_agent_is_down_within_heartbeat_and_timeout_and_selections_stay_f
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_slow_agent_stays_in_rotation_and_answers_stay_fast() {
     let _db = SESSION_DB.lock().await;
-    fixture_farm();
-    let work = tempfile::tempdir().unwrap();
-    let agents = fault_agents(work.path());
-    let (broker, log) = grpc_broker(&agents, work.path());
-    let port = broker.address.port();
-    settle(port, &log).await;
+    let farm = GrpcFarm::start().await;
+    let (agents, port) = (&farm.agents, farm.port);
     assert_eq!(
         server_of(&select(port, "x2gocarol", "pair5").await),
         "127.0.0.15:22"
@@ -589,12 +609,8 @@ async fn a_port_answering_garbage_is_never_selected_nor_hammered_and_a_real_agen
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_session_db_locked_during_listings_never_loses_a_session() {
     let _db = SESSION_DB.lock().await;
-    fixture_farm();
-    let work = tempfile::tempdir().unwrap();
-    let agents = fault_agents(work.path());
-    let (broker, log) = grpc_broker(&agents, work.path());
-    let port = broker.address.port();
-    settle(port, &log).await;
+    let farm = GrpcFarm::start().await;
+    let port = farm.port;
     answers_stay_right(port, "", "before the lock").await;
 
     // a writer holds the session DB's lock (x2golistsessions_root gives up after ~2.5 s and
