@@ -28,8 +28,12 @@ pub struct SoakOptions {
     pub flapping: usize,
     /// How long a flapping server stays down (then up as long, the next ones go down).
     pub flap_period: Duration,
-    /// Closed-loop clients, each running login → listing → selection → listing with cookies.
+    /// Closed-loop clients, each running rounds of listing → listing → selection → listing,
+    /// every request with the cookie the previous answer handed on.
     pub clients: usize,
+    /// A client's first listing is a password login in every `rounds_per_login`-th round (a
+    /// client restarted: its last cookie is abandoned) and after a failure.
+    pub rounds_per_login: usize,
     pub sample_every: Duration,
 }
 
@@ -55,6 +59,8 @@ pub struct SoakResult {
     pub first_failures: Vec<String>,
     pub latency: Histogram<u64>,
     pub selections: u64,
+    /// Password logins (each a new cookie; the client's previous one abandoned).
+    pub logins: u64,
     pub outages: u64,
 }
 
@@ -64,6 +70,7 @@ struct Tally {
     requests: u64,
     failed: u64,
     selections: u64,
+    logins: u64,
     first_failures: Vec<String>,
     latency: Histogram<u64>,
 }
@@ -129,6 +136,7 @@ pub async fn run(options: &SoakOptions) -> anyhow::Result<SoakResult> {
         requests: 0,
         failed: 0,
         selections: 0,
+        logins: 0,
         first_failures: Vec::new(),
         latency: load::new_histogram(),
     }));
@@ -137,6 +145,7 @@ pub async fn run(options: &SoakOptions) -> anyhow::Result<SoakResult> {
             tokio::spawn(client(
                 address,
                 ACCOUNTS[index % ACCOUNTS.len()],
+                options.rounds_per_login.max(1),
                 end,
                 tally.clone(),
             ))
@@ -225,6 +234,7 @@ pub async fn run(options: &SoakOptions) -> anyhow::Result<SoakResult> {
         first_failures: tally.first_failures,
         latency: tally.latency,
         selections: tally.selections,
+        logins: tally.logins,
         outages,
     })
 }
@@ -237,26 +247,35 @@ fn authid(answer: &str) -> Option<String> {
         .map(|cookie| cookie.trim().to_string())
 }
 
-/// One client: logs in with its password, then lists, selects and lists again with the
-/// cookie each answer hands on, until `end`; reconnects after a failure.
+/// One client: lists, lists, selects and lists again with the cookie each answer hands on,
+/// until `end`, as X2Go Client does while it runs; the round's first listing logs in with the
+/// password every `rounds_per_login` rounds (the client restarted) and after a failure, when it
+/// also reconnects.
 async fn client(
     address: SocketAddr,
     (user, password): (&'static str, &'static str),
+    rounds_per_login: usize,
     end: Instant,
     tally: Arc<Mutex<Tally>>,
 ) {
     let mut connection: Option<Connection> = None;
+    let mut cookie = None;
     // bounded by `end`; each round is four requests
-    while Instant::now() < end {
-        let mut cookie = None;
-        let steps = ["login", "listing", "selection", "listing"];
+    for round in 0usize.. {
+        if Instant::now() >= end {
+            return;
+        }
+        if round % rounds_per_login == 0 {
+            cookie = None;
+        }
+        let steps = ["listing", "listing", "selection", "listing"];
         for step in steps {
             if Instant::now() >= end {
                 return;
             }
-            let credentials = match (step, &cookie) {
-                ("login", _) | (_, None) => format!("user={user}&password={password}"),
-                (_, Some(cookie)) => format!("user={user}&authid={cookie}"),
+            let (credentials, label) = match &cookie {
+                None => (format!("user={user}&password={password}"), "login"),
+                Some(cookie) => (format!("user={user}&authid={cookie}"), step),
             };
             let body = match step {
                 "selection" => format!("task=selectsession&sid=farm&{credentials}"),
@@ -289,17 +308,21 @@ async fn client(
                 if step == "selection" {
                     tally.selections += 1;
                 }
+                if label == "login" {
+                    tally.logins += 1;
+                }
                 cookie = answer.as_ref().ok().and_then(|text| authid(text));
             } else {
                 let what = match &answer {
                     Ok(text) => format!(
-                        "{step} of {user}: {}",
+                        "{label} of {user}: {}",
                         text.chars().take(160).collect::<String>()
                     ),
-                    Err(error) => format!("{step} of {user}: {error:#}"),
+                    Err(error) => format!("{label} of {user}: {error:#}"),
                 };
                 tally.fail(what);
                 connection = None;
+                cookie = None;
                 break;
             }
         }
@@ -311,9 +334,10 @@ pub fn render(result: &SoakResult, options: &SoakOptions) -> String {
     let mut out =
         String::from("## Soak: mixed logins, listings and selections on a flapping farm\n\n");
     out.push_str(&format!(
-        "Our broker (release) with {} fake agents (gRPC watch, heartbeat 1 s) and one profile over all of them; {} closed-loop clients (testsuite accounts `test` and `jacques`, passwords then dynamic cookies: login → listing → selection → listing) for {:?}; {} servers at a time down for {:?} then up as long (every call UNAVAILABLE, watch streams ended), {} outages in all; the accounts' own servers never flap.\n\n",
+        "Our broker (release) with {} fake agents (gRPC watch, heartbeat 1 s) and one profile over all of them; {} closed-loop clients (testsuite accounts `test` and `jacques`; rounds of listing → listing → selection → listing, each request with the dynamic cookie the previous answer handed on, a password login every {} rounds and after a failure) for {:?}; {} servers at a time down for {:?} then up as long (every call UNAVAILABLE, watch streams ended), {} outages in all; the accounts' own servers never flap.\n\n",
         options.servers,
         options.clients,
+        options.rounds_per_login,
         options.duration,
         options.flapping,
         options.flap_period,
@@ -334,10 +358,11 @@ pub fn render(result: &SoakResult, options: &SoakOptions) -> String {
     }
     let quantile = |q: f64| load::quantile_ms(&result.latency, q);
     out.push_str(&format!(
-        "\nPeak RSS {:.1} MB. Requests {} ({} selections), failed {}. Latency p50 {} ms, p99 {} ms, max {} ms.\n",
+        "\nPeak RSS {:.1} MB. Requests {} ({} selections, {} password logins), failed {}. Latency p50 {} ms, p99 {} ms, max {} ms.\n",
         mb(result.peak_rss_kb),
         result.requests,
         result.selections,
+        result.logins,
         result.failed,
         format_ms(quantile(0.5)),
         format_ms(quantile(0.99)),

@@ -138,8 +138,17 @@ impl CookieStore {
             .join(format!("{}_{}", file_safe_user(user), cookie))
     }
 
-    /// Writes a cookie file; a failure is logged with the path and the OS error.
-    fn write(&self, user: &str, cookie: &str, record: &CookieRecord) -> Result<(), CookieError> {
+    /// Writes a cookie file used at `used`, set as its modification time to the nanosecond
+    /// (before Linux 6.13, as in bookworm's 6.1, the kernel's own file times tick only every few
+    /// milliseconds, too coarse to tell which of a busy user's cookies was used last); a failure
+    /// is logged with the path and the OS error.
+    fn write(
+        &self,
+        user: &str,
+        cookie: &str,
+        record: &CookieRecord,
+        used: SystemTime,
+    ) -> Result<(), CookieError> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
         let path = self.path(user, cookie);
@@ -150,7 +159,8 @@ impl CookieStore {
             .mode(0o600)
             .open(&path)
             .and_then(|mut file| {
-                file.write_all(format!("{} {}", record.ip, record.time).as_bytes())
+                file.write_all(format!("{} {}", record.ip, record.time).as_bytes())?;
+                file.set_modified(used)
             });
         written.map_err(|source| {
             tracing::error!(path = %path.display(), error = %source, errno = source.raw_os_error(),
@@ -181,8 +191,8 @@ impl CookieStore {
     }
 
     /// Removes `user`'s least recently used cookie files until at most `keep` are left;
-    /// returns how many were removed. Every use of a cookie writes its successor, so a file's
-    /// modification time is its last use: cookies of clients that are still working survive
+    /// returns how many were removed. Every use of a cookie writes its successor with the time
+    /// of that use as its modification time, so a file's modification time is its last use: cookies of clients that are still working survive
     /// a flood of new logins, abandoned ones go first (ties: the older login first). Names are
     /// percent-encoded (`_` too), so the prefix `<user>_` is this user's alone.
     fn prune_user(&self, user: &str, keep: usize) -> usize {
@@ -300,7 +310,7 @@ where
                 ip,
                 time: unix_seconds(now),
             };
-            store.write(user, &next, &record)?;
+            store.write(user, &next, &record, now)?;
         }
         // B5 fix: the pre-shared cookie has no file to delete; nothing to do.
         return Ok((true, Some(next)));
@@ -319,7 +329,7 @@ where
     } else {
         uuid::Uuid::new_v4().to_string()
     };
-    store.write(user, &next, &record)?;
+    store.write(user, &next, &record, now)?;
     Ok((true, Some(next)))
 }
 
@@ -373,26 +383,25 @@ mod tests {
             max_cookies_per_user: 3,
             ..policy()
         };
-        // file times come from the kernel's coarse clock: steps further apart than its tick
-        let tick = || tokio::time::sleep(std::time::Duration::from_millis(25));
-        let login = |at: u64| {
+        // one millisecond apart: less than an older kernel's file-time tick; the order comes
+        // from the use times the store records, not from when this test happens to run
+        let at = |millis: u64| login_time() + Duration::from_millis(millis);
+        let login = |millis: u64| {
             let store = &store;
             let capped = &capped;
             async move {
-                let now = login_time() + seconds(at);
-                check_access(capped, store, "worker", &here, "", now, || async { true })
-                    .await
-                    .unwrap()
-                    .1
-                    .unwrap()
+                check_access(capped, store, "worker", &here, "", at(millis), || async {
+                    true
+                })
+                .await
+                .unwrap()
+                .1
+                .unwrap()
             }
         };
         let working = login(0).await;
-        tick().await;
         let abandoned = login(1).await;
-        tick().await;
         let _other = login(2).await;
-        tick().await;
         // the first client goes on working: its cookie is used, its successor written now
         let (granted, working) = check_access(
             &capped,
@@ -400,15 +409,14 @@ mod tests {
             "worker",
             &here,
             &working,
-            login_time() + seconds(3),
+            at(3),
             || async { false },
         )
         .await
         .unwrap();
         assert!(granted);
-        tick().await;
         let _newest = login(4).await;
-        let later = login_time() + seconds(5);
+        let later = at(5);
         let still_working = presents(&capped, &store, "worker", &working.unwrap(), later).await;
         assert!(still_working, "the cookie in use was kept");
         let dropped = presents(&capped, &store, "worker", &abandoned, later).await;
