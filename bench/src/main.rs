@@ -144,9 +144,9 @@ struct SoakArgs {
     /// Closed-loop clients.
     #[arg(long, default_value_t = 8)]
     clients: usize,
-    /// A client logs in with its password every this many rounds of four requests (a restart).
-    #[arg(long, default_value_t = 20)]
-    rounds_per_login: usize,
+    /// Seconds between a client's password logins (a client restart; its cookie abandoned).
+    #[arg(long, default_value_t = 1.0)]
+    login_every: f64,
     /// Seconds between samples of the broker.
     #[arg(long, default_value_t = 30.0)]
     sample_every: f64,
@@ -367,7 +367,7 @@ fn soak(args: SoakArgs) -> anyhow::Result<()> {
         flapping: args.flapping,
         flap_period: Duration::from_secs_f64(args.flap_period),
         clients: args.clients,
-        rounds_per_login: args.rounds_per_login,
+        login_every: Duration::from_secs_f64(args.login_every),
         sample_every: Duration::from_secs_f64(args.sample_every),
     };
     let result = runtime.block_on(soak::run(&options))?;

@@ -31,9 +31,9 @@ pub struct SoakOptions {
     /// Closed-loop clients, each running rounds of listing → listing → selection → listing,
     /// every request with the cookie the previous answer handed on.
     pub clients: usize,
-    /// A client's first listing is a password login in every `rounds_per_login`-th round (a
-    /// client restarted: its last cookie is abandoned) and after a failure.
-    pub rounds_per_login: usize,
+    /// A client's round starts with a password login when this long has passed since its last
+    /// one (a client restarted: its last cookie is abandoned), and after a failure.
+    pub login_every: Duration,
     pub sample_every: Duration,
 }
 
@@ -145,7 +145,7 @@ pub async fn run(options: &SoakOptions) -> anyhow::Result<SoakResult> {
             tokio::spawn(client(
                 address,
                 ACCOUNTS[index % ACCOUNTS.len()],
-                options.rounds_per_login.max(1),
+                options.login_every,
                 end,
                 tally.clone(),
             ))
@@ -248,25 +248,26 @@ fn authid(answer: &str) -> Option<String> {
 }
 
 /// One client: lists, lists, selects and lists again with the cookie each answer hands on,
-/// until `end`, as X2Go Client does while it runs; the round's first listing logs in with the
-/// password every `rounds_per_login` rounds (the client restarted) and after a failure, when it
-/// also reconnects.
+/// until `end`, as X2Go Client does while it runs; a round's first listing logs in with the
+/// password once `login_every` has passed since the last login (the client restarted) and after
+/// a failure, when it also reconnects.
 async fn client(
     address: SocketAddr,
     (user, password): (&'static str, &'static str),
-    rounds_per_login: usize,
+    login_every: Duration,
     end: Instant,
     tally: Arc<Mutex<Tally>>,
 ) {
     let mut connection: Option<Connection> = None;
     let mut cookie = None;
+    let mut last_login = Instant::now();
     // bounded by `end`; each round is four requests
-    for round in 0usize.. {
-        if Instant::now() >= end {
-            return;
-        }
-        if round % rounds_per_login == 0 {
+    while Instant::now() < end {
+        if last_login.elapsed() >= login_every {
             cookie = None;
+        }
+        if cookie.is_none() {
+            last_login = Instant::now();
         }
         let steps = ["listing", "listing", "selection", "listing"];
         for step in steps {
@@ -334,10 +335,10 @@ pub fn render(result: &SoakResult, options: &SoakOptions) -> String {
     let mut out =
         String::from("## Soak: mixed logins, listings and selections on a flapping farm\n\n");
     out.push_str(&format!(
-        "Our broker (release) with {} fake agents (gRPC watch, heartbeat 1 s) and one profile over all of them; {} closed-loop clients (testsuite accounts `test` and `jacques`; rounds of listing → listing → selection → listing, each request with the dynamic cookie the previous answer handed on, a password login every {} rounds and after a failure) for {:?}; {} servers at a time down for {:?} then up as long (every call UNAVAILABLE, watch streams ended), {} outages in all; the accounts' own servers never flap.\n\n",
+        "Our broker (release) with {} fake agents (gRPC watch, heartbeat 1 s) and one profile over all of them; {} closed-loop clients (testsuite accounts `test` and `jacques`; rounds of listing → listing → selection → listing, each request with the dynamic cookie the previous answer handed on, a password login every {:?} per client and after a failure) for {:?}; {} servers at a time down for {:?} then up as long (every call UNAVAILABLE, watch streams ended), {} outages in all; the accounts' own servers never flap.\n\n",
         options.servers,
         options.clients,
-        options.rounds_per_login,
+        options.login_every,
         options.duration,
         options.flapping,
         options.flap_period,
