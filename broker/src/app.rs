@@ -243,7 +243,10 @@ fn run_ssh(cli: Cli, startup: StartupSettings, usage: &str) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let broker = Broker::with_farm(store, startup, farm);
+    // the daemon's drain state holds here too (read only: this process never writes it)
+    let operations = Arc::new(operations_for(&store, &startup, false));
+    let farm = farm.map(|farm| farm.observed_by(operations.farm_observer()));
+    let broker = Broker::assemble(store, startup, farm, operations);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -362,6 +365,10 @@ fn run_http(cli: Cli, startup: StartupSettings, logging: Logging) -> i32 {
         Ok(listener) => listener,
         Err(error) => return start_up.fail(1, format!("cannot bind {address}: {error}")),
     };
+    let admin = match AdminListener::bind(&startup) {
+        Ok(admin) => admin,
+        Err(message) => return start_up.fail(EXIT_USAGE, message),
+    };
     let mut pidfile = None;
     if let Some(files) = &daemon_files {
         match daemonize::detach() {
@@ -404,7 +411,10 @@ fn run_http(cli: Cli, startup: StartupSettings, logging: Logging) -> i32 {
         Ok(farm) => farm,
         Err(message) => return start_up.fail(EXIT_USAGE, message),
     };
-    let broker = Broker::with_farm(store, startup, farm);
+    // after dropping privileges: the audit file belongs to the daemon user, as the logs do
+    let operations = Arc::new(operations_for(&store, &startup, true));
+    let farm = farm.map(|farm| farm.observed_by(operations.farm_observer()));
+    let broker = Broker::assemble(store, startup, farm, operations);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -421,6 +431,11 @@ fn run_http(cli: Cli, startup: StartupSettings, logging: Logging) -> i32 {
         tracing::info!(%address, tls = tls.is_some(), "x2gobroker listening");
         let tls = tls.map(crate::http::ReloadableTls::new);
         // SIGHUP never kills the daemon (`systemctl reload`, logrotate): one handler
+        let admin = match admin.map(AdminListener::into_tokio).transpose() {
+            Ok(admin) => admin,
+            Err(error) => return start_up.fail(1, error.to_string()),
+        };
+        let admin_reload = admin.as_ref().map(|admin| admin.reload.clone());
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
             Ok(hangups) => {
                 tokio::spawn(reload_on_hangup(
@@ -428,6 +443,7 @@ fn run_http(cli: Cli, startup: StartupSettings, logging: Logging) -> i32 {
                     logging,
                     broker.clone(),
                     tls.clone(),
+                    admin_reload,
                 ));
             }
             Err(error) => return start_up.fail(1, format!("cannot handle SIGHUP: {error}")),
@@ -445,12 +461,35 @@ fn run_http(cli: Cli, startup: StartupSettings, logging: Logging) -> i32 {
         if let Some(farm) = &broker.farm {
             farm.resume_pending_keys().await;
         }
+        broker.operations.mark_ready();
         if let Some(readiness) = start_up.readiness.take() {
             readiness.ready();
         }
+        // one shutdown signal for both listeners
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        });
+        let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        let admin_task = admin.map(|admin| {
+            let router = crate::admin::router(broker.clone(), admin.access.clone());
+            tracing::info!(address = %admin.address, tls = admin.tls.is_some(), "admin listener");
+            tokio::spawn(crate::admin::serve(
+                admin.listener,
+                admin.tls,
+                router,
+                until_stopped(stopped.clone()),
+            ))
+        });
         // shutdown in order: stop accepting and drain the requests (serve), then the farm
         // (waiting keys removed, supervisors stopped, actor system stopped)
-        serve(listener, tls, broker.clone(), shutdown_signal()).await;
+        serve(listener, tls, broker.clone(), until_stopped(stopped)).await;
+        if let Some(task) = admin_task {
+            let _ = task.await;
+        }
         if let Some(farm) = &broker.farm {
             farm.shutdown().await;
         }
@@ -501,9 +540,14 @@ async fn reload_on_hangup(
     logging: Logging,
     broker: Arc<Broker>,
     tls: Option<Arc<crate::http::ReloadableTls>>,
+    admin: Option<AdminReload>,
 ) {
     while hangups.recv().await.is_some() {
         let reopened = logging.reopen();
+        broker.operations.audit.reopen();
+        if let Some(admin) = &admin {
+            admin.reload();
+        }
         tracing::info!(reopened, "SIGHUP: log files reopened; reloading");
         let reloader = broker.clone();
         let outcome = tokio::task::spawn_blocking(move || reloader.reload()).await;
@@ -579,5 +623,168 @@ async fn collect_expired_cookies(broker: Arc<Broker>) {
         if removed > 0 {
             tracing::info!(removed, "expired cookies collected");
         }
+    }
+}
+
+/// The operations side of a broker on `store`'s config: the audit log `[admin] audit-log`
+/// names, the drain state of `[admin] state-directory` (`writable`: the daemon; the SSH
+/// broker mode only reads it).
+fn operations_for(
+    store: &ConfigStore,
+    startup: &StartupSettings,
+    writable: bool,
+) -> crate::admin::Operations {
+    let snapshot = store.current();
+    let admin = match &snapshot.config {
+        Ok(config) => config.admin.clone(),
+        Err(_) => crate::config::AdminSettings::default(),
+    };
+    let drain = crate::admin::DrainStore::load(admin.drain_file(&startup.config_file), writable);
+    let audit = if writable {
+        crate::admin::AuditLog::open(admin.audit.clone())
+    } else {
+        crate::admin::AuditLog::to_log()
+    };
+    crate::admin::Operations::new(audit, drain)
+}
+
+/// The admin listener as bound at start-up (before privileges are dropped), with what its
+/// clients are checked against.
+struct AdminListener {
+    address: std::net::SocketAddr,
+    listener: std::net::TcpListener,
+    tls: Option<Arc<crate::http::ReloadableTls>>,
+    access: crate::admin::AdminAccess,
+    reload: AdminReload,
+}
+
+/// The admin listener bound and running on tokio.
+struct TokioAdminListener {
+    address: std::net::SocketAddr,
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<crate::http::ReloadableTls>>,
+    access: crate::admin::AdminAccess,
+    reload: AdminReload,
+}
+
+/// What a SIGHUP reads again for the admin listener: its TLS files and its token file.
+#[derive(Clone)]
+struct AdminReload {
+    settings: crate::config::AdminSettings,
+    tls: Option<Arc<crate::http::ReloadableTls>>,
+    token: Arc<std::sync::RwLock<Option<Arc<str>>>>,
+}
+
+impl AdminReload {
+    fn tls_config(
+        settings: &crate::config::AdminSettings,
+    ) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
+        let (Some(certificate), Some(key)) = (&settings.tls_cert, &settings.tls_key) else {
+            return Ok(None);
+        };
+        let client_certificates = settings.client_ca.as_deref().map(|ca| {
+            if settings.token_file.is_some() {
+                crate::http::ClientCertificates::Optional { ca }
+            } else {
+                crate::http::ClientCertificates::Required { ca }
+            }
+        });
+        crate::http::tls_server_config(certificate, key, client_certificates, &[b"h2", b"http/1.1"])
+            .map(Some)
+            .map_err(|error| format!("[admin]: {error}"))
+    }
+
+    fn read_token(settings: &crate::config::AdminSettings) -> Result<Option<Arc<str>>, String> {
+        let Some(path) = &settings.token_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| format!("[admin] token-file {}: {error}", path.display()))?;
+        let token = text.lines().next().unwrap_or_default().trim().to_string();
+        if token.is_empty() {
+            return Err(format!("[admin] token-file {}: empty", path.display()));
+        }
+        Ok(Some(Arc::from(token)))
+    }
+
+    /// Reads the TLS files and the token file again; files that cannot be used keep the old
+    /// ones serving (one log line each).
+    fn reload(&self) {
+        match (&self.tls, Self::tls_config(&self.settings)) {
+            (Some(tls), Ok(Some(config))) => {
+                tls.replace(config);
+                tracing::info!("admin listener: TLS certificate and key reloaded");
+            }
+            (Some(_), Err(error)) => {
+                tracing::error!(%error, "admin listener: the old TLS certificate keeps serving")
+            }
+            _ => {}
+        }
+        match Self::read_token(&self.settings) {
+            Ok(token) => {
+                if token.is_some() {
+                    tracing::info!("admin listener: token file reloaded");
+                }
+                *self.token.write().unwrap_or_else(|p| p.into_inner()) = token;
+            }
+            Err(error) => tracing::error!(%error, "admin listener: the old token keeps serving"),
+        }
+    }
+}
+
+impl AdminListener {
+    /// Binds `[admin] bind` (none when empty). A listener that would be reachable off
+    /// loopback without TLS and a client check, or whose files cannot be used, stops the
+    /// start; a default port that is taken is only logged (another broker may have it).
+    fn bind(startup: &StartupSettings) -> Result<Option<AdminListener>, String> {
+        let Ok(config) = crate::config::BrokerConfig::parse(
+            &std::fs::read_to_string(&startup.config_file).unwrap_or_default(),
+        ) else {
+            return Ok(None);
+        };
+        let settings = config.admin;
+        let Some(address) = settings.bind else {
+            return Ok(None);
+        };
+        if let Some(problem) = settings.combination_problems().into_iter().next() {
+            return Err(format!("{}: {problem}", startup.config_file.display()));
+        }
+        let tls = AdminReload::tls_config(&settings)?.map(crate::http::ReloadableTls::new);
+        let token = AdminReload::read_token(&settings)?;
+        let listener = match crate::http::bind_listener(address) {
+            Ok(listener) => listener,
+            Err(error) if !settings.bind_configured => {
+                tracing::error!(%address, %error, "admin listener not started: its default address is taken (set [admin] bind, or bind = to switch it off)");
+                return Ok(None);
+            }
+            Err(error) => return Err(format!("cannot bind the admin listener {address}: {error}")),
+        };
+        let token = Arc::new(std::sync::RwLock::new(token));
+        let access = crate::admin::AdminAccess {
+            token: token.clone(),
+            client_ca: settings.client_ca.is_some(),
+        };
+        Ok(Some(AdminListener {
+            address,
+            listener,
+            reload: AdminReload {
+                settings,
+                tls: tls.clone(),
+                token,
+            },
+            tls,
+            access,
+        }))
+    }
+
+    fn into_tokio(self) -> std::io::Result<TokioAdminListener> {
+        self.listener.set_nonblocking(true)?;
+        Ok(TokioAdminListener {
+            address: self.address,
+            listener: tokio::net::TcpListener::from_std(self.listener)?,
+            tls: self.tls,
+            access: self.access,
+            reload: self.reload,
+        })
     }
 }

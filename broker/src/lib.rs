@@ -1,10 +1,12 @@
 //! The X2Go session broker: config, profiles, ACLs, authentication, selection and the HTTP/SSH frontends.
 
 pub mod acl;
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod ctl;
 pub mod daemonize;
 pub mod farm;
 pub mod frontend;

@@ -76,11 +76,24 @@ pub fn nothing_selected(profile: &Profile, port: i64) -> Selection {
     }
 }
 
-/// Selects a server for `profile` without agent information (§10.2 steps 2–7).
-/// `portscan` turns on the TCP probe of each candidate.
+/// The answer when every host of a profile is drained: as if none were available, also for
+/// a single-host profile (a deviation from §10.2, which hands that host back regardless).
+pub fn all_drained(profile: &Profile) -> Selection {
+    Selection::server("no-server-available", profile.ssh_port())
+}
+
+/// Whether every host of `profile` is drained (a profile without hosts is not).
+pub fn every_host_drained(profile: &Profile, drained: &dyn Fn(&str) -> bool) -> bool {
+    let hosts = profile.host_names();
+    !hosts.is_empty() && hosts.iter().all(|host| drained(host))
+}
+
+/// Selects a server for `profile` without agent information (§10.2 steps 2–7), never a
+/// drained one. `portscan` turns on the TCP probe of each candidate.
 pub async fn select_without_agent(
     profile: &Profile,
     portscan: bool,
+    drained: &(dyn Fn(&str) -> bool + Sync),
     world: &mut (dyn SelectionWorld + Send),
 ) -> Selection {
     let original_hosts = profile.hosts();
@@ -88,7 +101,11 @@ pub async fn select_without_agent(
     if original_hosts.is_empty() {
         return nothing_selected(profile, port);
     }
+    if every_host_drained(profile, drained) {
+        return all_drained(profile);
+    }
     let mut hosts = original_hosts.clone();
+    hosts.retain(|host| !drained(host));
     let mut name = hosts[0].clone();
     loop {
         if hosts.iter().any(|host| host == "localhost") {
@@ -158,7 +175,8 @@ mod tests {
             ("[p]\nhost =\nsshport = 2200\n", "no-server-available:2200"),
         ];
         for (text, expected) in cases {
-            let selection = select_without_agent(&profile(text, "p"), false, &mut FirstWorld).await;
+            let selection =
+                select_without_agent(&profile(text, "p"), false, &|_| false, &mut FirstWorld).await;
             assert_eq!(
                 format!("{}:{}", selection.server, selection.port),
                 expected,
@@ -177,17 +195,49 @@ mod tests {
         let text = format!(
             "[multi]\nhost = a (127.0.0.1:{closed_port}), b (127.0.0.1:{open_port})\n[down]\nhost = a (127.0.0.1:{closed_port}), c (127.0.0.1:{closed_port})\n[single]\nhost = a (127.0.0.1:{closed_port})\n"
         );
-        let multi = select_without_agent(&profile(&text, "multi"), true, &mut FirstWorld).await;
+        let multi =
+            select_without_agent(&profile(&text, "multi"), true, &|_| false, &mut FirstWorld).await;
         assert_eq!(
             (multi.server.as_str(), multi.port),
             ("127.0.0.1", i64::from(open_port))
         );
-        let down = select_without_agent(&profile(&text, "down"), true, &mut FirstWorld).await;
+        let down =
+            select_without_agent(&profile(&text, "down"), true, &|_| false, &mut FirstWorld).await;
         assert_eq!(down.server, "no-X2Go-Server-available");
-        let single = select_without_agent(&profile(&text, "single"), true, &mut FirstWorld).await;
+        let single =
+            select_without_agent(&profile(&text, "single"), true, &|_| false, &mut FirstWorld)
+                .await;
         assert_eq!(
             single.server, "127.0.0.1",
             "single-host profiles hand back their own address"
+        );
+    }
+
+    #[tokio::test]
+    async fn drained_hosts_are_never_chosen() {
+        let text = "[multi]\nhost = ts01, ts02, ts03\n[single]\nhost = ts09\nsshport = 2022\n";
+        let ts01_and_ts02 = |host: &str| host == "ts01" || host == "ts02";
+        let multi = select_without_agent(
+            &profile(text, "multi"),
+            false,
+            &ts01_and_ts02,
+            &mut FirstWorld,
+        )
+        .await;
+        assert_eq!(multi.server, "ts03");
+        let all = |_: &str| true;
+        let multi =
+            select_without_agent(&profile(text, "multi"), false, &all, &mut FirstWorld).await;
+        assert_eq!(
+            (multi.server.as_str(), multi.port),
+            ("no-server-available", 22)
+        );
+        // a single-host profile whose host is drained: none available (not its host back)
+        let single =
+            select_without_agent(&profile(text, "single"), false, &all, &mut FirstWorld).await;
+        assert_eq!(
+            (single.server.as_str(), single.port),
+            ("no-server-available", 2022)
         );
     }
 }

@@ -1,6 +1,8 @@
 //! One broker request end to end for every frontend (plain, json, UCCS, SSH mode): checks, authentication, the task (§3.5, §4, §12); domain replies, no wire format.
 
-use crate::acl::{self, ProfileAcls};
+use crate::acl::{self, AclVerdict, ProfileAcls};
+use crate::admin::metrics::{MechLabel, OutcomeLabel};
+use crate::admin::{AuditEvent, Operations};
 use crate::auth::cookies::{self, AccessPolicy, CookieStore};
 use crate::auth::throttle::{LoginThrottle, ThrottleConfig};
 use crate::auth::{self, AuthEnvironment, Mechanism, Verdict};
@@ -95,8 +97,8 @@ impl AclCheck {
         })
     }
 
-    fn allows(&self, acls: &ProfileAcls, user: &str, client_ip: &IpAddr) -> bool {
-        acl::check_profile_acls(
+    fn verdict(&self, acls: &ProfileAcls, user: &str, client_ip: &IpAddr) -> AclVerdict {
+        acl::acl_verdict(
             user,
             *client_ip,
             acls,
@@ -117,6 +119,8 @@ pub struct Broker {
     throttle: std::sync::Mutex<LoginThrottle>,
     /// The live farm state (`[farm]` in x2gobroker.conf), when configured.
     pub farm: Option<FarmHandle>,
+    /// Metrics, the audit log, the drain state.
+    pub operations: Arc<Operations>,
 }
 
 impl Broker {
@@ -131,11 +135,26 @@ impl Broker {
         settings: StartupSettings,
         farm: Option<FarmHandle>,
     ) -> Arc<Broker> {
+        Broker::assemble(store, settings, farm, Arc::new(Operations::in_memory()))
+    }
+
+    /// A broker with its farm and its operations side (metrics, audit log, drain state; the
+    /// farm is told the drained servers now).
+    pub fn assemble(
+        store: ConfigStore,
+        settings: StartupSettings,
+        farm: Option<FarmHandle>,
+        operations: Arc<Operations>,
+    ) -> Arc<Broker> {
+        if let Some(farm) = &farm {
+            farm.set_drained(operations.drain.drained());
+        }
         Arc::new(Broker {
             farm,
             store,
             settings,
             throttle: std::sync::Mutex::new(LoginThrottle::new(ThrottleConfig::default())),
+            operations,
         })
     }
 
@@ -164,6 +183,13 @@ impl Broker {
             {
                 tracing::warn!(user, client = %client_ip, retry_after_seconds = retry_after.as_secs(),
                     "login refused: too many failed attempts");
+                self.operations.metrics.auth_failure(MechLabel::Throttled);
+                self.operations.audit.record(&AuditEvent::Login {
+                    user,
+                    client: *client_ip,
+                    mechanism: &config.backend(backend).auth_mech,
+                    result: "throttled",
+                });
                 return Ok(false);
             }
         }
@@ -183,13 +209,29 @@ impl Broker {
                 Verdict::Unavailable => throttle.end_attempt(user, *client_ip),
             }
         }
-        match verdict {
-            Verdict::Granted => {}
-            Verdict::Refused => tracing::info!(user, client = %client_ip, "login failed"),
-            Verdict::Unavailable => {
-                tracing::warn!(user, client = %client_ip, "login refused: the authentication mechanism could not be asked")
+        let result = match verdict {
+            Verdict::Granted => "ok",
+            Verdict::Refused => {
+                tracing::info!(user, client = %client_ip, "login failed");
+                self.operations
+                    .metrics
+                    .auth_failure(mechanism_label(&mechanism));
+                "failed"
             }
-        }
+            Verdict::Unavailable => {
+                tracing::warn!(user, client = %client_ip, "login refused: the authentication mechanism could not be asked");
+                self.operations
+                    .metrics
+                    .auth_failure(mechanism_label(&mechanism));
+                "unavailable"
+            }
+        };
+        self.operations.audit.record(&AuditEvent::Login {
+            user,
+            client: *client_ip,
+            mechanism: &config.backend(backend).auth_mech,
+            result,
+        });
         Ok(verdict.granted())
     }
 
@@ -593,7 +635,11 @@ impl Broker {
         let mut visible = Vec::new();
         for built in Self::profile_set(snapshot)?.iter() {
             let built = built.as_ref().map_err(|error| error.clone())?;
-            if !acl_check.allows(&built.acls, user, client_ip) {
+            let verdict = acl_check.verdict(&built.acls, user, client_ip);
+            if !verdict.granted() {
+                if self.settings.debug {
+                    tracing::debug!(user, client = %client_ip, profile = %built.profile.id, reason = verdict.reason(), "profile hidden by its ACLs");
+                }
                 continue;
             }
             let autologin = built.settings.session_autologin.get()?;
@@ -636,7 +682,8 @@ impl Broker {
             .collect())
     }
 
-    /// `selectsession` (§10.2) for a non-empty profile id.
+    /// `selectsession` (§10.2) for a non-empty profile id, counted in the metrics and
+    /// written to the audit log.
     async fn select_session(
         &self,
         snapshot: &Snapshot,
@@ -646,47 +693,408 @@ impl Broker {
         client_ip: &IpAddr,
         frontend: Frontend,
     ) -> Result<Selection, BrokerError> {
-        if backend == Backend::Zeroconf {
-            return Ok(Selection::server("localhost", 22));
+        let started = Instant::now();
+        let (selection, outcome) = self
+            .selection(snapshot, config, backend, request, client_ip, frontend)
+            .await?;
+        let label = match outcome {
+            SelectionOutcome::Farm(crate::farm::Outcome::Resumed) => OutcomeLabel::Resumed,
+            SelectionOutcome::Farm(crate::farm::Outcome::TookOver) => OutcomeLabel::TakenOver,
+            SelectionOutcome::Farm(crate::farm::Outcome::New) => OutcomeLabel::New,
+            SelectionOutcome::NoAgent if !selection.server.starts_with("no-") => OutcomeLabel::New,
+            _ => OutcomeLabel::None,
+        };
+        self.operations.metrics.selection(label, started.elapsed());
+        let audit = &self.operations.audit;
+        audit.record(&AuditEvent::Selection {
+            user: &request.user,
+            profile: &request.profile_id,
+            client: *client_ip,
+            server: &selection.server,
+            outcome: outcome.word(),
+        });
+        if outcome == SelectionOutcome::Farm(crate::farm::Outcome::TookOver) {
+            audit.record(&AuditEvent::Takeover {
+                user: &request.user,
+                server: &selection.server,
+                profile: &request.profile_id,
+            });
         }
-        let Some(built) = Self::profile_set(snapshot)?.get(&request.profile_id) else {
-            return Ok(Selection::server("no-server-available", 22));
+        Ok(selection)
+    }
+
+    /// Where a selection is decided: the steps every selection and explanation share (the
+    /// profile, its ACLs, the farm's plan).
+    fn selection_route<'a>(
+        &'a self,
+        snapshot: &'a Snapshot,
+        config: &BrokerConfig,
+        backend: Backend,
+        user: &str,
+        profile_id: &str,
+        client_ip: &IpAddr,
+    ) -> Result<SelectionRoute<'a>, BrokerError> {
+        if backend == Backend::Zeroconf {
+            return Ok(SelectionRoute::Answer(
+                Selection::server("localhost", 22),
+                ExplainPath::Zeroconf,
+            ));
+        }
+        let Some(built) = Self::profile_set(snapshot)?.get(profile_id) else {
+            return Ok(SelectionRoute::Answer(
+                Selection::server("no-server-available", 22),
+                ExplainPath::UnknownProfile,
+            ));
         };
         let built = built.as_ref().map_err(|error| error.clone())?;
-        let profile = &built.profile;
         // Fix of §16 S4: a profile the user may not see is answered like an unknown one.
-        if !AclCheck::new(config, backend)?.allows(&built.acls, &request.user, client_ip) {
-            tracing::warn!(user = %request.user, profile = %profile.id, "selection of a profile the ACLs hide refused");
-            return Ok(Selection::server("no-server-available", 22));
-        }
-        if let (Some(plan), Some(farm)) = (self.farm_plan(built), &self.farm) {
-            // Sessions are looked up and keys installed for the authenticated user only
-            // (fix §16 S3): a different `login` is ignored.
-            if !request.login.is_empty() && request.login != request.user {
-                tracing::warn!(user = %request.user, login = %request.login, "login differs from the authenticated user: ignored");
-            }
-            // the SSH broker mode lives for one request: a one-time key it installed could
-            // not be removed after its lifetime, so it installs none (COMPATIBILITY.md)
-            let autologin = built.settings.session_autologin.get()? && frontend != Frontend::Ssh;
-            let autologin =
-                (autologin && !request.user.is_empty()).then(|| crate::farm::AutologinRequest {
-                    pubkey: request.pubkey.clone(),
-                    key_file: built.settings.authorized_keys.clone(),
-                });
-            let choice = crate::farm::ServerChoice {
-                portscan: built.settings.portscan_x2goservers.get()?,
-                ranking: crate::farm::policy::Ranking::with_load_checker(
-                    built.settings.use_load_checker.get()?,
-                ),
-            };
-            let (selection, outcome) = farm
-                .select(built, &plan, &request.user, client_ip, choice, autologin)
-                .await;
-            tracing::info!(user = %request.user, profile = %profile.id, server = %selection.server, ?outcome, "selected from live state");
-            return Ok(selection);
+        let verdict = AclCheck::new(config, backend)?.verdict(&built.acls, user, client_ip);
+        if !verdict.granted() {
+            return Ok(SelectionRoute::Answer(
+                Selection::server("no-server-available", 22),
+                ExplainPath::Acl(verdict),
+            ));
         }
         let portscan = built.settings.portscan_x2goservers.get()?;
-        Ok(select::select_without_agent(profile, portscan, &mut RealWorld).await)
+        match (self.farm_plan(built), &self.farm) {
+            (Some(plan), Some(farm)) => {
+                let choice = crate::farm::ServerChoice {
+                    portscan,
+                    ranking: crate::farm::policy::Ranking::with_load_checker(
+                        built.settings.use_load_checker.get()?,
+                    ),
+                };
+                Ok(SelectionRoute::Farm {
+                    built,
+                    farm,
+                    plan,
+                    choice,
+                })
+            }
+            _ => Ok(SelectionRoute::NoAgent { built, portscan }),
+        }
+    }
+
+    /// The selection and how it was made.
+    async fn selection(
+        &self,
+        snapshot: &Snapshot,
+        config: &BrokerConfig,
+        backend: Backend,
+        request: &BrokerRequest,
+        client_ip: &IpAddr,
+        frontend: Frontend,
+    ) -> Result<(Selection, SelectionOutcome), BrokerError> {
+        let route = self.selection_route(
+            snapshot,
+            config,
+            backend,
+            &request.user,
+            &request.profile_id,
+            client_ip,
+        )?;
+        let drained = |host: &str| self.operations.drain.is_drained(host);
+        match route {
+            SelectionRoute::Answer(selection, path) => {
+                if let ExplainPath::Acl(_) = path {
+                    tracing::warn!(user = %request.user, profile = %request.profile_id, "selection of a profile the ACLs hide refused");
+                }
+                Ok((selection, SelectionOutcome::Refused))
+            }
+            SelectionRoute::Farm {
+                built,
+                farm,
+                plan,
+                choice,
+            } => {
+                let profile = &built.profile;
+                // Sessions are looked up and keys installed for the authenticated user only
+                // (fix §16 S3): a different `login` is ignored.
+                if !request.login.is_empty() && request.login != request.user {
+                    tracing::warn!(user = %request.user, login = %request.login, "login differs from the authenticated user: ignored");
+                }
+                if self.settings.debug {
+                    let explanation = farm.explain(built, &plan, &request.user, choice).await;
+                    for host in &explanation.hosts {
+                        tracing::debug!(user = %request.user, profile = %profile.id, server = %host.host, chosen = host.chosen, reason = %host.reason, "selection: server considered");
+                    }
+                }
+                // the SSH broker mode lives for one request: a one-time key it installed could
+                // not be removed after its lifetime, so it installs none (COMPATIBILITY.md)
+                let autologin =
+                    built.settings.session_autologin.get()? && frontend != Frontend::Ssh;
+                let autologin = (autologin && !request.user.is_empty()).then(|| {
+                    crate::farm::AutologinRequest {
+                        pubkey: request.pubkey.clone(),
+                        key_file: built.settings.authorized_keys.clone(),
+                    }
+                });
+                let (mut selection, outcome) = farm
+                    .select(built, &plan, &request.user, client_ip, choice, autologin)
+                    .await;
+                if outcome == crate::farm::Outcome::NoServer
+                    && select::every_host_drained(profile, &drained)
+                {
+                    selection = select::all_drained(profile);
+                }
+                tracing::info!(user = %request.user, profile = %profile.id, server = %selection.server, ?outcome, "selected from live state");
+                Ok((selection, SelectionOutcome::Farm(outcome)))
+            }
+            SelectionRoute::NoAgent { built, portscan } => {
+                let selection = select::select_without_agent(
+                    &built.profile,
+                    portscan,
+                    &drained,
+                    &mut RealWorld,
+                )
+                .await;
+                Ok((selection, SelectionOutcome::NoAgent))
+            }
+        }
+    }
+
+    /// What `selectsession` would answer now for `user` and `profile_id` (the default
+    /// backend), through the same steps, without side effects: no placement, no suspend, no
+    /// key. Every server of the profile comes with its reason.
+    pub async fn explain(
+        &self,
+        user: &str,
+        profile_id: &str,
+        client_ip: &IpAddr,
+    ) -> Result<Explained, BrokerError> {
+        let backend = self.backend_for("").ok_or(BrokerError::NotFound)?;
+        let snapshot = self.snapshot();
+        let config = snapshot.config.clone().map_err(BrokerError::Internal)?;
+        let route =
+            self.selection_route(&snapshot, &config, backend, user, profile_id, client_ip)?;
+        let drained = |host: &str| self.operations.drain.is_drained(host);
+        match route {
+            SelectionRoute::Answer(selection, path) => Ok(Explained {
+                path,
+                decision: None,
+                selection,
+                hosts: Vec::new(),
+            }),
+            SelectionRoute::Farm {
+                built,
+                farm,
+                plan,
+                choice,
+            } => {
+                let explanation = farm.explain(built, &plan, user, choice).await;
+                let mut selection = explanation.selection;
+                if explanation.decision == crate::farm::policy::Decision::NoServer
+                    && select::every_host_drained(&built.profile, &drained)
+                {
+                    selection = select::all_drained(&built.profile);
+                }
+                Ok(Explained {
+                    path: ExplainPath::LiveFarm,
+                    decision: Some(explanation.decision),
+                    selection,
+                    hosts: explanation.hosts,
+                })
+            }
+            SelectionRoute::NoAgent { built, .. } => {
+                let profile = &built.profile;
+                let candidates: Vec<&String> = profile
+                    .host_names()
+                    .iter()
+                    .filter(|host| !drained(host))
+                    .collect();
+                let hosts = profile
+                    .host_names()
+                    .iter()
+                    .map(|host| crate::farm::policy::HostReason {
+                        host: host.clone(),
+                        chosen: false,
+                        reason: if drained(host) {
+                            "drained: no new sessions".to_string()
+                        } else {
+                            format!(
+                                "candidate: chosen at random among {} (no agent for this profile)",
+                                candidates.len()
+                            )
+                        },
+                        rank: None,
+                        view: None,
+                    })
+                    .collect();
+                let selection = match candidates.as_slice() {
+                    _ if select::every_host_drained(profile, &drained) => {
+                        select::all_drained(profile)
+                    }
+                    [only] => Selection::server(
+                        profile
+                            .host_address(only)
+                            .unwrap_or_else(|| (*only).clone()),
+                        profile.host_port(only).unwrap_or(profile.ssh_port()),
+                    ),
+                    _ => Selection::server("", profile.ssh_port()),
+                };
+                Ok(Explained {
+                    path: ExplainPath::NoAgent,
+                    decision: None,
+                    selection,
+                    hosts,
+                })
+            }
+        }
+    }
+
+    /// Every server the farm knows or a profile names, by name (the admin API, the metrics,
+    /// the status page), plus drained servers neither knows.
+    pub async fn farm_overview(&self) -> Vec<crate::farm::balancer::ServerOverview> {
+        let mut servers = match &self.farm {
+            Some(farm) => farm.overview().await,
+            None => Vec::new(),
+        };
+        let snapshot = self.snapshot();
+        let named: Vec<String> = match snapshot.profile_set() {
+            Ok(set) => set
+                .iter()
+                .flatten()
+                .flat_map(|built| built.profile.host_names().to_vec())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        for name in named.into_iter().chain(self.operations.drain.drained()) {
+            if !servers.iter().any(|server| server.name == name) {
+                servers.push(crate::farm::balancer::ServerOverview {
+                    name,
+                    view: None,
+                    last_heard: None,
+                });
+            }
+        }
+        servers.sort_by(|a, b| a.name.cmp(&b.name));
+        servers
+    }
+
+    /// Whether some profile of the current config names `server` (only those can be drained).
+    pub fn names_server(&self, server: &str) -> bool {
+        let snapshot = self.snapshot();
+        let Ok(set) = snapshot.profile_set() else {
+            return false;
+        };
+        let named = set
+            .iter()
+            .flatten()
+            .any(|built| built.profile.host_names().iter().any(|host| host == server));
+        named
+    }
+
+    /// Drains (`drain`) or undrains `server` for every profile that names it, for `by` (the
+    /// admin client): the state file first, then the farm; an audit line. Answers whether
+    /// anything changed.
+    pub fn set_drained(&self, server: &str, drain: bool, by: &str) -> Result<bool, DrainFailure> {
+        if drain && !self.names_server(server) && !self.operations.drain.is_drained(server) {
+            return Err(DrainFailure::UnknownServer);
+        }
+        let changed = self
+            .operations
+            .drain
+            .set(server, drain)
+            .map_err(|error| DrainFailure::NotKept(error.to_string()))?;
+        if let Some(farm) = &self.farm {
+            farm.set_drained(self.operations.drain.drained());
+        }
+        if changed {
+            tracing::info!(server, drained = drain, by, "drain state changed");
+            self.operations.audit.record(&AuditEvent::Drain {
+                server,
+                drained: drain,
+                by,
+            });
+        }
+        Ok(changed)
+    }
+}
+
+/// Why a drain or undrain was not done.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DrainFailure {
+    #[error("no profile names this server")]
+    UnknownServer,
+    #[error("the drain state could not be kept: {0}")]
+    NotKept(String),
+}
+
+/// How a selection was made (metrics, audit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SelectionOutcome {
+    /// From the live farm.
+    Farm(crate::farm::Outcome),
+    /// Without agents (random among the profile's hosts).
+    NoAgent,
+    /// Before any server was looked at (unknown profile, ACLs, zeroconf).
+    Refused,
+}
+
+impl SelectionOutcome {
+    /// The audit log's word.
+    fn word(self) -> &'static str {
+        match self {
+            SelectionOutcome::Farm(crate::farm::Outcome::Resumed) => "resumed",
+            SelectionOutcome::Farm(crate::farm::Outcome::TookOver) => "taken_over",
+            SelectionOutcome::Farm(crate::farm::Outcome::New) => "new",
+            SelectionOutcome::Farm(crate::farm::Outcome::NoServer) => "none",
+            SelectionOutcome::NoAgent => "no_agent",
+            SelectionOutcome::Refused => "none",
+        }
+    }
+}
+
+/// Where a selection is decided.
+enum SelectionRoute<'a> {
+    /// Answered before any server is looked at.
+    Answer(Selection, ExplainPath),
+    /// By the live farm.
+    Farm {
+        built: &'a Arc<BuiltProfile>,
+        farm: &'a FarmHandle,
+        plan: crate::farm::AgentPlan,
+        choice: crate::farm::ServerChoice,
+    },
+    /// Without agents.
+    NoAgent {
+        built: &'a Arc<BuiltProfile>,
+        portscan: bool,
+    },
+}
+
+/// How an explained selection is decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExplainPath {
+    /// By the live farm's state.
+    LiveFarm,
+    /// At random among the hosts not drained (no agent for the profile).
+    NoAgent,
+    /// The ACLs hide the profile from the user (answered as an unknown profile).
+    Acl(AclVerdict),
+    UnknownProfile,
+    Zeroconf,
+}
+
+/// What [`Broker::explain`] answers.
+#[derive(Debug, Clone)]
+pub struct Explained {
+    pub path: ExplainPath,
+    /// The live farm's decision, when the farm decides.
+    pub decision: Option<crate::farm::policy::Decision>,
+    /// The answer `selectsession` would give (no server name when chosen at random).
+    pub selection: Selection,
+    pub hosts: Vec<crate::farm::policy::HostReason>,
+}
+
+/// The metrics label of a mechanism.
+fn mechanism_label(mechanism: &Mechanism) -> MechLabel {
+    match mechanism {
+        Mechanism::None => MechLabel::None,
+        Mechanism::Testsuite => MechLabel::Testsuite,
+        Mechanism::Pam => MechLabel::Pam,
+        Mechanism::HttpsGet(_) => MechLabel::HttpsGet,
+        Mechanism::Unknown(_) => MechLabel::Unknown,
     }
 }
 

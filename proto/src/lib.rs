@@ -1,4 +1,4 @@
-//! Generated gRPC contract between the X2Go broker and its agents (`x2gobroker.agent.v1`).
+//! Generated gRPC contracts: between the X2Go broker and its agents (`x2gobroker.agent.v1`), and the broker's admin API (`x2gobroker.admin.v1`).
 //!
 //! No logic and no I/O here: the `.proto` file under `proto/` is the source of truth.
 
@@ -10,9 +10,22 @@ pub mod agent {
     }
 }
 
-/// Encoded `FileDescriptorSet` of every file of the contract, for gRPC reflection.
+/// Package `x2gobroker.admin.v1`: the broker's `Admin` service, its client and server.
+pub mod admin {
+    pub mod v1 {
+        #![allow(clippy::all, missing_docs)]
+        tonic::include_proto!("x2gobroker.admin.v1");
+    }
+}
+
+/// Encoded `FileDescriptorSet` of the agent contract, for gRPC reflection on an agent.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/agent_descriptor.bin"));
+
+/// Encoded `FileDescriptorSet` of the admin contract, for gRPC reflection on the broker's
+/// admin port.
+pub const ADMIN_FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/admin_descriptor.bin"));
 
 #[cfg(test)]
 mod tests {
@@ -31,6 +44,22 @@ mod tests {
         let methods: Vec<&str> = service.method.iter().map(|m| m.name()).collect();
         assert!(methods.contains(&"Watch"));
         assert!(methods.contains(&"ListAllSessions"));
+    }
+
+    #[test]
+    fn each_descriptor_set_names_its_own_service_only() {
+        let packages = |bytes: &[u8]| -> Vec<String> {
+            let set = prost_types::FileDescriptorSet::decode(bytes).unwrap();
+            set.file.iter().map(|f| f.package().to_string()).collect()
+        };
+        assert_eq!(
+            packages(super::FILE_DESCRIPTOR_SET),
+            ["x2gobroker.agent.v1"]
+        );
+        assert_eq!(
+            packages(super::ADMIN_FILE_DESCRIPTOR_SET),
+            ["x2gobroker.admin.v1"]
+        );
     }
 
     #[test]

@@ -70,7 +70,13 @@ pub fn pending_keys_file(
     state_directory: &std::path::Path,
     config_file: &std::path::Path,
 ) -> PathBuf {
-    let name: String = config_file
+    state_directory.join(format!("pending-keys.{}.json", file_stem_of(config_file)))
+}
+
+/// A config file's path as one file-name part (`/etc/x2go/x2gobroker.conf` →
+/// `etc_x2go_x2gobroker.conf`): the state files of brokers on one host, one config each.
+pub fn file_stem_of(config_file: &std::path::Path) -> String {
+    config_file
         .to_string_lossy()
         .trim_start_matches('/')
         .chars()
@@ -81,8 +87,7 @@ pub fn pending_keys_file(
                 '_'
             }
         })
-        .collect();
-    state_directory.join(format!("pending-keys.{name}.json"))
+        .collect()
 }
 
 /// The broker's private keys as §5.3 names them (`id_rsa`, `id_dsa`, `id_ecdsa`), plus

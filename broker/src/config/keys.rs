@@ -32,6 +32,8 @@ pub enum Kind {
     Milliseconds { range: Option<Range> },
     /// A TCP port, 1–65535.
     Port,
+    /// An IP address and a port (`127.0.0.1:8081`, `[::1]:8081`); empty means "off".
+    SocketAddress,
     /// A list: a `[…]` literal of strings, comma-separated words, or one word.
     List,
     /// Free text.
@@ -124,9 +126,11 @@ impl KeySpec {
                 Value::Int(0)
             }
             Kind::List => Value::List(Vec::new()),
-            Kind::Text | Kind::Path | Kind::Enum { .. } | Kind::Switch { .. } => {
-                Value::Str(String::new())
-            }
+            Kind::Text
+            | Kind::Path
+            | Kind::SocketAddress
+            | Kind::Enum { .. }
+            | Kind::Switch { .. } => Value::Str(String::new()),
         }
     }
 
@@ -242,6 +246,13 @@ impl Kind {
                 _ => Ok(Typed::List(Vec::new())),
             },
             Kind::Text | Kind::Path => Ok(Typed::Text(raw.to_string())),
+            Kind::SocketAddress => trimmed
+                .parse::<std::net::SocketAddr>()
+                .map(|_| Typed::Text(trimmed.to_string()))
+                .map_err(|_| ValueError::NotASocketAddress {
+                    key: key.to_string(),
+                    raw: raw.to_string(),
+                }),
             Kind::Enum {
                 names, ignore_case, ..
             } => {
@@ -471,6 +482,18 @@ pub mod http {
     pub const KEEP_ALIVE: &str = "keep-alive";
 }
 
+/// `[admin]` key names: the admin listener, drain state and audit log (x2gobroker-rs).
+pub mod admin {
+    pub const SECTION: &str = "admin";
+    pub const BIND: &str = "bind";
+    pub const TLS_CERT: &str = "tls-cert";
+    pub const TLS_KEY: &str = "tls-key";
+    pub const CLIENT_CA: &str = "client-ca";
+    pub const TOKEN_FILE: &str = "token-file";
+    pub const STATE_DIRECTORY: &str = "state-directory";
+    pub const AUDIT_LOG: &str = "audit-log";
+}
+
 /// The `broker-*` keys of a session profile.
 pub mod profile {
     pub const AGENT_QUERY_MODE: &str = "broker-agent-query-mode";
@@ -686,6 +709,32 @@ pub static FARM: SectionSpec = SectionSpec {
     ],
 };
 
+/// `[admin]`: the admin listener, drain state and audit log (x2gobroker-rs). Read at start-up.
+pub static ADMIN: SectionSpec = SectionSpec {
+    name: admin::SECTION,
+    typing: Typing::Strict,
+    ours: true,
+    keys: &[
+        KeySpec::new(admin::BIND, Kind::SocketAddress, Some("127.0.0.1:8081"))
+            .default_note("empty: no admin listener"),
+        KeySpec::new(admin::TLS_CERT, Kind::Path, None),
+        KeySpec::new(admin::TLS_KEY, Kind::Path, None),
+        KeySpec::new(admin::CLIENT_CA, Kind::Path, None),
+        KeySpec::new(admin::TOKEN_FILE, Kind::Path, None),
+        KeySpec::new(
+            admin::STATE_DIRECTORY,
+            Kind::Path,
+            Some("/var/lib/x2gobroker"),
+        ),
+        KeySpec::new(
+            admin::AUDIT_LOG,
+            Kind::Path,
+            Some("/var/log/x2gobroker/audit.log"),
+        )
+        .default_note("a file, or journald"),
+    ],
+};
+
 /// Timeouts of `[http]`: at least 100 ms, at most an hour.
 const HTTP_MILLISECONDS: Kind = Kind::Milliseconds {
     range: range(100, 3_600_000),
@@ -735,6 +784,7 @@ pub static SECTIONS: &[&SectionSpec] = &[
     &AUTHMECH_HTTPS_GET,
     &FARM,
     &HTTP,
+    &ADMIN,
 ];
 
 /// Sections that are known but not read.
@@ -842,6 +892,26 @@ mod tests {
             (Kind::Port, "0", Err("not a port number (1-65535)")),
             (Kind::Port, "65536", Err("not a port number")),
             (Kind::Port, "http", Err("not a port number")),
+            (
+                Kind::SocketAddress,
+                "127.0.0.1:8081",
+                Ok(Typed::Text("127.0.0.1:8081".to_string())),
+            ),
+            (
+                Kind::SocketAddress,
+                " [::1]:9 ",
+                Ok(Typed::Text("[::1]:9".to_string())),
+            ),
+            (
+                Kind::SocketAddress,
+                "localhost:8081",
+                Err("not an IP address and port"),
+            ),
+            (
+                Kind::SocketAddress,
+                "8081",
+                Err("not an IP address and port"),
+            ),
             (Kind::Int { range: None }, "-3", Ok(Typed::Int(-3))),
             (
                 Kind::Int { range: range(1, 9) },

@@ -1,5 +1,6 @@
 //! Broker configuration: the key table, `x2gobroker.conf` typed once per loaded version (§5), the resolution rules, the start-up settings.
 
+pub mod admin;
 pub mod agent_mode;
 pub mod farm;
 pub mod http;
@@ -10,6 +11,7 @@ pub mod startup;
 pub mod typing;
 pub mod value;
 
+pub use admin::{AdminSettings, AuditTarget};
 pub use agent_mode::{configured_agent_query_mode, effective_agent_mode, AgentQueryMode};
 pub use farm::{FarmConfig, FarmDefaults, FarmSettings};
 pub use http::HttpLimits;
@@ -75,6 +77,7 @@ pub struct BrokerConfig {
     pub https_get: HttpsGetSettings,
     pub farm: FarmSettings,
     pub http: HttpLimits,
+    pub admin: AdminSettings,
 }
 
 impl Default for BrokerConfig {
@@ -94,6 +97,7 @@ impl BrokerConfig {
             https_get: HttpsGetSettings::resolve(&document),
             farm: FarmSettings::resolve(&document, &global),
             http: HttpLimits::resolve(&document),
+            admin: AdminSettings::resolve(&document),
             global,
             document,
         }
@@ -144,7 +148,9 @@ impl BrokerConfig {
     /// Every problem of this configuration at once (for `--check-config`): each names the
     /// section, the key and the value.
     pub fn problems(&self) -> Vec<String> {
-        settings::problems(&self.document)
+        let mut problems = settings::problems(&self.document);
+        problems.extend(self.admin.combination_problems());
+        problems
     }
 }
 

@@ -616,6 +616,9 @@ mod tests {
         let read = Reader::new(&document, &keys::HTTP);
         crate::config::http::HttpLimits::read(&read);
         expect(&keys::HTTP, read.asked.take());
+        let read = Reader::new(&document, &keys::ADMIN);
+        crate::config::admin::AdminSettings::read(&read);
+        expect(&keys::ADMIN, read.asked.take());
         let mut all: Vec<&str> = keys::SECTIONS.iter().map(|section| section.name).collect();
         all.sort();
         checked.sort();

@@ -29,6 +29,8 @@ pub enum ValueError {
     },
     #[error("{key} = {raw:?}: not a port number (1-65535)")]
     NotAPort { key: String, raw: String },
+    #[error("{key} = {raw:?}: not an IP address and port (such as 127.0.0.1:8081)")]
+    NotASocketAddress { key: String, raw: String },
     #[error("{key} = {raw:?}: not one of {names} ({read_as})")]
     NotOneOf {
         key: String,

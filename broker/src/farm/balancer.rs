@@ -41,6 +41,8 @@ pub struct SelectServer {
     pub excluded: Vec<String>,
     /// How the profile spreads new sessions.
     pub ranking: Ranking,
+    /// Whether a new session's placement is recorded (false: an explanation, no side effect).
+    pub record: bool,
 }
 
 /// The balancer's answer to [`SelectServer`].
@@ -107,6 +109,31 @@ pub struct WaitSuspended {
 #[rtype(result = "()")]
 pub struct Barrier;
 
+/// The servers an admin drained (the whole set, replacing the last one) (event).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SetDrained {
+    pub servers: BTreeSet<String>,
+}
+
+/// What the balancer knows of `hosts` (every host when `None`), with each one's last report
+/// age: the admin API's and the metrics' view. Answered from state in place.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<ServerOverview>")]
+pub struct Overview {
+    pub hosts: Option<Arc<[String]>>,
+}
+
+/// One server in an [`Overview`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerOverview {
+    pub name: String,
+    /// `None`: a host of the request the balancer has never heard of.
+    pub view: Option<ServerView>,
+    /// Time since its last report or failure; `None`: never heard of.
+    pub last_heard: Option<Duration>,
+}
+
 /// A snapshot of the whole farm (diagnostics, tests: it copies every session).
 #[derive(Debug, Message)]
 #[rtype(result = "BTreeMap<String, ServerView>")]
@@ -120,6 +147,8 @@ struct ServerEntry {
     placed: VecDeque<Instant>,
     /// Whether the supervisor has said anything about this server yet.
     heard: bool,
+    /// When it last did.
+    last_heard: Option<Instant>,
 }
 
 impl Default for ServerEntry {
@@ -128,6 +157,7 @@ impl Default for ServerEntry {
             view: ServerView::unknown(),
             placed: VecDeque::new(),
             heard: false,
+            last_heard: None,
         }
     }
 }
@@ -156,6 +186,8 @@ pub struct Balancer {
     placements: VecDeque<(Instant, Arc<str>)>,
     /// Servers whose last report came through the legacy agent.
     legacy: BTreeSet<Arc<str>>,
+    /// Servers an admin drained (also those not known yet: applied when they appear).
+    drained: BTreeSet<String>,
     /// How many they are, readable without a message (most farms have none).
     legacy_count: Arc<AtomicUsize>,
     pending_ttl: Duration,
@@ -176,6 +208,7 @@ impl Balancer {
             by_user: Map::default(),
             placements: VecDeque::new(),
             legacy: BTreeSet::new(),
+            drained: BTreeSet::new(),
             legacy_count: Arc::new(AtomicUsize::new(0)),
             pending_ttl,
             heard_waiters: Vec::new(),
@@ -258,7 +291,9 @@ impl Balancer {
             Some((name, _)) => name.clone(),
             None => {
                 let name: Arc<str> = Arc::from(server);
-                self.servers.insert(name.clone(), ServerEntry::default());
+                let mut entry = ServerEntry::default();
+                entry.view.drained = self.drained.contains(server);
+                self.servers.insert(name.clone(), entry);
                 name
             }
         };
@@ -353,6 +388,7 @@ impl Handler<AgentReported> for Balancer {
         entry.view.load_factor = report.load_factor;
         entry.view.via = Some(report.via);
         entry.heard = true;
+        entry.last_heard = Some(Instant::now());
         match report.via {
             Via::Grpc => self.legacy.remove(&*name),
             Via::Ssh | Via::Local => self.legacy.insert(name),
@@ -373,6 +409,7 @@ impl Handler<AgentUnreachable> for Balancer {
             tracing::warn!(server = %event.server, "agent unreachable: server marked down");
         }
         entry.heard = true;
+        entry.last_heard = Some(Instant::now());
         // placements stay until confirmed or expired: a server back from a short outage
         // (a slow poll) still carries the sessions just sent to it
         entry.view.health = Health::Down;
@@ -452,7 +489,7 @@ impl Handler<SelectServer> for Balancer {
             | Decision::New { host } => self.server(host).and_then(|view| view.via),
             Decision::NoServer => None,
         };
-        if let Decision::New { host } = &decision {
+        if let (Decision::New { host }, true) = (&decision, request.record) {
             let (name, entry) = self.entry(host);
             entry.placed.push_back(now);
             entry.view.pending = entry.placed.len() as u32;
@@ -508,6 +545,48 @@ impl Handler<LegacyHosts> for Balancer {
     }
 }
 
+impl Handler<SetDrained> for Balancer {
+    type Result = ();
+
+    fn handle(&mut self, event: SetDrained, _: &mut Context<Self>) {
+        for (name, entry) in self.servers.iter_mut() {
+            entry.view.drained = event.servers.contains(&**name);
+        }
+        self.drained = event.servers;
+    }
+}
+
+impl Handler<Overview> for Balancer {
+    type Result = MessageResult<Overview>;
+
+    fn handle(&mut self, request: Overview, _: &mut Context<Self>) -> Self::Result {
+        let now = Instant::now();
+        self.expire(now);
+        let overview = |name: &str, entry: Option<&ServerEntry>| ServerOverview {
+            name: name.to_string(),
+            view: entry.map(|entry| entry.view.clone()),
+            last_heard: entry
+                .and_then(|entry| entry.last_heard)
+                .map(|heard| now.saturating_duration_since(heard)),
+        };
+        let mut servers: Vec<ServerOverview> = match &request.hosts {
+            Some(hosts) => hosts
+                .iter()
+                .map(|host| overview(host, self.servers.get(host.as_str())))
+                .collect(),
+            None => self
+                .servers
+                .iter()
+                .map(|(name, entry)| overview(name, Some(entry)))
+                .collect(),
+        };
+        if request.hosts.is_none() {
+            servers.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+        MessageResult(servers)
+    }
+}
+
 impl Handler<Barrier> for Balancer {
     type Result = ();
 
@@ -555,6 +634,7 @@ pub(crate) mod tests {
                     asked: Vec::new(),
                     excluded: Vec::new(),
                     ranking: Ranking::Sessions,
+                    record: true,
                 })
                 .await
                 .unwrap()
@@ -589,6 +669,7 @@ pub(crate) mod tests {
                 asked: Vec::new(),
                 excluded: Vec::new(),
                 ranking: Ranking::Sessions,
+                record: true,
             })
             .await
             .unwrap()
@@ -614,6 +695,7 @@ pub(crate) mod tests {
                 asked: Vec::new(),
                 excluded: Vec::new(),
                 ranking: Ranking::Sessions,
+                record: true,
             })
             .await
             .unwrap()

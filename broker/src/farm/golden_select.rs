@@ -59,6 +59,7 @@ fn farm_state(
                 load_factor: None,
                 pending: 0,
                 via: Some(Via::Grpc),
+                drained: false,
             };
             (host.clone(), view)
         })

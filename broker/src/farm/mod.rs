@@ -92,6 +92,8 @@ pub struct FarmHandle {
     legacy_views: Mutex<HashMap<String, BTreeSet<String>>>,
     /// A listing's legacy answers per (user, host list), for that user's next selection.
     recent_answers: Mutex<HashMap<AnswerKey, (Instant, Vec<SessionView>)>>,
+    /// Told of every agent call and failure (the broker's metrics).
+    observer: Option<Arc<dyn model::AgentObserver>>,
 }
 
 /// The farm's configuration and what its files hold (the agents' token, TLS material).
@@ -148,6 +150,8 @@ enum Reuse {
     Keep,
     /// A selection: use (and consume) a recent listing's answer, else ask.
     Take,
+    /// An explanation: use a recent listing's answer without consuming it, else ask.
+    Peek,
     /// A take-over must see the current state: always ask.
     Fresh,
 }
@@ -237,7 +241,15 @@ impl FarmHandle {
             settled: Mutex::new(Vec::new()),
             legacy_views: Mutex::new(HashMap::new()),
             recent_answers: Mutex::new(HashMap::new()),
+            observer: None,
         })
+    }
+
+    /// Tells `observer` of every agent call and failure of the supervisors started from now
+    /// on (set it before the first server is supervised).
+    pub fn observed_by(mut self, observer: Arc<dyn model::AgentObserver>) -> FarmHandle {
+        self.observer = Some(observer);
+        self
     }
 
     /// The configuration the farm runs with (which profiles it drives:
@@ -331,7 +343,8 @@ impl FarmHandle {
                 load_interval: runtime.config.load_interval,
             },
             self.balancer.clone(),
-        );
+        )
+        .observed_by(self.observer.clone());
         supervisor::Supervisor::start_in_arbiter(&self.arbiter, move |_| actor)
     }
 
@@ -389,6 +402,25 @@ impl FarmHandle {
                 tracing::warn!(profile = %built.profile.id, "answering before every new server's first report")
             }
         }
+    }
+
+    /// Every server the balancer knows, by name, with its last report's age (admin API,
+    /// metrics, status page).
+    pub async fn overview(&self) -> Vec<balancer::ServerOverview> {
+        self.balancer
+            .send(balancer::Overview { hosts: None })
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Applies the drained servers (the whole set) to the balancer's decisions.
+    pub fn set_drained(&self, servers: BTreeSet<String>) {
+        self.balancer.do_send(balancer::SetDrained { servers });
+    }
+
+    /// Whether `host` is a server the farm supervises.
+    pub fn supervises(&self, host: &str) -> bool {
+        lock(&self.servers).contains_key(host)
     }
 
     /// The whole farm's state as the balancer holds it (for tests and diagnostics).
@@ -509,8 +541,12 @@ impl FarmHandle {
             return nothing(false);
         }
         let key = (user.to_string(), hosts.clone());
-        if reuse == Reuse::Take {
-            let recent = lock(&self.recent_answers).remove(&key);
+        if matches!(reuse, Reuse::Take | Reuse::Peek) {
+            let recent = if reuse == Reuse::Take {
+                lock(&self.recent_answers).remove(&key)
+            } else {
+                lock(&self.recent_answers).get(&key).cloned()
+            };
             if let Some((asked_at, sessions)) = recent {
                 if asked_at.elapsed() <= self.runtime().config.legacy_reuse {
                     return LegacyAnswers {
@@ -633,11 +669,99 @@ impl FarmHandle {
         choice: ServerChoice,
         autologin: Option<AutologinRequest>,
     ) -> (Selection, Outcome) {
+        let Chosen {
+            decision,
+            via,
+            mut selection,
+            ..
+        } = self
+            .choose(built, plan, user, choice, Choosing::Select)
+            .await;
+        let (host, outcome) = match decision {
+            Decision::Resume { host, .. } => (host, Outcome::Resumed),
+            Decision::TakeOver { host, session } => {
+                if let Some(line) = self.take_over(&host, via, user, &session).await {
+                    selection.session_info = Some(line);
+                }
+                (host, Outcome::TookOver)
+            }
+            Decision::New { host } => (host, Outcome::New),
+            Decision::NoServer => return (selection, Outcome::NoServer),
+        };
+        if let Some(autologin) = autologin {
+            self.install_key(&host, user, client_ip, autologin, &mut selection)
+                .await;
+        }
+        (selection, outcome)
+    }
+
+    /// What [`FarmHandle::select`] would decide now, through the same steps (legacy asks,
+    /// port scan, the balancer's decision), with no side effect: no placement recorded, no
+    /// listing answer consumed, no suspend, no key. Every host's reason comes with it.
+    pub async fn explain(
+        &self,
+        built: &BuiltProfile,
+        plan: &AgentPlan,
+        user: &str,
+        choice: ServerChoice,
+    ) -> Explanation {
+        let chosen = self
+            .choose(built, plan, user, choice, Choosing::Explain)
+            .await;
+        let overview = self
+            .balancer
+            .send(balancer::Overview {
+                hosts: Some(built.hosts.clone()),
+            })
+            .await
+            .unwrap_or_default();
+        let views: BTreeMap<String, policy::ServerView> = overview
+            .into_iter()
+            .filter_map(|server| Some((server.name, server.view?)))
+            .collect();
+        let left_out: Vec<(String, policy::LeftOut)> = chosen
+            .exclusions
+            .iter()
+            .map(|exclusion| (exclusion.host.clone(), policy::LeftOut::PortClosed))
+            .chain(
+                chosen
+                    .unvouched
+                    .iter()
+                    .map(|host| (host.clone(), policy::LeftOut::Unvouched)),
+            )
+            .collect();
+        let hosts = policy::explain_hosts(
+            &built.hosts,
+            &views,
+            choice.ranking,
+            &chosen.decision,
+            &left_out,
+        );
+        Explanation {
+            decision: chosen.decision,
+            selection: chosen.selection,
+            hosts,
+        }
+    }
+
+    /// The decision for a selection or an explanation: the legacy agents asked (a take-over
+    /// always sees fresh answers), the balancer's decision, repeated past servers whose X2Go
+    /// port the scan finds closed.
+    async fn choose(
+        &self,
+        built: &BuiltProfile,
+        plan: &AgentPlan,
+        user: &str,
+        choice: ServerChoice,
+        choosing: Choosing,
+    ) -> Chosen {
         self.supervise_and_settle(built, plan).await;
         let profile = &built.profile;
-        let mut answers = self
-            .ask_legacy_agents(&built.hosts, user, Reuse::Take)
-            .await;
+        let reuse = match choosing {
+            Choosing::Select => Reuse::Take,
+            Choosing::Explain => Reuse::Peek,
+        };
+        let mut answers = self.ask_legacy_agents(&built.hosts, user, reuse).await;
         let would_take_over = !answers
             .sessions
             .iter()
@@ -654,6 +778,7 @@ impl FarmHandle {
         }
         let asked = answers.sessions;
         let unvouched = answers.unvouched;
+        let record = choosing == Choosing::Select;
         let decide = |excluded: Vec<String>| {
             let request = balancer::SelectServer {
                 hosts: built.hosts.clone(),
@@ -663,6 +788,7 @@ impl FarmHandle {
                 // whose port the scan found closed
                 excluded: unvouched.iter().cloned().chain(excluded).collect(),
                 ranking: choice.ranking,
+                record,
             };
             async move {
                 let balancer::Selected { decision, via } = self
@@ -682,34 +808,25 @@ impl FarmHandle {
             let (address, port) = (selection.server.clone(), selection.port);
             async move { crate::select::x2go_port_open(&host, &address, port).await }
         };
-        let (decision, (via, mut selection), exclusions) =
+        let (decision, (via, selection), exclusions) =
             policy::decide_with_port_scan(choice.portscan, decide, probe).await;
-        for exclusion in exclusions {
+        for exclusion in &exclusions {
             // §10.2 step 6e: a server whose X2Go SSH port is closed was skipped (a session
             // there is a zombie)
             tracing::warn!(host = %exclusion.host, "X2Go server port closed: skipped");
-            if exclusion.abandon_placement {
+            if exclusion.abandon_placement && record {
                 self.balancer.do_send(balancer::PlacementAbandoned {
-                    server: exclusion.host,
+                    server: exclusion.host.clone(),
                 });
             }
         }
-        let (host, outcome) = match decision {
-            Decision::Resume { host, .. } => (host, Outcome::Resumed),
-            Decision::TakeOver { host, session } => {
-                if let Some(line) = self.take_over(&host, via, user, &session).await {
-                    selection.session_info = Some(line);
-                }
-                (host, Outcome::TookOver)
-            }
-            Decision::New { host } => (host, Outcome::New),
-            Decision::NoServer => return (selection, Outcome::NoServer),
-        };
-        if let Some(autologin) = autologin {
-            self.install_key(&host, user, client_ip, autologin, &mut selection)
-                .await;
+        Chosen {
+            decision,
+            via,
+            selection,
+            exclusions,
+            unvouched,
         }
-        (selection, outcome)
     }
 
     /// Suspends the user's running session and waits, within the take-over wait, for the
@@ -909,6 +1026,35 @@ impl FarmHandle {
 
 /// How often a legacy agent is asked whether a take-over's suspension happened.
 const LEGACY_CONFIRM_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Whether a decision is for a selection (with its side effects) or an explanation (none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Choosing {
+    Select,
+    Explain,
+}
+
+/// A decision and how it was reached.
+struct Chosen {
+    decision: Decision,
+    /// The transport of the chosen server's last report.
+    via: Option<Via>,
+    selection: Selection,
+    /// Servers the port scan found closed.
+    exclusions: Vec<policy::Exclusion>,
+    /// Servers whose legacy agent could not be asked.
+    unvouched: Vec<String>,
+}
+
+/// What [`FarmHandle::explain`] answers.
+#[derive(Debug, Clone)]
+pub struct Explanation {
+    pub decision: Decision,
+    /// The answer `selectsession` would give (before a take-over's confirmed line and a key).
+    pub selection: Selection,
+    /// Every host of the profile with its reason.
+    pub hosts: Vec<policy::HostReason>,
+}
 
 /// What one legacy agent answered about a user's sessions.
 enum Asked {

@@ -4,6 +4,18 @@
 //! line) depends on this module; it depends on nothing of the broker (the session status is
 //! the agent protocol crate's).
 
+/// Told of every agent call a supervisor makes for a request and of every agent failure it
+/// sees (the broker's metrics); called from the farm's actors, so it must not block.
+pub trait AgentObserver: Send + Sync {
+    /// A call through `via` to `server`'s agent took `took`; `ok`: it was answered.
+    fn call_finished(&self, server: &str, via: Via, took: std::time::Duration, ok: bool);
+    /// `server`'s agent was lost through `via` (a watch stream ended, a poll failed).
+    fn agent_failed(&self, server: &str, via: Via);
+    /// A one-time key of `user` was installed on (or removed from) `server`; `ok`: the agent
+    /// did it.
+    fn key_changed(&self, _server: &str, _user: &str, _installed: bool, _ok: bool) {}
+}
+
 /// What the broker knows of a server's agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Health {

@@ -19,6 +19,9 @@ pub struct ServerView {
     pub pending: u32,
     /// The transport of the last report (SSH reports carry no session list).
     pub via: Option<Via>,
+    /// Taken out of rotation by an admin: no new sessions; its sessions are still resumed and
+    /// taken over.
+    pub drained: bool,
 }
 
 impl ServerView {
@@ -30,6 +33,7 @@ impl ServerView {
             load_factor: None,
             pending: 0,
             via: None,
+            drained: false,
         }
     }
 }
@@ -149,6 +153,15 @@ fn rank(server: &ServerView, use_load_factors: bool) -> f64 {
     }
 }
 
+/// Whether the load factors rank `candidates` (the profile uses the load checker and every
+/// candidate reported one), else their session counts.
+fn uses_load_factors<'a>(
+    ranking: Ranking,
+    mut candidates: impl Iterator<Item = &'a ServerView>,
+) -> bool {
+    ranking == Ranking::LoadFactors && candidates.all(|server| server.load_factor.is_some())
+}
+
 /// §10.2 with live state: resume a suspended session, else take over a running one, else the
 /// best healthy server (ties by host name), never one that is down.
 pub fn decide<F: FarmState + ?Sized>(
@@ -183,7 +196,8 @@ pub fn decide<F: FarmState + ?Sized>(
         .map_or(Decision::NoServer, |host| Decision::New { host })
 }
 
-/// The best server for a new session among the profile's hosts.
+/// The best server for a new session among the profile's hosts: up before degraded, never
+/// down or drained, lowest rank, ties by host name.
 pub fn best_server<F: FarmState + ?Sized>(
     profile_hosts: &[String],
     servers: &F,
@@ -193,15 +207,12 @@ pub fn best_server<F: FarmState + ?Sized>(
         let candidates: Vec<(&String, &ServerView)> = profile_hosts
             .iter()
             .filter_map(|host| servers.server(host).map(|server| (host, server)))
-            .filter(|(_, server)| server.health == wanted)
+            .filter(|(_, server)| server.health == wanted && !server.drained)
             .collect();
         if candidates.is_empty() {
             continue;
         }
-        let use_load_factors = ranking == Ranking::LoadFactors
-            && candidates
-                .iter()
-                .all(|(_, server)| server.load_factor.is_some());
+        let use_load_factors = uses_load_factors(ranking, candidates.iter().map(|(_, s)| *s));
         let best = candidates.iter().min_by(|(host_a, a), (host_b, b)| {
             rank(a, use_load_factors)
                 .partial_cmp(&rank(b, use_load_factors))
@@ -460,6 +471,143 @@ where
     }
 }
 
+/// Why a host was left out of a request's decision before the policy ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeftOut {
+    /// The request's port scan found its X2Go SSH port closed (§10.2 step 6e).
+    PortClosed,
+    /// Its legacy agent could not be asked, so the user's sessions there are unknown.
+    Unvouched,
+}
+
+/// One host of a profile in an explanation: what the decision saw of it and why it was or
+/// was not chosen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostReason {
+    pub host: String,
+    pub chosen: bool,
+    /// In words, with a stable first word: `chosen:`, `left out:`, `not heard of`, `down`,
+    /// `drained`, `degraded`, `ranked`, `not needed`.
+    pub reason: String,
+    /// The ranking value (lower is better) when it was a candidate for a new session.
+    pub rank: Option<f64>,
+    /// The server as the decision saw it (`None`: never heard of).
+    pub view: Option<ServerView>,
+}
+
+/// The reasons behind `decision` for every host of the profile (pure: the same farm state,
+/// `asked` sessions and ranking the decision was made from; `left_out` are the hosts the
+/// request kept away from it). The explain API and the debug log show them.
+pub fn explain_hosts<F: FarmState + ?Sized>(
+    profile_hosts: &[String],
+    servers: &F,
+    ranking: Ranking,
+    decision: &Decision,
+    left_out: &[(String, LeftOut)],
+) -> Vec<HostReason> {
+    let candidates = |wanted: Health| {
+        profile_hosts
+            .iter()
+            .filter(|host| !left_out.iter().any(|(out, _)| out == *host))
+            .filter_map(|host| servers.server(host))
+            .filter(move |server| server.health == wanted && !server.drained)
+    };
+    let tier = if candidates(Health::Up).next().is_some() {
+        Some(Health::Up)
+    } else if candidates(Health::Degraded).next().is_some() {
+        Some(Health::Degraded)
+    } else {
+        None
+    };
+    let use_load_factors = tier.is_some_and(|tier| uses_load_factors(ranking, candidates(tier)));
+    let chosen_host = decision.host();
+    let chosen_rank = chosen_host
+        .and_then(|host| servers.server(host))
+        .map(|server| rank(server, use_load_factors));
+    profile_hosts
+        .iter()
+        .map(|host| {
+            let view = servers.server(host);
+            let chosen = chosen_host == Some(host.as_str());
+            let inputs = |server: &ServerView| {
+                let mut text = format!(
+                    "{} sessions + {} pending",
+                    server.sessions.len(),
+                    server.pending
+                );
+                if use_load_factors {
+                    if let Some(factor) = server.load_factor {
+                        text.push_str(&format!(", load factor {factor}"));
+                    }
+                }
+                text
+            };
+            let mut rank_value = None;
+            let reason = match (view, left_out.iter().find(|(out, _)| out == host)) {
+                (_, Some((_, LeftOut::PortClosed))) => {
+                    "left out: its X2Go SSH port did not answer the port scan".to_string()
+                }
+                (_, Some((_, LeftOut::Unvouched))) => {
+                    "left out: its legacy agent could not be asked for the user's sessions"
+                        .to_string()
+                }
+                (None, None) => "not heard of: no report from its agent yet".to_string(),
+                (Some(server), None) => {
+                    let candidate = tier == Some(server.health) && !server.drained;
+                    if candidate {
+                        rank_value = Some(rank(server, use_load_factors));
+                    }
+                    match decision {
+                        Decision::Resume { session, .. } if chosen => format!(
+                            "chosen: resume of the user's suspended session {}",
+                            session.session_id
+                        ),
+                        Decision::TakeOver { session, .. } if chosen => format!(
+                            "chosen: take-over of the user's running session {}",
+                            session.session_id
+                        ),
+                        Decision::New { .. } if chosen => format!(
+                            "chosen: lowest rank {:.3} ({})",
+                            rank_value.unwrap_or_default(),
+                            inputs(server)
+                        ),
+                        _ if server.health == Health::Down => {
+                            "down: its agent does not answer".to_string()
+                        }
+                        _ if server.drained => {
+                            "drained: no new sessions (its sessions are still resumed)".to_string()
+                        }
+                        _ if server.health == Health::Degraded && tier == Some(Health::Up) => {
+                            "degraded: back after an outage, chosen only when no server is up"
+                                .to_string()
+                        }
+                        Decision::Resume { host, .. } | Decision::TakeOver { host, .. } => {
+                            format!("not needed: the user's session is on {host}")
+                        }
+                        _ => format!(
+                            "ranked {:.3} ({}), behind {}",
+                            rank_value.unwrap_or_default(),
+                            inputs(server),
+                            match (chosen_host, chosen_rank) {
+                                (Some(best), Some(best_rank)) =>
+                                    format!("{best} at {best_rank:.3}"),
+                                _ => "nothing".to_string(),
+                            }
+                        ),
+                    }
+                }
+            };
+            HostReason {
+                host: host.clone(),
+                chosen,
+                reason,
+                rank: rank_value,
+                view: view.cloned(),
+            }
+        })
+        .collect()
+}
+
 impl Decision {
     /// The chosen host, if any.
     pub fn host(&self) -> Option<&str> {
@@ -504,6 +652,7 @@ mod tests {
                         load_factor: *load_factor,
                         pending: *pending,
                         via: Some(Via::Grpc),
+                        drained: false,
                     },
                 )
             })
@@ -905,6 +1054,124 @@ mod tests {
                 .into_iter()
                 .collect::<Vec<_>>(),
             ["n2"]
+        );
+    }
+
+    fn drain_farm() -> BTreeMap<String, ServerView> {
+        let server = |sessions: Vec<SessionView>, drained: bool| ServerView {
+            health: Health::Up,
+            sessions,
+            load_factor: None,
+            pending: 0,
+            via: Some(Via::Grpc),
+            drained,
+        };
+        BTreeMap::from([
+            ("ts01".to_string(), server(vec![], true)),
+            (
+                "ts02".to_string(),
+                server(vec![session("s2", "bob", "ts02", 'R')], false),
+            ),
+            (
+                "ts03".to_string(),
+                server(vec![session("s3", "alice", "ts03", 'S')], true),
+            ),
+        ])
+    }
+
+    #[test]
+    fn a_drained_server_gets_no_new_session_but_its_sessions_are_resumed() {
+        let farm = drain_farm();
+        let hosts: Vec<String> = ["ts01", "ts02", "ts03"].map(String::from).to_vec();
+        // ts01 is empty but drained: the new session goes to ts02
+        assert_eq!(
+            decide(&hosts, "carol", &farm, &[], Ranking::Sessions),
+            Decision::New {
+                host: "ts02".into()
+            }
+        );
+        // alice's suspended session on the drained ts03 is still resumed
+        assert!(matches!(
+            decide(&hosts, "alice", &farm, &[], Ranking::Sessions),
+            Decision::Resume { host, .. } if host == "ts03"
+        ));
+        // every server drained: nothing for a new session, also for a single host
+        let only_drained = vec!["ts01".to_string()];
+        assert_eq!(
+            decide(&only_drained, "carol", &farm, &[], Ranking::Sessions),
+            Decision::NoServer
+        );
+    }
+
+    #[test]
+    fn explanations_name_each_hosts_reason() {
+        let mut farm = drain_farm();
+        farm.insert(
+            "ts04".into(),
+            ServerView {
+                health: Health::Down,
+                ..ServerView::unknown()
+            },
+        );
+        farm.insert(
+            "ts05".into(),
+            ServerView {
+                health: Health::Up,
+                pending: 2,
+                ..ServerView::unknown()
+            },
+        );
+        let hosts: Vec<String> = ["ts01", "ts02", "ts03", "ts04", "ts05", "ts06", "ts07"]
+            .map(String::from)
+            .to_vec();
+        let left_out = [("ts07".to_string(), LeftOut::PortClosed)];
+        let decision = decide(&hosts, "carol", &farm, &[], Ranking::Sessions);
+        assert_eq!(
+            decision,
+            Decision::New {
+                host: "ts02".into()
+            }
+        );
+        let reasons = explain_hosts(&hosts, &farm, Ranking::Sessions, &decision, &left_out);
+        let table: Vec<(&str, bool, &str)> = reasons
+            .iter()
+            .map(|reason| {
+                let first_words = reason.reason.split(':').next().unwrap_or_default();
+                (reason.host.as_str(), reason.chosen, first_words)
+            })
+            .collect();
+        assert_eq!(
+            table,
+            [
+                ("ts01", false, "drained"),
+                ("ts02", true, "chosen"),
+                ("ts03", false, "drained"),
+                ("ts04", false, "down"),
+                (
+                    "ts05",
+                    false,
+                    "ranked 2.000 (0 sessions + 2 pending), behind ts02 at 1.000"
+                ),
+                ("ts06", false, "not heard of"),
+                ("ts07", false, "left out"),
+            ]
+        );
+        assert_eq!(
+            reasons[1].reason,
+            "chosen: lowest rank 1.000 (1 sessions + 0 pending)"
+        );
+        assert_eq!(reasons[1].rank, Some(1.0));
+        assert_eq!(reasons[0].rank, None);
+        // a resume: the other hosts are not needed
+        let decision = decide(&hosts, "alice", &farm, &[], Ranking::Sessions);
+        let reasons = explain_hosts(&hosts, &farm, Ranking::Sessions, &decision, &[]);
+        assert_eq!(
+            reasons[2].reason,
+            "chosen: resume of the user's suspended session s3"
+        );
+        assert_eq!(
+            reasons[4].reason,
+            "not needed: the user's session is on ts03"
         );
     }
 }

@@ -9,11 +9,12 @@
 
 use super::balancer::{AgentReported, AgentUnreachable, Balancer};
 use super::health::{self, AfterProbe, HealthMachine, ProbeSchedule, Step};
-use super::model::{Health, SessionView, Via};
+use super::model::{AgentObserver, Health, SessionView, Via};
 use super::transport::grpc::{self, GrpcTarget};
 use super::transport::{Transport, TransportError};
 use actix::prelude::*;
 use rand::Rng;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -163,9 +164,17 @@ pub struct Supervisor {
     waiting: Option<Waiting>,
     n_waits: u64,
     probes: u64,
+    /// Told of calls and failures (metrics).
+    observer: Option<Arc<dyn AgentObserver>>,
 }
 
 impl Supervisor {
+    /// Tells `observer` of every call and failure from now on.
+    pub fn observed_by(mut self, observer: Option<Arc<dyn AgentObserver>>) -> Supervisor {
+        self.observer = observer;
+        self
+    }
+
     pub fn new(
         server: String,
         grpc: Option<GrpcTarget>,
@@ -189,6 +198,7 @@ impl Supervisor {
             waiting: None,
             n_waits: 0,
             probes: 0,
+            observer: None,
         }
     }
 
@@ -438,6 +448,9 @@ impl Handler<Failed> for Supervisor {
         if was != Health::Down {
             tracing::warn!(server = %self.server, via = ?failure.via, reason = %failure.reason, "agent lost: server marked down");
         }
+        if let Some(observer) = &self.observer {
+            observer.agent_failed(&self.server, failure.via);
+        }
         self.balancer.do_send(AgentUnreachable {
             server: self.server.clone(),
         });
@@ -450,9 +463,17 @@ impl Handler<Call> for Supervisor {
 
     fn handle(&mut self, call: Call, _: &mut Context<Self>) -> Self::Result {
         let transport = self.transport_for_calls();
+        let observer = self.observer.clone();
+        let server = self.server.clone();
         Box::pin(async move {
             let transport = transport.ok_or(TransportError::NoTransport)?;
-            match call.0 {
+            let started = Instant::now();
+            let via = transport.via();
+            let key_change = match &call.0 {
+                AgentCall::AuthorizedKey { user, add, .. } => Some((user.clone(), *add)),
+                _ => None,
+            };
+            let answer = match call.0 {
                 AgentCall::UserSessions { user } => transport
                     .user_sessions(&user)
                     .await
@@ -474,7 +495,19 @@ impl Handler<Call> for Supervisor {
                     .authorized_key(&user, &key, &key_file, add)
                     .await
                     .map(|()| CallAnswer::Done),
+            };
+            if let Some(observer) = observer {
+                // an agent that answered "no" (a refusal) was reached: that is no agent error
+                let reached = match &answer {
+                    Ok(_) => true,
+                    Err(error) => error.is_refusal(),
+                };
+                observer.call_finished(&server, via, started.elapsed(), reached);
+                if let Some((user, installed)) = key_change {
+                    observer.key_changed(&server, &user, installed, answer.is_ok());
+                }
             }
+            answer
         })
     }
 }

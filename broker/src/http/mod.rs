@@ -6,5 +6,6 @@ pub mod routes;
 pub mod server;
 
 pub use server::{
-    bind_listener, raise_open_file_limit, serve, tls_config_from_files, ReloadableTls, ServeError,
+    bind_listener, raise_open_file_limit, serve, tls_config_from_files, tls_server_config,
+    ClientCertificates, ReloadableTls, ServeError,
 };

@@ -4,6 +4,7 @@
 //! `service.rs`, its body rendered by `frontend/`.
 
 use super::request::{InvalidParameter, ParamLimits, Params};
+use crate::admin::metrics::{FrontendLabel, TaskLabel};
 use crate::config::HttpLimits;
 use crate::frontend;
 use crate::service::{BasicCredentials, Broker, BrokerError, BrokerRequest, Frontend};
@@ -148,14 +149,44 @@ async fn dispatch(
     let path = request.uri().path().to_string();
     let started = tokio::time::Instant::now();
     let response = route(&endpoint, peer, request).await;
+    let status = response.status().as_u16();
     crate::logging::log_request(
-        response.status().as_u16(),
+        status,
         method.as_str(),
         &path,
         client_ip(&peer),
         started.elapsed(),
     );
+    let task = response
+        .extensions()
+        .get::<TaskLabel>()
+        .copied()
+        .unwrap_or(TaskLabel::None);
+    endpoint
+        .broker
+        .operations
+        .metrics
+        .request(frontend_label(&path), task, status);
     response
+}
+
+/// The metrics label of a request path (never the path itself).
+fn frontend_label(path: &str) -> FrontendLabel {
+    if path.starts_with("/plain/") {
+        FrontendLabel::Plain
+    } else if path.starts_with("/json/") {
+        FrontendLabel::Json
+    } else if path.starts_with("/uccs/") {
+        FrontendLabel::Uccs
+    } else if path.starts_with("/pubkeys") {
+        FrontendLabel::Pubkeys
+    } else if path == "/" {
+        FrontendLabel::Root
+    } else if path == "/healthz" || path == "/readyz" {
+        FrontendLabel::Health
+    } else {
+        FrontendLabel::Other
+    }
 }
 
 async fn route(endpoint: &Endpoint, peer: SocketAddr, request: Request) -> Response {
@@ -163,6 +194,12 @@ async fn route(endpoint: &Endpoint, peer: SocketAddr, request: Request) -> Respo
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let read_only = method == Method::GET || method == Method::HEAD;
+    if path == "/healthz" && read_only {
+        return crate::admin::healthz().await;
+    }
+    if path == "/readyz" && read_only {
+        return crate::admin::readiness(broker);
+    }
     if path == "/" {
         if !read_only {
             return error_page(StatusCode::METHOD_NOT_ALLOWED, &method);
@@ -330,7 +367,8 @@ async fn broker_endpoint(
         }
     };
     let backend = backend_from_capture(capture);
-    match broker
+    let task = TaskLabel::of(&broker_request.task);
+    let mut response = match broker
         .process(&backend, frontend, broker_request, client_ip(&peer))
         .await
     {
@@ -339,7 +377,10 @@ async fn broker_endpoint(
             _ => ok_response(&method, TEXT_PLAIN, true, frontend::plain::render(&reply)),
         },
         Err(error) => broker_error(error, &method),
-    }
+    };
+    // the request's task for the metrics (a label from a fixed list, never the raw value)
+    response.extensions_mut().insert(task);
+    response
 }
 
 fn unauthorized_basic() -> Response {

@@ -32,32 +32,78 @@ pub enum ServeError {
     Tls(String),
 }
 
-/// A rustls server configuration from PEM certificate chain and key files.
+/// A rustls server configuration from PEM certificate chain and key files (the client port:
+/// HTTP/1.1, no client certificates).
 pub fn tls_config_from_files(
     certificate_file: &Path,
     key_file: &Path,
 ) -> Result<Arc<rustls::ServerConfig>, ServeError> {
+    tls_server_config(certificate_file, key_file, None, &[b"http/1.1"])
+}
+
+/// Whether a TLS listener asks its clients for certificates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientCertificates<'a> {
+    /// Every client must present one that `ca` (a PEM file) signed.
+    Required { ca: &'a Path },
+    /// A client may present one; when it does, `ca` must have signed it.
+    Optional { ca: &'a Path },
+}
+
+/// A rustls server configuration from PEM files: the certificate chain and key, optionally a
+/// CA that client certificates must verify against, and the ALPN protocols offered.
+pub fn tls_server_config(
+    certificate_file: &Path,
+    key_file: &Path,
+    client_certificates: Option<ClientCertificates<'_>>,
+    alpn: &[&[u8]],
+) -> Result<Arc<rustls::ServerConfig>, ServeError> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let certificates: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_file_iter(certificate_file)
+    let read_certificates = |path: &Path| -> Result<Vec<CertificateDer<'static>>, ServeError> {
+        CertificateDer::pem_file_iter(path)
             .and_then(|iterator| iterator.collect())
             .map_err(|error| ServeError::Certificate {
-                path: certificate_file.display().to_string(),
+                path: path.display().to_string(),
                 message: error.to_string(),
-            })?;
+            })
+    };
+    let certificates = read_certificates(certificate_file)?;
     let key = PrivateKeyDer::from_pem_file(key_file).map_err(|error| ServeError::Key {
         path: key_file.display().to_string(),
         message: error.to_string(),
     })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|error| ServeError::Tls(error.to_string()))?
-        .with_no_client_auth()
+        .map_err(|error| ServeError::Tls(error.to_string()))?;
+    let builder = match client_certificates {
+        None => builder.with_no_client_auth(),
+        Some(ClientCertificates::Required { ca } | ClientCertificates::Optional { ca }) => {
+            let mut roots = rustls::RootCertStore::empty();
+            let (added, _) = roots.add_parsable_certificates(read_certificates(ca)?);
+            if added == 0 {
+                return Err(ServeError::Certificate {
+                    path: ca.display().to_string(),
+                    message: "no CA certificate".to_string(),
+                });
+            }
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider);
+            let verifier = match client_certificates {
+                Some(ClientCertificates::Optional { .. }) => verifier.allow_unauthenticated(),
+                _ => verifier,
+            };
+            let verifier = verifier
+                .build()
+                .map_err(|error| ServeError::Tls(format!("{}: {error}", ca.display())))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
         .with_single_cert(certificates, key)
         .map_err(|error| ServeError::Tls(error.to_string()))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|protocol| protocol.to_vec()).collect();
     Ok(Arc::new(config))
 }
 

@@ -1,5 +1,6 @@
 //! The end-to-end test binary: the real broker, agent and auth-service binaries against real clients and tools.
 
+mod admin;
 mod auth;
 mod authorisation;
 mod check_config;
