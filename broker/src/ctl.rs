@@ -517,6 +517,9 @@ mod tests {
             ..Default::default()
         });
         assert!(explained.starts_with("server: ts01\nnew: a new session on ts01"));
-        assert!(explained.contains("*  ts01    chosen: lowest rank"), "{explained}");
+        assert!(
+            explained.contains("*  ts01    chosen: lowest rank"),
+            "{explained}"
+        );
     }
 }

@@ -537,3 +537,141 @@ async fn admin_metrics_drain_explain_status_page_and_audit_on_the_live_farm() {
     }
     drop(broker);
 }
+
+/// Profiles without agents (the admin API still lists and drains their servers).
+const AGENTLESS_PROFILES: &str =
+    "[office]\nname = Office\nhost = ts01 (127.0.0.1), ts02 (127.0.0.1)\n";
+
+#[test]
+fn admin_listener_with_tls_a_token_and_client_certificates() {
+    use x2gobroker_e2e::certs::{TestCa, Usage};
+    let work = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(work.path(), "admin-ca");
+    let server = ca.leaf("broker-admin", &["localhost", "127.0.0.1"], Usage::Server);
+    let client = ca.leaf("alice-admin", &[], Usage::Client);
+    let token_file = work.path().join("admin.token");
+    std::fs::write(&token_file, "admin-token-0123456789\n").unwrap();
+    let wrong_token = work.path().join("wrong.token");
+    std::fs::write(&wrong_token, "not-the-token\n").unwrap();
+    let profiles = work.path().join("profiles.ini");
+    std::fs::write(&profiles, AGENTLESS_PROFILES).unwrap();
+    let admin_port = free_port();
+    let config = work.path().join("x2gobroker.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "[global]\nrequire-password = false\nrequire-cookie = false\ndefault-auth-mech = none\n\n\
+             [admin]\nbind = 127.0.0.1:{admin_port}\ntls-cert = {}\ntls-key = {}\nclient-ca = {}\n\
+             token-file = {}\nstate-directory = {}\naudit-log = {}\n",
+            server.certificate.display(),
+            server.key.display(),
+            ca.certificate().display(),
+            token_file.display(),
+            work.path().join("state").display(),
+            work.path().join("audit.log").display(),
+        ),
+    )
+    .unwrap();
+    let _broker = start(work.path(), &config, &profiles);
+    let url = format!("https://127.0.0.1:{admin_port}");
+    let ctl_tls = |extra: &[&str], command: &[&str]| {
+        let output = Command::new(binary("x2gobroker-ctl"))
+            .args(["--admin", &url, "--ca-file"])
+            .arg(ca.certificate())
+            .args(extra)
+            .args(command)
+            .output()
+            .unwrap();
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned()
+                + &String::from_utf8_lossy(&output.stderr),
+        )
+    };
+    // no token, no certificate: refused (exit 1)
+    let (code, text) = ctl_tls(&[], &["state"]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("refused"), "{text}");
+    let wrong = wrong_token.to_str().unwrap();
+    assert_eq!(ctl_tls(&["--token-file", wrong], &["state"]).0, 1);
+    // the token: allowed, and the drain is audited as done by the token
+    let token = token_file.to_str().unwrap();
+    let (code, text) = ctl_tls(&["--token-file", token], &["drain", "ts01"]);
+    assert_eq!((code, text.trim()), (0, "ts01: drained"), "{text}");
+    // a client certificate the CA signed: allowed, audited with its name
+    let (code, text) = ctl_tls(
+        &[
+            "--cert",
+            client.certificate.to_str().unwrap(),
+            "--key",
+            client.key.to_str().unwrap(),
+        ],
+        &["undrain", "ts01"],
+    );
+    assert_eq!((code, text.trim()), (0, "ts01: in rotation"), "{text}");
+    let (code, text) = ctl_tls(&["--token-file", token], &["state"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("ts01") && text.contains("ts02"), "{text}");
+    let audit = std::fs::read_to_string(work.path().join("audit.log")).unwrap();
+    let drains: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .filter(|event: &serde_json::Value| event["event"] == "drain")
+        .collect();
+    assert_eq!(drains.len(), 2, "{audit}");
+    assert_eq!(drains[0]["by"], "token from 127.0.0.1");
+    assert_eq!(drains[1]["by"], "certificate alice-admin from 127.0.0.1");
+    // /metrics needs the token too; /healthz and /readyz answer anyone
+    let root = reqwest::Certificate::from_pem(&std::fs::read(ca.certificate()).unwrap()).unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(root)
+        .build()
+        .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let status = |path: &str, bearer: Option<&str>| {
+        let mut request = client.get(format!("{url}{path}"));
+        if let Some(bearer) = bearer {
+            request = request.bearer_auth(bearer);
+        }
+        runtime.block_on(async { request.send().await.unwrap().status().as_u16() })
+    };
+    assert_eq!(status("/metrics", None), 401);
+    assert_eq!(status("/metrics", Some("admin-token-0123456789")), 200);
+    assert_eq!(status("/status", Some("nope")), 401);
+    assert_eq!(status("/healthz", None), 200);
+    assert_eq!(status("/readyz", None), 200);
+}
+
+#[test]
+fn an_admin_listener_off_loopback_without_tls_is_refused_at_start() {
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("x2gobroker.conf");
+    std::fs::write(
+        &config,
+        "[global]\nrequire-password = false\n\n[admin]\nbind = 0.0.0.0:18999\n",
+    )
+    .unwrap();
+    let profiles = work.path().join("profiles.ini");
+    std::fs::write(&profiles, AGENTLESS_PROFILES).unwrap();
+    let output = Command::new(binary("x2gobroker-daemon"))
+        .arg("-C")
+        .arg(&config)
+        .args(["-b", &format!("127.0.0.1:{}", free_port())])
+        .env("X2GOBROKER_SESSIONPROFILES", &profiles)
+        .env("X2GOBROKER_LOGCONFIG", x2gobroker_e2e::NO_LOGCONFIG)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("is not a loopback address"), "{stderr}");
+    let check = Command::new(binary("x2gobroker"))
+        .arg("--check-config")
+        .arg("-C")
+        .arg(&config)
+        .env("X2GOBROKER_SESSIONPROFILES", &profiles)
+        .env("X2GOBROKER_DEFAULTS", "/nonexistent/defaults.conf")
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&check.stdout).contains("[admin] bind = 0.0.0.0:18999"));
+}
