@@ -80,8 +80,21 @@ pub fn comparison_broker_conf(flavour: Flavour, profiles: &Path) -> String {
             text,
             "\n[farm]\nagent-port = {agent_port}\nheartbeat-ms = 2000\ncall-timeout-ms = 2000\n"
         );
+        text.push_str(&admin_section(profiles));
     }
     text
+}
+
+/// `[admin]` of our broker in a run: its admin listener on a port of its own, its drain
+/// state and audit log (a file, as in production: its cost is part of the figures) beside
+/// the profiles file.
+fn admin_section(profiles: &Path) -> String {
+    let directory = profiles.parent().unwrap_or(Path::new("/tmp"));
+    format!(
+        "\n[admin]\nbind = 127.0.0.1:0\nstate-directory = {}\naudit-log = {}\n",
+        directory.display(),
+        directory.join("audit.log").display()
+    )
 }
 
 /// The live-agent profile's hosts (the fake agents of our broker listen there).
@@ -133,8 +146,9 @@ pub fn farm_broker_conf(profiles: &Path, agent_port: u16, heartbeat_ms: u64) -> 
         "[global]\nrequire-password = false\nrequire-cookie = false\ndefault-auth-mech = none\n\
          default-portscan-x2goservers = false\nenable-plain-output = true\n\n\
          [broker_inifile]\nenable = true\nsession-profiles = {}\n\n\
-         [farm]\nagent-port = {agent_port}\nheartbeat-ms = {heartbeat_ms}\ncall-timeout-ms = 2000\n",
-        profiles.display()
+         [farm]\nagent-port = {agent_port}\nheartbeat-ms = {heartbeat_ms}\ncall-timeout-ms = 2000\n{}",
+        profiles.display(),
+        admin_section(profiles)
     )
 }
 

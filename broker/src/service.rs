@@ -712,6 +712,7 @@ impl Broker {
             client: *client_ip,
             server: &selection.server,
             outcome: outcome.word(),
+            reason: outcome.reason(),
         });
         if outcome == SelectionOutcome::Farm(crate::farm::Outcome::TookOver) {
             audit.record(&AuditEvent::Takeover {
@@ -1041,6 +1042,26 @@ impl SelectionOutcome {
             SelectionOutcome::Farm(crate::farm::Outcome::NoServer) => "none",
             SelectionOutcome::NoAgent => "no_agent",
             SelectionOutcome::Refused => "none",
+        }
+    }
+
+    /// The audit log's reason.
+    fn reason(self) -> &'static str {
+        match self {
+            SelectionOutcome::Farm(crate::farm::Outcome::Resumed) => {
+                "the user's suspended session is resumed"
+            }
+            SelectionOutcome::Farm(crate::farm::Outcome::TookOver) => {
+                "the user's running session is taken over"
+            }
+            SelectionOutcome::Farm(crate::farm::Outcome::New) => {
+                "a new session on the best healthy server that is not drained"
+            }
+            SelectionOutcome::Farm(crate::farm::Outcome::NoServer) => {
+                "no healthy server that is not drained"
+            }
+            SelectionOutcome::NoAgent => "no agent: a random server that is not drained",
+            SelectionOutcome::Refused => "unknown profile, hidden by its ACLs, or zeroconf",
         }
     }
 }

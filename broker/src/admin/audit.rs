@@ -33,6 +33,8 @@ pub enum AuditEvent<'a> {
         server: &'a str,
         /// `resumed`, `taken_over`, `new`, `none`, or `no_agent` (chosen without agents).
         outcome: &'a str,
+        /// Why, in words.
+        reason: &'a str,
     },
     /// A running session suspended for a take-over.
     Takeover {
