@@ -253,6 +253,34 @@ pub struct GlobalSettings {
     pub max_cookies_per_user: Setting<i64>,
     /// The auth service socket the file names, `None` when it names none.
     pub authservice_socket: Option<PathBuf>,
+    /// The peers whose forwarding headers and PROXY headers name the client (ours).
+    pub trusted_proxies: Setting<super::Networks>,
+    /// Which header a trusted proxy names the client in (ours).
+    pub client_address_header: ClientAddressHeader,
+    /// The path the broker is mounted under (`/x2gobroker`), `None` for `/` (ours).
+    pub url_prefix: Option<String>,
+    /// The client port's TLS certificate and key the file names (ours; the environment wins).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
+/// Where a trusted proxy names the client: `X-Forwarded-For` (nginx, Apache, haproxy) or RFC
+/// 7239 `Forwarded`. Only the one configured is read: a proxy passes the other through as the
+/// client sent it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientAddressHeader {
+    #[default]
+    XForwardedFor,
+    Forwarded,
+}
+
+/// `url-prefix` as a path prefix: one leading `/`, no trailing `/`; empty or `/` is none.
+pub fn url_prefix(raw: &str) -> Option<String> {
+    let trimmed = raw.trim().trim_matches('/');
+    if trimmed.is_empty() {
+        return None;
+    }
+    Some(format!("/{trimmed}"))
 }
 
 impl GlobalSettings {
@@ -296,6 +324,31 @@ impl GlobalSettings {
             authservice_socket: read
                 .non_empty(global::AUTHSERVICE_SOCKET)
                 .map(PathBuf::from),
+            trusted_proxies: Setting::new(read.value(global::TRUSTED_PROXIES).and_then(|value| {
+                let items = match value {
+                    Value::List(items) => items,
+                    other => vec![other.render_plain()],
+                };
+                super::Networks::parse(items.iter().map(String::as_str)).map_err(|item| {
+                    read.bad_value(ValueError::NotANetwork {
+                        key: global::TRUSTED_PROXIES.to_string(),
+                        raw: read.raw(global::TRUSTED_PROXIES).unwrap_or("").to_string(),
+                        item,
+                    })
+                })
+            })),
+            client_address_header: if read
+                .text(global::CLIENT_ADDRESS_HEADER)
+                .trim()
+                .eq_ignore_ascii_case("forwarded")
+            {
+                ClientAddressHeader::Forwarded
+            } else {
+                ClientAddressHeader::XForwardedFor
+            },
+            url_prefix: url_prefix(&read.text(global::URL_PREFIX)),
+            tls_cert: read.non_empty(global::TLS_CERT).map(PathBuf::from),
+            tls_key: read.non_empty(global::TLS_KEY).map(PathBuf::from),
         }
     }
 
