@@ -179,6 +179,35 @@ async fn trusted_proxy_scenario(through: impl Fn(&'static str) -> Via<'static>) 
         "{as_b}"
     );
 
+    // verify-ip: a cookie issued to A is refused from B (and consumed), accepted from A
+    let authid = |body: &str| {
+        body.lines()
+            .find_map(|line| line.strip_prefix("AUTHID:"))
+            .expect("an AUTHID line")
+            .to_string()
+    };
+    let with_cookie = |cookie: &str| {
+        form_urlencoded::Serializer::new(String::new())
+            .append_pair("task", "listsessions")
+            .append_pair("user", "test")
+            .append_pair("password", "")
+            .append_pair("authid", cookie)
+            .finish()
+    };
+    let (status, _) = post(broker, through(CLIENT_B), &with_cookie(&authid(&as_a)))
+        .await
+        .unwrap();
+    assert_eq!(status, 401, "A's cookie from B");
+    let (_, as_a_again) = list(broker, through(CLIENT_A), "sweet").await;
+    let (status, body) = post(
+        broker,
+        through(CLIENT_A),
+        &with_cookie(&authid(&as_a_again)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "A's cookie from A: {body}");
+
     // 20 failed logins from A (20 users: the per-address limit, not the per-user one)
     for attempt in 0..20 {
         let form = client_form("listsessions", None, &format!("guess{attempt}"), "wrong");
@@ -687,4 +716,166 @@ async fn two_template_instances_answer_on_their_own_ports_with_their_own_profile
             "{instance}: its admin listener"
         );
     }
+}
+
+/// The DER bytes of the first certificate of a PEM file.
+fn certificate_der(pem: &Path) -> Vec<u8> {
+    let output = Command::new("openssl")
+        .args(["x509", "-outform", "DER", "-in"])
+        .arg(pem)
+        .output()
+        .expect("openssl");
+    assert!(output.status.success(), "openssl x509 {}", pem.display());
+    output.stdout
+}
+
+/// The certificate the broker at `port` presents to a new connection.
+async fn presented_certificate(port: u16, ca: &Path) -> Vec<u8> {
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(ca).unwrap()).unwrap())
+        .tls_info(true)
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let response = client
+        .get(format!("https://127.0.0.1:{port}/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    response
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|info| info.peer_certificate())
+        .expect("the peer's certificate")
+        .to_vec()
+}
+
+#[tokio::test]
+async fn tls_from_x2gobroker_conf_renewed_by_the_certbot_hook_and_the_environment_first() {
+    assert!(
+        x2gobroker_e2e::is_root(),
+        "the hook installs files as root:x2gobroker"
+    );
+    x2gobroker_e2e::ensure_system_user("x2gobroker");
+    let work = tempfile::tempdir().unwrap();
+    let work = work.path();
+    let ca = TestCa::new(work, "test-ca");
+    let first = ca.leaf("first", &["127.0.0.1"], Usage::Server);
+    let renewed = ca.leaf("renewed", &["127.0.0.1"], Usage::Server);
+    let from_environment = ca.leaf("environment", &["127.0.0.1"], Usage::Server);
+    // certbot's live directory of the lineage, and where the hook puts the broker's copies
+    let lineage = work.join("live");
+    let tls_directory = work.join("tls");
+    std::fs::create_dir_all(&lineage).unwrap();
+    let issue = |leaf: &x2gobroker_e2e::certs::CertificateFiles| {
+        std::fs::copy(&leaf.certificate, lineage.join("fullchain.pem")).unwrap();
+        std::fs::copy(&leaf.key, lineage.join("privkey.pem")).unwrap();
+    };
+    // systemctl as the hook sees it: one running instance once the broker runs, reloaded
+    // with SIGHUP
+    let shim = work.join("bin");
+    std::fs::create_dir_all(&shim).unwrap();
+    let pid_file = work.join("broker.pid");
+    let reloads = work.join("reloaded");
+    std::fs::write(
+        shim.join("systemctl"),
+        format!(
+            "#!/bin/sh\ncase \"$1\" in\n  list-units) [ -f '{pid}' ] && echo 'x2gobroker-daemon@test.service loaded active running X2Go Session Broker' ;;\n  reload) echo \"$2\" >> '{reloads}'; kill -HUP \"$(cat '{pid}')\" ;;\nesac\n",
+            reloads = reloads.display(),
+            pid = pid_file.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        shim.join("systemctl"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let run_hook = || {
+        let path = format!(
+            "{}:{}",
+            shim.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let output = Command::new(workspace_root().join("deploy/certbot/x2gobroker-deploy-hook"))
+            .env("RENEWED_LINEAGE", &lineage)
+            .env("X2GOBROKER_TLS_DIRECTORY", &tls_directory)
+            .env("PATH", path)
+            .output()
+            .expect("the deploy hook");
+        assert!(
+            output.status.success(),
+            "deploy hook: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    issue(&first);
+    run_hook();
+
+    let config = format!(
+        "[global]\ntls-cert = {0}/fullchain.pem\ntls-key = {0}/privkey.pem\n[admin]\nbind =\nstate-directory = {1}\naudit-log = {1}/audit.log\n",
+        tls_directory.display(),
+        work.display()
+    );
+    std::fs::write(work.join("x2gobroker.conf"), &config).unwrap();
+    let profiles = x2gobroker_e2e::golden_dir().join("configs/profiles_basic.ini");
+    let start = |environment: &[(&str, &Path)]| {
+        let port = free_port();
+        let mut command = Command::new(binary("x2gobroker-daemon"));
+        command
+            .arg("-C")
+            .arg(work.join("x2gobroker.conf"))
+            .arg("-b")
+            .arg(format!("127.0.0.1:{port}"))
+            .env("X2GOBROKER_SESSIONPROFILES", &profiles)
+            .env("X2GOBROKER_COOKIE_DIRECTORY", work.join("cookies"))
+            .env("X2GOBROKER_LOGCONFIG", NO_LOGCONFIG)
+            .env("X2GOBROKER_DEFAULTS", "/nonexistent/defaults.conf")
+            .env_remove("X2GOBROKER_SSL_CERTFILE")
+            .env_remove("X2GOBROKER_SSL_KEYFILE");
+        for (name, value) in environment {
+            command.env(name, value);
+        }
+        let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        Daemon::start_logged(command, address, &work.join(format!("broker-{port}.log")))
+    };
+    let broker = start(&[]);
+    std::fs::write(&pid_file, broker.child.id().to_string()).unwrap();
+    let port = broker.address.port();
+    assert_eq!(
+        presented_certificate(port, ca.certificate()).await,
+        certificate_der(&first.certificate),
+        "HTTPS with the certificate [global] tls-cert names"
+    );
+
+    // renewal: certbot runs the hook, the hook reloads the instance, new connections get it
+    issue(&renewed);
+    run_hook();
+    assert!(std::fs::read_to_string(&reloads)
+        .unwrap()
+        .contains("x2gobroker-daemon@test.service"));
+    let wanted = certificate_der(&renewed.certificate);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let presented = presented_certificate(port, ca.certificate()).await;
+        if presented == wanted {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the renewed certificate is served within 5 s of the hook"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // the environment wins over the file
+    let overridden = start(&[
+        ("X2GOBROKER_SSL_CERTFILE", &from_environment.certificate),
+        ("X2GOBROKER_SSL_KEYFILE", &from_environment.key),
+    ]);
+    assert_eq!(
+        presented_certificate(overridden.address.port(), ca.certificate()).await,
+        certificate_der(&from_environment.certificate)
+    );
 }
