@@ -172,6 +172,9 @@ async fn read_preamble_now(
     if seen == 0 || first[0] != SIGNATURE[0] {
         return Ok(Preamble::None);
     }
+    // a signature cut short by the network: wait for the rest (the deadline bounds this; the
+    // pause grows, so that connections stalling after a CR cost next to nothing)
+    let mut pause = Duration::from_millis(2);
     loop {
         let seen = stream.peek(&mut first).await?;
         if first[..seen] != SIGNATURE[..seen] {
@@ -180,8 +183,8 @@ async fn read_preamble_now(
         if seen == SIGNATURE.len() {
             break;
         }
-        // a signature cut short by the network: wait for the rest (the deadline bounds this)
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(250));
     }
     if !trusted {
         return Err(PreambleError::Untrusted);
@@ -443,6 +446,35 @@ mod tests {
             preamble_of(cut, true).await.0,
             Err(PreambleError::Io(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_header_split_across_segments_is_read_whole() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        let mut bytes = proxy_header("198.51.100.8:6000", ppp::v2::Command::Proxy);
+        bytes.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+        let (head, tail) = bytes.split_at(5);
+        let tail = tail.to_vec();
+        client.write_all(head).await.unwrap();
+        let writer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            client.write_all(&tail).await.unwrap();
+            client.shutdown().await.unwrap();
+        });
+        let outcome = read_preamble(&mut server, true, Duration::from_secs(2)).await;
+        assert_eq!(
+            outcome.unwrap(),
+            Preamble::Proxied(Some("198.51.100.8:6000".parse().unwrap()))
+        );
+        writer.await.unwrap();
+        let mut rest = Vec::new();
+        server.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(rest, b"GET / HTTP/1.1\r\n\r\n");
     }
 
     #[tokio::test]
