@@ -679,6 +679,42 @@ mod tests {
     }
 
     #[test]
+    fn proxy_and_tls_keys_are_typed() {
+        let config = BrokerConfig::parse(
+            "[global]\ntrusted-proxies = ['127.0.0.1', '10.0.0.0/8']\nclient-address-header = forwarded\nurl-prefix = x2gobroker/\ntls-cert = tls/cert.pem\ntls-key = /k.pem\n",
+        )
+        .unwrap();
+        let trusted = config.global.trusted_proxies.get().unwrap();
+        assert!(trusted.contains("10.9.8.7".parse().unwrap()));
+        assert!(!trusted.contains("192.0.2.1".parse().unwrap()));
+        assert_eq!(
+            config.global.client_address_header,
+            ClientAddressHeader::Forwarded
+        );
+        assert_eq!(config.global.url_prefix.as_deref(), Some("/x2gobroker"));
+        assert_eq!(config.global.tls_cert, Some(PathBuf::from("tls/cert.pem")));
+        assert_eq!(config.global.tls_key, Some(PathBuf::from("/k.pem")));
+        assert!(config.problems().is_empty(), "{:?}", config.problems());
+        // defaults: nobody trusted, X-Forwarded-For, no prefix, no TLS
+        let defaults = BrokerConfig::parse("").unwrap();
+        assert!(defaults.global.trusted_proxies.get().unwrap().is_empty());
+        assert_eq!(
+            defaults.global.client_address_header,
+            ClientAddressHeader::XForwardedFor
+        );
+        assert_eq!(defaults.global.url_prefix, None);
+        assert_eq!(defaults.global.tls_cert, None);
+        // a name is an error value (the broker then trusts nobody) and a problem
+        let bad =
+            BrokerConfig::parse("[global]\ntrusted-proxies = 127.0.0.1, proxy.example\n").unwrap();
+        assert_eq!(
+            bad.global.trusted_proxies.get().unwrap_err().to_string(),
+            "[global] trusted-proxies = \"127.0.0.1, proxy.example\": \"proxy.example\" is not an IP address or network (such as 10.0.0.0/8)"
+        );
+        assert_eq!(bad.problems().len(), 1);
+    }
+
+    #[test]
     fn bad_values_fail_only_their_field() {
         let config = BrokerConfig::parse(
             "[global]\nrequire-password = maybe\nauth-timeout = 60\nload-checker-intervals = not-set\n[authmech_https_get]\nport = https\n",
