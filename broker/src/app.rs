@@ -554,10 +554,15 @@ async fn reload_on_hangup(
         if let Err(error) = outcome {
             tracing::error!(%error, "reload failed");
         }
-        if let (Some(tls), (Some(certificate), Some(key))) = (
-            &tls,
-            (&broker.settings.ssl_certfile, &broker.settings.ssl_keyfile),
-        ) {
+        // the pair as the environment or the config file names it now ([global] tls-cert,
+        // tls-key may name new files; HTTPS cannot be switched on or off without a restart)
+        let snapshot = broker.snapshot();
+        let global = snapshot.config.as_ref().ok().map(|config| &config.global);
+        let files = broker.settings.tls_files(global);
+        if tls.is_none() && files.0.is_some() {
+            tracing::warn!("a TLS certificate is configured now: the client port turns to HTTPS only after a restart");
+        }
+        if let (Some(tls), (Some(certificate), Some(key))) = (&tls, (&files.0, &files.1)) {
             match crate::http::tls_config_from_files(certificate, key) {
                 Ok(config) => {
                     tls.replace(config);
@@ -585,8 +590,19 @@ pub async fn serve(
     for problem in &limits.problems {
         tracing::error!("{}: {problem}", broker.settings.config_file.display());
     }
+    // PROXY headers from [global] trusted-proxies as the config is when a connection comes
+    let config_of = broker.clone();
+    let proxy_peers = crate::http::TrustedPeers::new(move |peer| {
+        config_of.snapshot().config.as_ref().is_ok_and(|config| {
+            config
+                .global
+                .trusted_proxies
+                .as_ref()
+                .is_ok_and(|trusted| trusted.contains(peer))
+        })
+    });
     let router = crate::http::routes::router(broker, limits.clone());
-    crate::http::serve(listener, tls, router, &limits, shutdown).await;
+    crate::http::serve(listener, tls, router, &limits, proxy_peers, shutdown).await;
 }
 
 async fn shutdown_signal() {

@@ -36,6 +36,8 @@ pub enum Kind {
     SocketAddress,
     /// A list: a `[…]` literal of strings, comma-separated words, or one word.
     List,
+    /// A list (as [`Kind::List`]) of IP addresses and networks (`10.0.0.0/8`, `::1`).
+    Networks,
     /// Free text.
     Text,
     /// A file-system path (`%h` and the like expanded where the key's user says).
@@ -125,7 +127,7 @@ impl KeySpec {
             Kind::Int { .. } | Kind::Seconds { .. } | Kind::Milliseconds { .. } | Kind::Port => {
                 Value::Int(0)
             }
-            Kind::List => Value::List(Vec::new()),
+            Kind::List | Kind::Networks => Value::List(Vec::new()),
             Kind::Text
             | Kind::Path
             | Kind::SocketAddress
@@ -245,6 +247,20 @@ impl Kind {
                 Value::List(items) => Ok(Typed::List(items)),
                 _ => Ok(Typed::List(Vec::new())),
             },
+            Kind::Networks => {
+                let items = match Kind::List.parse(key, raw)? {
+                    Typed::List(items) => items,
+                    _ => Vec::new(),
+                };
+                super::Networks::parse(items.iter().map(String::as_str)).map_err(|item| {
+                    ValueError::NotANetwork {
+                        key: key.to_string(),
+                        raw: raw.to_string(),
+                        item,
+                    }
+                })?;
+                Ok(Typed::List(items))
+            }
             Kind::Text | Kind::Path => Ok(Typed::Text(raw.to_string())),
             Kind::SocketAddress => trimmed
                 .parse::<std::net::SocketAddr>()
@@ -317,6 +333,7 @@ pub fn check(typing: Typing, key: &KeySpec, raw: &str) -> Result<(), ValueError>
                 }
                 (Kind::Enum { .. }, _) if empty && key.empty_is_unset() => Ok(()),
                 (Kind::Enum { .. }, _) => key.kind.parse(key.name, raw).map(|_| ()),
+                (Kind::Networks, _) => key.kind.parse(key.name, raw).map(|_| ()),
                 _ => Ok(()),
             }
         }
@@ -367,6 +384,13 @@ const NAME_SERVICE: Kind = Kind::Enum {
     ignore_case: true,
     otherwise: "requests that check ACLs fail",
 };
+/// Where a trusted proxy puts the client's address.
+pub const CLIENT_ADDRESS_HEADERS: &[&str] = &["X-Forwarded-For", "Forwarded"];
+const CLIENT_ADDRESS_HEADER: Kind = Kind::Enum {
+    names: CLIENT_ADDRESS_HEADERS,
+    ignore_case: true,
+    otherwise: "read as X-Forwarded-For",
+};
 const SECONDS: Kind = Kind::Seconds { range: None };
 /// Timeouts and intervals of `[farm]`: at least 1 ms, at most a day.
 const FARM_MILLISECONDS: Kind = Kind::Milliseconds {
@@ -413,6 +437,11 @@ pub mod global {
     pub const AUTHSERVICE_SOCKET: &str = "authservice-socket";
     pub const PUBKEYS_ALL_TYPES: &str = "pubkeys-all-types";
     pub const MAX_COOKIES_PER_USER: &str = "max-cookies-per-user";
+    pub const TRUSTED_PROXIES: &str = "trusted-proxies";
+    pub const CLIENT_ADDRESS_HEADER: &str = "client-address-header";
+    pub const URL_PREFIX: &str = "url-prefix";
+    pub const TLS_CERT: &str = "tls-cert";
+    pub const TLS_KEY: &str = "tls-key";
 }
 
 /// Key names of the backend sections (`[broker_<backend>]`).
@@ -597,6 +626,24 @@ pub static GLOBAL: SectionSpec = SectionSpec {
             Some("10"),
         )
         .ours(),
+        KeySpec::new(global::TRUSTED_PROXIES, Kind::Networks, Some("[]"))
+            .ours()
+            .default_note("none: forwarding headers and PROXY headers are never read"),
+        KeySpec::new(
+            global::CLIENT_ADDRESS_HEADER,
+            CLIENT_ADDRESS_HEADER,
+            Some("X-Forwarded-For"),
+        )
+        .ours(),
+        KeySpec::new(global::URL_PREFIX, Kind::Text, Some(""))
+            .ours()
+            .default_note("empty: served at /"),
+        KeySpec::new(global::TLS_CERT, Kind::Path, Some(""))
+            .ours()
+            .default_note("X2GOBROKER_SSL_CERTFILE wins; read at start-up and on SIGHUP"),
+        KeySpec::new(global::TLS_KEY, Kind::Path, Some(""))
+            .ours()
+            .default_note("X2GOBROKER_SSL_KEYFILE wins; read at start-up and on SIGHUP"),
     ],
 };
 

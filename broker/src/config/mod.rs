@@ -6,6 +6,7 @@ pub mod farm;
 pub mod http;
 pub mod ini;
 pub mod keys;
+pub mod networks;
 pub mod settings;
 pub mod startup;
 pub mod typing;
@@ -16,6 +17,7 @@ pub use agent_mode::{configured_agent_query_mode, effective_agent_mode, AgentQue
 pub use farm::{FarmConfig, FarmDefaults, FarmSettings};
 pub use http::HttpLimits;
 pub use ini::{IniDocument, IniError};
+pub use networks::Networks;
 pub use settings::{BackendSettings, GlobalSettings, HttpsGetSettings, ProfileSettings, Setting};
 pub use startup::{Source, StartupSettings};
 pub use typing::ValueError;

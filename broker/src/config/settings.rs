@@ -253,6 +253,34 @@ pub struct GlobalSettings {
     pub max_cookies_per_user: Setting<i64>,
     /// The auth service socket the file names, `None` when it names none.
     pub authservice_socket: Option<PathBuf>,
+    /// The peers whose forwarding headers and PROXY headers name the client (ours).
+    pub trusted_proxies: Setting<super::Networks>,
+    /// Which header a trusted proxy names the client in (ours).
+    pub client_address_header: ClientAddressHeader,
+    /// The path the broker is mounted under (`/x2gobroker`), `None` for `/` (ours).
+    pub url_prefix: Option<String>,
+    /// The client port's TLS certificate and key the file names (ours; the environment wins).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
+/// Where a trusted proxy names the client: `X-Forwarded-For` (nginx, Apache, haproxy) or RFC
+/// 7239 `Forwarded`. Only the one configured is read: a proxy passes the other through as the
+/// client sent it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientAddressHeader {
+    #[default]
+    XForwardedFor,
+    Forwarded,
+}
+
+/// `url-prefix` as a path prefix: one leading `/`, no trailing `/`; empty or `/` is none.
+pub fn url_prefix(raw: &str) -> Option<String> {
+    let trimmed = raw.trim().trim_matches('/');
+    if trimmed.is_empty() {
+        return None;
+    }
+    Some(format!("/{trimmed}"))
 }
 
 impl GlobalSettings {
@@ -296,6 +324,31 @@ impl GlobalSettings {
             authservice_socket: read
                 .non_empty(global::AUTHSERVICE_SOCKET)
                 .map(PathBuf::from),
+            trusted_proxies: Setting::new(read.value(global::TRUSTED_PROXIES).and_then(|value| {
+                let items = match value {
+                    Value::List(items) => items,
+                    other => vec![other.render_plain()],
+                };
+                super::Networks::parse(items.iter().map(String::as_str)).map_err(|item| {
+                    read.bad_value(ValueError::NotANetwork {
+                        key: global::TRUSTED_PROXIES.to_string(),
+                        raw: read.raw(global::TRUSTED_PROXIES).unwrap_or("").to_string(),
+                        item,
+                    })
+                })
+            })),
+            client_address_header: if read
+                .text(global::CLIENT_ADDRESS_HEADER)
+                .trim()
+                .eq_ignore_ascii_case("forwarded")
+            {
+                ClientAddressHeader::Forwarded
+            } else {
+                ClientAddressHeader::XForwardedFor
+            },
+            url_prefix: url_prefix(&read.text(global::URL_PREFIX)),
+            tls_cert: read.non_empty(global::TLS_CERT).map(PathBuf::from),
+            tls_key: read.non_empty(global::TLS_KEY).map(PathBuf::from),
         }
     }
 
@@ -623,6 +676,42 @@ mod tests {
         all.sort();
         checked.sort();
         assert_eq!(checked, all, "every section of the table has a resolver");
+    }
+
+    #[test]
+    fn proxy_and_tls_keys_are_typed() {
+        let config = BrokerConfig::parse(
+            "[global]\ntrusted-proxies = ['127.0.0.1', '10.0.0.0/8']\nclient-address-header = forwarded\nurl-prefix = x2gobroker/\ntls-cert = tls/cert.pem\ntls-key = /k.pem\n",
+        )
+        .unwrap();
+        let trusted = config.global.trusted_proxies.get().unwrap();
+        assert!(trusted.contains("10.9.8.7".parse().unwrap()));
+        assert!(!trusted.contains("192.0.2.1".parse().unwrap()));
+        assert_eq!(
+            config.global.client_address_header,
+            ClientAddressHeader::Forwarded
+        );
+        assert_eq!(config.global.url_prefix.as_deref(), Some("/x2gobroker"));
+        assert_eq!(config.global.tls_cert, Some(PathBuf::from("tls/cert.pem")));
+        assert_eq!(config.global.tls_key, Some(PathBuf::from("/k.pem")));
+        assert!(config.problems().is_empty(), "{:?}", config.problems());
+        // defaults: nobody trusted, X-Forwarded-For, no prefix, no TLS
+        let defaults = BrokerConfig::parse("").unwrap();
+        assert!(defaults.global.trusted_proxies.get().unwrap().is_empty());
+        assert_eq!(
+            defaults.global.client_address_header,
+            ClientAddressHeader::XForwardedFor
+        );
+        assert_eq!(defaults.global.url_prefix, None);
+        assert_eq!(defaults.global.tls_cert, None);
+        // a name is an error value (the broker then trusts nobody) and a problem
+        let bad =
+            BrokerConfig::parse("[global]\ntrusted-proxies = 127.0.0.1, proxy.example\n").unwrap();
+        assert_eq!(
+            bad.global.trusted_proxies.get().unwrap_err().to_string(),
+            "[global] trusted-proxies = \"127.0.0.1, proxy.example\": \"proxy.example\" is not an IP address or network (such as 10.0.0.0/8)"
+        );
+        assert_eq!(bad.problems().len(), 1);
     }
 
     #[test]

@@ -414,15 +414,31 @@ impl StartupSettings {
         let optional_path = |(value, _): (String, Source)| {
             Some(PathBuf::from(value)).filter(|path| !path.as_os_str().is_empty())
         };
+        // the environment (and defaults.conf) before [global] tls-cert / tls-key
+        let file_tls = |path: Option<&PathBuf>| {
+            from_file(path.map(|path| beside(&config_file, &path.display().to_string())))
+        };
         let ssl_certfile = optional_path(record(
             variable::SSL_CERTFILE,
-            None,
-            lookup_or(variable::SSL_CERTFILE, ""),
+            Some((keys::global::SECTION, keys::global::TLS_CERT)),
+            first(
+                [
+                    levels.lookup(variable::SSL_CERTFILE),
+                    file_tls(config.and_then(|config| config.global.tls_cert.as_ref())),
+                ],
+                "",
+            ),
         ));
         let ssl_keyfile = optional_path(record(
             variable::SSL_KEYFILE,
-            None,
-            lookup_or(variable::SSL_KEYFILE, ""),
+            Some((keys::global::SECTION, keys::global::TLS_KEY)),
+            first(
+                [
+                    levels.lookup(variable::SSL_KEYFILE),
+                    file_tls(config.and_then(|config| config.global.tls_key.as_ref())),
+                ],
+                "",
+            ),
         ));
         let (daemon_user, _) = record(
             variable::DAEMON_USER,
@@ -582,6 +598,31 @@ impl StartupSettings {
             .collect()
     }
 
+    /// The client port's TLS certificate and key as a reload sees them: the environment's
+    /// (or defaults.conf's) when they came from there, else `[global] tls-cert` / `tls-key`
+    /// of `global` (the config as it is now), relative to the config file's directory.
+    pub fn tls_files(&self, global: Option<&GlobalSettings>) -> (Option<PathBuf>, Option<PathBuf>) {
+        let pick = |name: &str, started: &Option<PathBuf>, in_file: Option<&PathBuf>| match self
+            .source_of(name)
+        {
+            Some(Source::File | Source::BuiltIn) | None => in_file
+                .map(|path| PathBuf::from(beside(&self.config_file, &path.display().to_string()))),
+            Some(_) => started.clone(),
+        };
+        (
+            pick(
+                variable::SSL_CERTFILE,
+                &self.ssl_certfile,
+                global.and_then(|global| global.tls_cert.as_ref()),
+            ),
+            pick(
+                variable::SSL_KEYFILE,
+                &self.ssl_keyfile,
+                global.and_then(|global| global.tls_key.as_ref()),
+            ),
+        )
+    }
+
     /// The source of the setting called `name`.
     pub fn source_of(&self, name: &str) -> Option<Source> {
         self.report
@@ -615,6 +656,70 @@ mod tests {
             program: program.to_string(),
         };
         StartupSettings::resolve(&inputs, &|path| files.get(path).cloned())
+    }
+
+    #[test]
+    fn tls_files_from_the_environment_before_the_config_file() {
+        let config = "[global]\ntls-cert = tls/broker.pem\ntls-key = /etc/ssl/private/broker.key\n";
+        let files = [("/etc/x2go/x2gobroker.conf", config)];
+        let from_file = resolve(CommandLine::default(), &[], "x2gobroker-daemon", &files);
+        assert_eq!(
+            from_file.ssl_certfile,
+            Some(PathBuf::from("/etc/x2go/tls/broker.pem"))
+        );
+        assert_eq!(
+            from_file.ssl_keyfile,
+            Some(PathBuf::from("/etc/ssl/private/broker.key"))
+        );
+        assert_eq!(
+            from_file.source_of("X2GOBROKER_SSL_CERTFILE"),
+            Some(Source::File)
+        );
+        assert!(
+            from_file.report_lines().contains(
+                &"X2GOBROKER_SSL_CERTFILE = /etc/x2go/tls/broker.pem (file: [global] tls-cert)"
+                    .to_string()
+            ),
+            "{:?}",
+            from_file.report_lines()
+        );
+        let environment = [
+            ("X2GOBROKER_SSL_CERTFILE", "/env/cert.pem"),
+            ("X2GOBROKER_SSL_KEYFILE", "/env/key.pem"),
+        ];
+        let from_environment = resolve(
+            CommandLine::default(),
+            &environment,
+            "x2gobroker-daemon",
+            &files,
+        );
+        assert_eq!(
+            from_environment.ssl_certfile,
+            Some(PathBuf::from("/env/cert.pem"))
+        );
+        assert_eq!(
+            from_environment.ssl_keyfile,
+            Some(PathBuf::from("/env/key.pem"))
+        );
+        // a reload: the file's (new) paths unless the environment named them
+        let changed = crate::config::BrokerConfig::parse(
+            "[global]\ntls-cert = /new/cert.pem\ntls-key = /new/key.pem\n",
+        )
+        .unwrap();
+        assert_eq!(
+            from_file.tls_files(Some(&changed.global)),
+            (
+                Some(PathBuf::from("/new/cert.pem")),
+                Some(PathBuf::from("/new/key.pem"))
+            )
+        );
+        assert_eq!(
+            from_environment.tls_files(Some(&changed.global)),
+            (
+                Some(PathBuf::from("/env/cert.pem")),
+                Some(PathBuf::from("/env/key.pem"))
+            )
+        );
     }
 
     #[test]

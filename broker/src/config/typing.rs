@@ -31,6 +31,12 @@ pub enum ValueError {
     NotAPort { key: String, raw: String },
     #[error("{key} = {raw:?}: not an IP address and port (such as 127.0.0.1:8081)")]
     NotASocketAddress { key: String, raw: String },
+    #[error("{key} = {raw:?}: {item:?} is not an IP address or network (such as 10.0.0.0/8)")]
+    NotANetwork {
+        key: String,
+        raw: String,
+        item: String,
+    },
     #[error("{key} = {raw:?}: not one of {names} ({read_as})")]
     NotOneOf {
         key: String,

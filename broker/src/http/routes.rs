@@ -5,7 +5,7 @@
 
 use super::request::{InvalidParameter, ParamLimits, Params};
 use crate::admin::metrics::{FrontendLabel, TaskLabel};
-use crate::config::HttpLimits;
+use crate::config::{GlobalSettings, HttpLimits};
 use crate::frontend;
 use crate::service::{BasicCredentials, Broker, BrokerError, BrokerRequest, Frontend};
 use axum::body::{Body, Bytes};
@@ -105,15 +105,34 @@ fn decode_capture(text: &str) -> String {
         .into_owned()
 }
 
-/// Client addresses as the reference sees them (IPv4-mapped IPv6 as IPv4).
-fn client_ip(peer: &SocketAddr) -> IpAddr {
-    match peer.ip() {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
+/// The request's client address as ACLs, `verify-ip`, the throttle and the access log see it
+/// (IPv4-mapped IPv6 as IPv4, as the reference): the peer, or behind a trusted proxy the
+/// client it names (`http/proxy.rs`). A `trusted-proxies` value that cannot be read trusts
+/// nobody (`--check-config` reports it).
+fn client_ip(global: Option<&GlobalSettings>, peer: &SocketAddr, headers: &HeaderMap) -> IpAddr {
+    let Some(global) = global else {
+        return super::proxy::canonical(peer.ip());
+    };
+    let trusted = global.trusted_proxies.as_ref().ok();
+    match trusted {
+        Some(trusted) => {
+            super::proxy::client_address(peer.ip(), headers, trusted, global.client_address_header)
+        }
+        None => super::proxy::canonical(peer.ip()),
     }
+}
+
+/// The path to route: `path` with `[global] url-prefix` taken off (the prefix alone is `/`);
+/// `None` for a path outside the prefix.
+fn routed_path<'a>(path: &'a str, prefix: Option<&str>) -> Option<&'a str> {
+    let Some(prefix) = prefix else {
+        return Some(path);
+    };
+    let rest = path.strip_prefix(prefix)?;
+    if rest.is_empty() {
+        return Some("/");
+    }
+    rest.starts_with('/').then_some(rest)
 }
 
 /// `^/uccs/(.*)/api/([0-9])(/*)$`: the backend capture and the API digit.
@@ -148,15 +167,21 @@ async fn dispatch(
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let started = tokio::time::Instant::now();
-    let response = route(&endpoint, peer, request).await;
+    let (client, prefix) = {
+        let snapshot = endpoint.broker.snapshot();
+        let global = snapshot.config.as_ref().ok().map(|config| &config.global);
+        let client = client_ip(global, &peer, request.headers());
+        (client, global.and_then(|global| global.url_prefix.clone()))
+    };
+    // the health probes answer on the bare paths too (they come from the host, not the proxy)
+    let routed = routed_path(&path, prefix.as_deref())
+        .or_else(|| (path == "/healthz" || path == "/readyz").then_some(path.as_str()));
+    let response = match routed {
+        Some(routed) => route(&endpoint, routed, client, request).await,
+        None => error_page(StatusCode::NOT_FOUND, &method),
+    };
     let status = response.status().as_u16();
-    crate::logging::log_request(
-        status,
-        method.as_str(),
-        &path,
-        client_ip(&peer),
-        started.elapsed(),
-    );
+    crate::logging::log_request(status, method.as_str(), &path, client, started.elapsed());
     let task = response
         .extensions()
         .get::<TaskLabel>()
@@ -166,7 +191,7 @@ async fn dispatch(
         .broker
         .operations
         .metrics
-        .request(frontend_label(&path), task, status);
+        .request(frontend_label(routed.unwrap_or("")), task, status);
     response
 }
 
@@ -189,10 +214,10 @@ fn frontend_label(path: &str) -> FrontendLabel {
     }
 }
 
-async fn route(endpoint: &Endpoint, peer: SocketAddr, request: Request) -> Response {
+async fn route(endpoint: &Endpoint, path: &str, client: IpAddr, request: Request) -> Response {
     let broker = &endpoint.broker;
     let method = request.method().clone();
-    let path = request.uri().path().to_string();
+    let path = path.to_string();
     let read_only = method == Method::GET || method == Method::HEAD;
     if path == "/healthz" && read_only {
         return crate::admin::healthz().await;
@@ -239,15 +264,7 @@ async fn route(endpoint: &Endpoint, peer: SocketAddr, request: Request) -> Respo
     if let Some((backend_capture, version)) = match_uccs_api(&path) {
         let backend_name = decode_capture(backend_capture.trim_end_matches('/'));
         let headers = request.headers().clone();
-        return uccs_api(
-            broker,
-            &method,
-            &headers,
-            &backend_name,
-            version,
-            client_ip(&peer),
-        )
-        .await;
+        return uccs_api(broker, &method, &headers, &backend_name, version, client).await;
     }
     let frontend = if let Some(rest) = path.strip_prefix("/plain/") {
         Some((Frontend::Plain, rest.to_string()))
@@ -258,7 +275,7 @@ async fn route(endpoint: &Endpoint, peer: SocketAddr, request: Request) -> Respo
     let Some((frontend, capture)) = frontend else {
         return error_page(StatusCode::NOT_FOUND, &method);
     };
-    broker_endpoint(endpoint, frontend, &capture, peer, request).await
+    broker_endpoint(endpoint, frontend, &capture, client, request).await
 }
 
 fn backend_from_capture(capture: &str) -> String {
@@ -296,7 +313,7 @@ async fn broker_endpoint(
     endpoint: &Endpoint,
     frontend: Frontend,
     capture: &str,
-    peer: SocketAddr,
+    client: IpAddr,
     request: Request,
 ) -> Response {
     let (broker, limits) = (&endpoint.broker, &endpoint.limits);
@@ -320,7 +337,7 @@ async fn broker_endpoint(
         Ok(Ok(bytes)) => bytes,
         Ok(Err(_)) => return error_page(StatusCode::PAYLOAD_TOO_LARGE, &method),
         Err(_) => {
-            tracing::warn!(peer = %client_ip(&peer), "request body not complete within [http] body-timeout-ms: answered 408");
+            tracing::warn!(peer = %client, "request body not complete within [http] body-timeout-ms: answered 408");
             return body_timed_out(&method);
         }
     };
@@ -369,7 +386,7 @@ async fn broker_endpoint(
     let backend = backend_from_capture(capture);
     let task = TaskLabel::of(&broker_request.task);
     let mut response = match broker
-        .process(&backend, frontend, broker_request, client_ip(&peer))
+        .process(&backend, frontend, broker_request, client)
         .await
     {
         Ok(reply) => match frontend {
@@ -460,6 +477,31 @@ mod tests {
         assert!(is_uccs_ping("/uccs/abc//"));
         assert!(!is_uccs_ping("/uccs"));
         assert!(!is_uccs_ping("/uccs/inifile/api/5"));
+    }
+
+    #[test]
+    fn the_url_prefix_is_taken_off_and_other_paths_are_outside() {
+        let prefix = Some("/x2gobroker");
+        let table = [
+            ("/x2gobroker/plain/", prefix, Some("/plain/")),
+            ("/x2gobroker", prefix, Some("/")),
+            ("/x2gobroker/", prefix, Some("/")),
+            ("/x2gobrokers/plain/", prefix, None),
+            ("/plain/", prefix, None),
+            ("/plain/", None, Some("/plain/")),
+        ];
+        for (path, prefix, expected) in table {
+            assert_eq!(routed_path(path, prefix), expected, "{path} {prefix:?}");
+        }
+        assert_eq!(
+            crate::config::settings::url_prefix(" /x2gobroker/ "),
+            Some("/x2gobroker".to_string())
+        );
+        assert_eq!(
+            crate::config::settings::url_prefix("x2go/broker"),
+            Some("/x2go/broker".to_string())
+        );
+        assert_eq!(crate::config::settings::url_prefix("/"), None);
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! Accepting connections (plain or rustls) under the `[http]` limits (connection cap, header and request deadlines, keep-alive) and handing them to the axum router, with graceful shutdown.
+//! Accepting connections (plain or rustls) under the `[http]` limits (connection cap, header and request deadlines, keep-alive), a PROXY protocol v2 header from trusted peers first, and handing them to the axum router, with graceful shutdown.
 
 use super::connections::{Admission, Slots};
+use super::proxy::{Preamble, TrustedPeers};
 use crate::config::HttpLimits;
 use axum::extract::ConnectInfo;
 use axum::Router;
@@ -200,12 +201,16 @@ fn request_timed_out() -> axum::response::Response {
 /// in-flight requests `SHUTDOWN_GRACE` to finish. `limits` bound what one client may cost:
 /// connections beyond `max_connections` (lowered to fit the open-file limit) close the oldest
 /// idle connection or are refused, heads take at most `header_timeout` (also the keep-alive
-/// idle time), requests at most `request_timeout`.
+/// idle time), requests at most `request_timeout`. A connection from a peer in
+/// `proxy_peers` may begin with a PROXY protocol v2 header (within `header_timeout`, before
+/// TLS): the address it names is the request's peer (`ConnectInfo`); from others such a
+/// header closes the connection.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<Arc<ReloadableTls>>,
     router: Router,
     limits: &HttpLimits,
+    proxy_peers: TrustedPeers,
     shutdown: impl Future<Output = ()>,
 ) {
     let nofile = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
@@ -224,6 +229,7 @@ pub async fn serve(
     let (header_timeout, request_timeout) = (limits.header_timeout, limits.request_timeout);
     let keep_alive = limits.keep_alive;
     let (mut evictions, mut refusals) = (Sparse::default(), Sparse::default());
+    let refused_preambles = Arc::new(std::sync::Mutex::new(Sparse::default()));
     // every connection holds a receiver; shutdown flips the flag and waits for all of them
     let (stopping, stop_watcher) = tokio::sync::watch::channel(false);
     let first_request_grace = FIRST_REQUEST_GRACE.min(header_timeout);
@@ -282,8 +288,12 @@ pub async fn serve(
         let requests = slot.busy_counter();
         let begun = Arc::new(tokio::sync::Notify::new());
         let begun_in_service = begun.clone();
+        // the request's peer: the TCP peer, or the client a trusted PROXY header names
+        let request_peer = Arc::new(std::sync::OnceLock::<std::net::SocketAddr>::new());
+        let request_peer_in_service = request_peer.clone();
         let service = hyper::service::service_fn(
             move |mut request: hyper::Request<hyper::body::Incoming>| {
+                let peer = request_peer_in_service.get().copied().unwrap_or(peer);
                 request.extensions_mut().insert(ConnectInfo(peer));
                 let busy = requests.busy();
                 // stores a permit: "a request has begun on this connection"
@@ -311,7 +321,45 @@ pub async fn serve(
             .as_ref()
             .map(|tls| tokio_rustls::TlsAcceptor::from(tls.get()));
         let stop = stop_watcher.clone();
+        let trusted_peer = proxy_peers.contains(peer.ip());
+        let refused_preambles = refused_preambles.clone();
         tokio::spawn(async move {
+            let mut stream = stream;
+            // the first bytes: a PROXY header (trusted peers), else TLS or HTTP untouched;
+            // a shutdown meanwhile leaves the first-request grace, as hyper's wait would
+            let mut stop_waiting = stop.clone();
+            let stopped = async move {
+                let _ = stop_waiting.wait_for(|stopping| *stopping).await;
+                tokio::time::sleep(first_request_grace).await;
+            };
+            let preamble = tokio::select! {
+                preamble = super::proxy::read_preamble(&mut stream, trusted_peer, header_timeout) => preamble,
+                () = stopped => return,
+                () = slot.closed() => return,
+            };
+            match preamble {
+                Ok(Preamble::None) | Ok(Preamble::Proxied(None)) => {}
+                Ok(Preamble::Proxied(Some(client))) => {
+                    let _ = request_peer.set(client);
+                }
+                Err(
+                    error @ (super::proxy::PreambleError::TimedOut
+                    | super::proxy::PreambleError::Io(_)),
+                ) => {
+                    tracing::debug!(%peer, %error, "connection closed before HTTP");
+                    return;
+                }
+                Err(error) => {
+                    let due = refused_preambles
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .due();
+                    if let Some(skipped) = due {
+                        tracing::warn!(%peer, %error, skipped, "connection closed before HTTP");
+                    }
+                    return;
+                }
+            }
             let served = async {
                 match acceptor {
                     None => {
@@ -418,9 +466,16 @@ mod tests {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             let limits = HttpLimits::default();
-            serve(listener, None, router, &limits, async {
-                let _ = stopped.await;
-            })
+            serve(
+                listener,
+                None,
+                router,
+                &limits,
+                TrustedPeers::none(),
+                async {
+                    let _ = stopped.await;
+                },
+            )
             .await;
         });
         // the server waits in accept before the test goes on

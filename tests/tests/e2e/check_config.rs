@@ -18,6 +18,7 @@ fn valid_value(key: &KeySpec) -> String {
         Kind::Port => "50051".to_string(),
         Kind::SocketAddress => "127.0.0.1:18081".to_string(),
         Kind::List => "['first', \"second\"]".to_string(),
+        Kind::Networks => "['10.0.0.0/8', \"::1\"]".to_string(),
         Kind::Text => format!("text-of-{}", key.name),
         Kind::Path => format!("/srv/x2go/{}", key.name),
         Kind::Enum {

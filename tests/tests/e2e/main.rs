@@ -12,6 +12,7 @@ mod farm_lifecycle;
 mod faults;
 mod floods;
 mod hostile;
+mod proxies;
 mod python_x2go;
 mod replay_http;
 mod replay_ssh;
