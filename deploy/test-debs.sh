@@ -93,14 +93,18 @@ mirror_url() {
 chroot_dir=""
 proc_mounted=0
 daemon_pid=""
-cleanup() {
+drop_chroot() {
   if [ -n "$daemon_pid" ]; then kill "$daemon_pid" 2>/dev/null || true; fi
   if [ -n "$chroot_dir" ]; then
     for mount_point in proc dev/pts dev var/cache/apt/archives; do
       if mountpoint -q "$chroot_dir/$mount_point"; then umount -l "$chroot_dir/$mount_point"; fi
     done
     rm -rf --one-file-system "$(dirname "$chroot_dir")"
+    chroot_dir=""
   fi
+}
+cleanup() {
+  drop_chroot
   rm -f "$step_log"
 }
 trap cleanup EXIT
@@ -182,6 +186,16 @@ group_exists() { in_chroot getent group "$1"; }
 unit_enabled() { [ -L "$(c /etc/systemd/system/multi-user.target.wants/"$1")" ]; }
 exists() { [ -e "$(c "$1")" ]; }
 absent() { [ ! -e "$(c "$1")" ] && [ ! -L "$(c "$1")" ]; }
+absent_all() {
+  local path
+  for path in "$@"; do absent "$path" || { echo "$path is there"; return 1; }; done
+}
+# (the removed, not purged, x2gobroker-loadchecker keeps its links until it is purged, as any
+# removed package with an init script)
+no_sysv_links() {
+  ! compgen -G "$chroot_dir/etc/rc[0-6S].d/[SK][0-9][0-9]x2gobroker-daemon" &&
+    ! compgen -G "$chroot_dir/etc/rc[0-6S].d/[SK][0-9][0-9]x2gobroker-authservice"
+}
 
 # unit_value UNIT KEY: the last KEY= line of an installed unit (its value)
 unit_value() { sed -n "s/^$2=//p" "$(c "/lib/systemd/system/$1")" | tail -n 1; }
@@ -263,6 +277,7 @@ step "the reference's packages from Debian" apt_in_chroot install \
 for package in "${reference_packages[@]}"; do
   check "reference $package $reference_version installed" is_installed_at "$package" "$reference_version"
 done
+check "reference: SysV links of its services" compgen -G "$chroot_dir/etc/rc2.d/S[0-9][0-9]x2gobroker-daemon"
 
 # the site's config: the reference's file with the site's changes, and its own profiles
 write_site_files() {
@@ -323,7 +338,10 @@ check_installed_state() {
     "$(c /usr/lib/tmpfiles.d/x2gobroker-daemon.conf)"
   check "$when: agentd token root 0600" stat_is /etc/x2go/x2gobroker-agentd.token "root:root 600"
   check "$when: logrotate file" exists /etc/logrotate.d/x2gobroker-daemon
-  check "$when: reference init script gone" absent /etc/init.d/x2gobroker-daemon
+  check "$when: reference init scripts gone" absent_all /etc/init.d/x2gobroker-daemon \
+    /etc/init.d/x2gobroker-authservice /etc/logrotate.d/x2gobroker-authservice \
+    /etc/x2go/broker/x2gobroker-authservice-logger.conf
+  check "$when: no SysV links of the reference's daemon and auth service" no_sysv_links
   local unit
   for unit in x2gobroker-daemon.service x2gobroker-authservice.service x2gobroker-agentd.service; do
     check "$when: unit $unit installed" exists "/lib/systemd/system/$unit"
@@ -358,15 +376,41 @@ check "downgrade: site files untouched" site_files_untouched
 step "install ours again" install_ours
 check_installed_state "second install"
 
+# idempotent: a reinstall changes nothing of the state the scripts made
+state_snapshot() {
+  in_chroot dpkg-statoverride --list | sort
+  in_chroot getent passwd x2gobroker
+  in_chroot getent group x2gobroker x2gobroker-users
+  in_chroot stat -c '%n %U:%G %a' /var/log/x2gobroker /run/x2gobroker /var/lib/x2gobroker \
+    /etc/x2go/x2gobroker-agentd.token
+  in_chroot sha256sum /etc/x2go/x2gobroker-agentd.token
+}
+reinstall_ours() {
+  state_snapshot > "$work_dir/state-before"
+  local deb
+  local -a debs=()
+  for deb in "$chroot_dir"/tmp/debs/*.deb; do
+    debs+=("/tmp/debs/${deb##*/}")
+  done
+  apt_in_chroot install --reinstall "${debs[@]}"
+}
+step "reinstall ours" reinstall_ours
+state_unchanged() { state_snapshot | diff "$work_dir/state-before" -; }
+check "reinstall: statoverrides, account, groups, directories, token unchanged" state_unchanged
+check "reinstall: site files untouched" site_files_untouched
+
 # what purge must take away: every file of our packages, and what our scripts created
-our_files=$work_dir/our-files
-for package in "${our_packages[@]}"; do
-  in_chroot dpkg-query -L "$package"
-done | while IFS= read -r path; do
-  # files and links, not directories (nor /lib, a link to a directory)
-  if [ ! -d "$(c "$path")" ] && { [ -f "$(c "$path")" ] || [ -L "$(c "$path")" ]; }; then echo "$path"; fi
-done > "$our_files"
-echo /etc/x2go/x2gobroker-agentd.token >> "$our_files"
+list_our_files() {
+  our_files=$work_dir/our-files
+  for package in "${our_packages[@]}"; do
+    in_chroot dpkg-query -L "$package"
+  done | while IFS= read -r path; do
+    # files and links, not directories (nor /lib, a link to a directory)
+    if [ ! -d "$(c "$path")" ] && { [ -f "$(c "$path")" ] || [ -L "$(c "$path")" ]; }; then echo "$path"; fi
+  done > "$our_files"
+  echo /etc/x2go/x2gobroker-agentd.token >> "$our_files"
+}
+list_our_files
 purge() { apt_in_chroot purge "${our_packages[@]}"; }
 step "purge ours" purge
 left_files() {
@@ -389,6 +433,41 @@ check "purge: no statoverride x2gobroker-ssh" no_statoverride /usr/bin/x2gobroke
 check "purge: no statoverride x2gobroker-agent" no_statoverride /usr/lib/x2go/x2gobroker-agent
 check "purge: no statoverride /var/log/x2gobroker" no_statoverride /var/log/x2gobroker
 check "purge: reference defaults.conf kept" exists /etc/x2go/broker/defaults.conf
+
+# --- a fresh installation: no reference, no site files --------------------------------------------
+second_chroot() {
+  drop_chroot
+  new_chroot
+  work_dir=$(dirname "$chroot_dir")
+  work_sums=$work_dir/site-files.sha256
+}
+step "a second fresh $suite chroot" second_chroot
+step "apt-get update" apt_in_chroot update
+step "install ours on a machine without a broker" install_ours
+same_as_shipped() { cmp "$(c "$2")" "$(c "/usr/share/$1$2")"; }
+check "fresh: x2gobroker.conf written from ours" same_as_shipped x2gobroker-daemon /etc/x2go/x2gobroker.conf
+check "fresh: session profiles written from ours" same_as_shipped x2gobroker-daemon /etc/x2go/broker/x2gobroker-sessionprofiles.conf
+check "fresh: defaults.conf written from ours" same_as_shipped x2gobroker-daemon /etc/x2go/broker/defaults.conf
+check "fresh: PAM service file written from ours" same_as_shipped x2gobroker-authservice /etc/pam.d/x2gobroker
+check "fresh: no loggers file (logs go to the journal)" absent /etc/x2go/broker/x2gobroker-loggers.conf
+check "fresh: agentd token root 0600" stat_is /etc/x2go/x2gobroker-agentd.token "root:root 600"
+check "fresh: statoverride x2gobroker-ssh" statoverride_is "x2gobroker x2gobroker-users 4550" /usr/bin/x2gobroker-ssh
+check "fresh: /run/x2gobroker" stat_is /run/x2gobroker "x2gobroker:x2gobroker 770"
+# the site edits one of the files ours wrote; purge must keep it and take the others
+site_edits_profiles() {
+  printf '\n[site-added]\nname = Added by the site\nhost = added.site.invalid\n' \
+    >> "$(c /etc/x2go/broker/x2gobroker-sessionprofiles.conf)"
+  (cd "$chroot_dir" && sha256sum etc/x2go/broker/x2gobroker-sessionprofiles.conf) > "$work_sums"
+}
+step "the site edits the profiles file" site_edits_profiles
+list_our_files
+step "purge ours" purge
+check "fresh purge: no file of ours left" left_files
+check "fresh purge: the site's edited profiles kept" site_files_untouched
+check "fresh purge: unchanged x2gobroker.conf removed" absent /etc/x2go/x2gobroker.conf
+check "fresh purge: unchanged PAM file removed" absent /etc/pam.d/x2gobroker
+check "fresh purge: the config bookkeeping removed" absent /var/lib/x2gobroker-daemon
+check "fresh purge: no statoverride x2gobroker-ssh" no_statoverride /usr/bin/x2gobroker-ssh
 
 echo "test-debs: took $((SECONDS - started)) s"
 finish

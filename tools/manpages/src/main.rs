@@ -108,7 +108,9 @@ mod tests {
                 text.contains(&format!(".TH {} {section}", name.to_uppercase())),
                 "{name}: {text}"
             );
-            assert!(text.contains(name), "{name}");
+            // roff escapes the hyphens of the NAME line
+            let name_line = format!(".SH NAME\n{} \\- ", name.replace('-', "\\-"));
+            assert!(text.contains(&name_line), "{name}: {text}");
         }
         std::fs::remove_dir_all(&directory).unwrap();
     }
