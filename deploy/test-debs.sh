@@ -239,6 +239,24 @@ start_daemon() {
   cat "$work_dir/daemon.log"
   return 1
 }
+# local_agent_under_unit: the broker's LOCAL call (the setuid agent, as the unit's User) with
+# the capability bounding set the drop-in gives, without NoNewPrivileges (the drop-in's =no)
+local_agent_under_unit() {
+  local caps cap bounding=-all answer user
+  caps=$(sed -n 's/^CapabilityBoundingSet=//p' \
+    "$(c /lib/systemd/system/x2gobroker-daemon.service.d/local-agent.conf)" | tail -n 1)
+  [ -n "$caps" ] || return 1
+  for cap in $caps; do
+    cap=${cap#CAP_}
+    bounding+=",+${cap,,}"
+  done
+  user=$(unit_value x2gobroker-daemon.service User)
+  in_chroot getent passwd x2gotestuser >/dev/null || in_chroot useradd -m -u 1500 x2gotestuser
+  answer=$(chroot "$chroot_dir" setpriv --reuid="$user" --regid="$user" --init-groups \
+    --bounding-set="$bounding" /usr/lib/x2go/x2gobroker-agent x2gotestuser listsessions 2>&1 </dev/null)
+  # OK and nothing else (no sessions); runuser refusing would add its complaint
+  [ "$answer" = OK ] || { echo "$answer"; return 1; }
+}
 stop_daemon() {
   if [ -n "$daemon_pid" ]; then
     kill "$daemon_pid" 2>/dev/null || true
@@ -362,6 +380,10 @@ check_installed_state "first install"
 step "start the daemon from the installed unit" start_daemon
 check "daemon answers listsessions with the site's profiles" listsessions_has_site_profiles
 check "daemon runs as the unit's User" daemon_runs_as_unit_user
+check "the agent package's LOCAL-mode drop-in for the daemon unit" exists \
+  /lib/systemd/system/x2gobroker-daemon.service.d/local-agent.conf
+check "LOCAL mode: the setuid agent answers as the unit's User within the drop-in's bounds" \
+  local_agent_under_unit
 stop_daemon
 
 downgrade() {
