@@ -2,13 +2,15 @@
 # test-debs.sh — the Debian packages in a fresh Debian bookworm chroot (as root; the README's
 # extra command, run by .ci/run after the test suite).
 #
-# Builds the packages (deploy/build-debs.sh), unpacks a cached debootstrap base into a new
-# chroot, installs the reference's Python broker from Debian, writes a site config and profiles
-# file, installs ours with apt (DEBIAN_FRONTEND=noninteractive, stdin closed, no --force-conf*:
-# a conffile prompt fails), checks the swap, the account, groups, statoverrides, directories,
-# units, man pages and secrets, starts the daemon from the installed unit's ExecStart as its User
-# and asks it for listsessions; then downgrades to the Python packages, installs ours again and
-# purges ours. Prints `N passed, N failed`; exits 1 on any failure.
+# Builds the packages (deploy/build-debs.sh) and runs lintian on them (errors fail), unpacks a
+# cached debootstrap base into a new chroot, installs the reference's Python broker from Debian,
+# writes a site config and profiles file, installs ours with apt (DEBIAN_FRONTEND=noninteractive,
+# stdin closed, no --force-conf*: a conffile prompt fails), checks the swap, the account, groups,
+# statoverrides, directories, units, man pages and secrets, starts the daemon from the installed
+# unit's ExecStart as its User and asks it for listsessions, runs the setuid agent as LOCAL mode
+# does under the unit's drop-in; then downgrades to the Python packages, installs ours again,
+# reinstalls, purges ours; and installs and purges ours once more on a machine without a broker.
+# Prints `N passed, N failed`; exits 1 on any failure.
 #
 # Caches (outside the clone): $X2GOBROKER_DEBS_CACHE (default /var/cache/x2gobroker-debs-test)
 # holds the debootstrap base and every downloaded package. The Debian mirror is the one apt is
@@ -285,6 +287,15 @@ started=$SECONDS
 if [ "${X2GOBROKER_DEBS_NO_BUILD:-0}" != 1 ]; then
   step "build the packages" deploy/build-debs.sh
 fi
+# lintian on each package: errors fail the test (warnings are printed by the README's command)
+if ! command -v lintian >/dev/null; then
+  step "install lintian" apt-get install -y -q --no-install-recommends lintian
+fi
+lintian_errors() {
+  local output
+  output=$(lintian --fail-on error target/debian/*.deb 2>&1) || { echo "$output" | grep '^E:'; return 1; }
+}
+check "lintian: no errors in target/debian/*.deb" lintian_errors
 step "a fresh $suite chroot" new_chroot
 work_dir=$(dirname "$chroot_dir")
 work_sums=$work_dir/site-files.sha256
