@@ -1,9 +1,11 @@
-//! The SSH-mode comparison: the reference broker and ours, one after the other, against the same sshd, setuid Perl agent and X2Go session DB (issue #11, acceptance 2).
+//! The SSH-mode comparison: the reference broker and ours, side by side, against the same sshd, setuid Perl agent and X2Go session DB (issue #11, acceptance 2).
 //!
 //! Both brokers run with the same `x2gobroker.conf` (`default-agent-query-mode = SSH`, no
 //! `[farm]` section) and profiles file (`farm5`: x2go-node1..5 on 127.0.0.11–15 at one sshd
 //! port), both with `--drop-privileges` as one bench daemon account whose `~/.ssh/id_rsa` is
-//! the broker key. Per broker, after a warm-up, each operation is timed `repetitions` times:
+//! the broker key. After a warm-up, each operation is timed `repetitions` times, each time
+//! the reference's request, then ours (alternating, so that the machine's load drifts fall on
+//! both alike):
 //!
 //! - *resume*: `selectsession` of x2goalice (suspended on x2go-node2): `SESSION_INFO` with `S`;
 //! - *take-over*: `selectsession` of x2gobob (only running sessions): `SESSION_INFO` with `S`,
@@ -377,7 +379,7 @@ async fn post(address: SocketAddr, body: &str, limit: Duration) -> anyhow::Resul
 struct Bench<'a> {
     options: &'a SshModeOptions,
     sshd: &'a Sshd,
-    broker: &'a mut ServerProcess,
+    broker: &'a ServerProcess,
 }
 
 impl Bench<'_> {
@@ -422,75 +424,90 @@ impl Bench<'_> {
         }
     }
 
-    async fn measure(&mut self) -> anyhow::Result<BrokerRun> {
+    /// One timed request of `operation`, its answer checked.
+    async fn sample(&self, operation: Operation) -> anyhow::Result<Sample> {
         let options = self.options;
         let ssh_port = self.sshd.port;
-        let mut run = BrokerRun {
-            label: self.broker.label.clone(),
-            ..BrokerRun::default()
+        let sample = match operation {
+            Operation::Resume => {
+                let (answer, sample) = self.timed(&select_form("x2goalice")).await?;
+                check_resume(&answer, ssh_port)
+                    .map_err(|problem| self.failed("resume", &problem, &answer))?;
+                sample
+            }
+            Operation::TakeOver => {
+                let (answer, sample) = self.timed(&select_form("x2gobob")).await?;
+                let session_id = check_takeover(&answer, ssh_port)
+                    .map_err(|problem| self.failed("take-over", &problem, &answer))?;
+                let in_db = setup::database_sessions()?
+                    .into_iter()
+                    .find(|session| session.session_id == session_id);
+                if in_db.as_ref().map(|session| session.status.as_str()) != Some("S") {
+                    return Err(self.failed(
+                        "take-over",
+                        &format!("the DB does not show it suspended: {in_db:?}"),
+                        &answer,
+                    ));
+                }
+                // the next take-over finds bob's sessions running again
+                setup::rebuild_session_db(&options.fixture)?;
+                sample
+            }
+            Operation::NewSession => {
+                let (answer, sample) = self.timed(&select_form("x2gocarol")).await?;
+                check_new_session(&answer, ssh_port)
+                    .map_err(|problem| self.failed("new session", &problem, &answer))?;
+                sample
+            }
+            Operation::Listing => {
+                let (answer, sample) = self.timed(&listing_form("x2goalice")).await?;
+                check_listing(&answer)
+                    .map_err(|problem| self.failed("listing", &problem, &answer))?;
+                sample
+            }
+            Operation::ClientSelect => {
+                let listing = post(
+                    self.broker.address,
+                    &listing_form("x2goalice"),
+                    options.request_timeout,
+                )
+                .await?;
+                check_listing(&listing)
+                    .map_err(|problem| self.failed("client listing", &problem, &listing))?;
+                tokio::time::sleep(options.client_gap).await;
+                let (answer, sample) = self.timed(&select_form("x2goalice")).await?;
+                check_resume(&answer, ssh_port)
+                    .map_err(|problem| self.failed("client select", &problem, &answer))?;
+                sample
+            }
         };
-        run.first_good_listing = self.first_good_listing().await?;
+        Ok(sample)
+    }
+}
+
+/// Both brokers side by side: warm-up, then every operation `repetitions` times, each
+/// repetition the reference's request, then ours (so that load drifts of the machine fall on
+/// both alike).
+async fn measure_side_by_side(benches: [&Bench<'_>; 2]) -> anyhow::Result<[BrokerRun; 2]> {
+    let mut runs = benches.map(|bench| BrokerRun {
+        label: bench.broker.label.clone(),
+        ..BrokerRun::default()
+    });
+    for (bench, run) in benches.iter().zip(runs.iter_mut()) {
+        run.first_good_listing = bench.first_good_listing().await?;
         eprintln!(
-            "{}: first good listing after {:?}; waiting {REUSE_GAP:?} so that the resume is cold",
+            "{}: first good listing after {:?}",
             run.label, run.first_good_listing
         );
-        tokio::time::sleep(REUSE_GAP).await;
-        for operation in Operation::ALL {
-            for repetition in 0..options.repetitions {
+    }
+    eprintln!("waiting {REUSE_GAP:?} so that the first resume is cold");
+    tokio::time::sleep(REUSE_GAP).await;
+    let options = benches[0].options;
+    for operation in Operation::ALL {
+        for repetition in 0..options.repetitions {
+            for (bench, run) in benches.iter().zip(runs.iter_mut()) {
                 tokio::time::sleep(options.pause).await;
-                let sample = match operation {
-                    Operation::Resume => {
-                        let (answer, sample) = self.timed(&select_form("x2goalice")).await?;
-                        check_resume(&answer, ssh_port)
-                            .map_err(|problem| self.failed("resume", &problem, &answer))?;
-                        sample
-                    }
-                    Operation::TakeOver => {
-                        let (answer, sample) = self.timed(&select_form("x2gobob")).await?;
-                        let session_id = check_takeover(&answer, ssh_port)
-                            .map_err(|problem| self.failed("take-over", &problem, &answer))?;
-                        let in_db = setup::database_sessions()?
-                            .into_iter()
-                            .find(|session| session.session_id == session_id);
-                        if in_db.as_ref().map(|session| session.status.as_str()) != Some("S") {
-                            return Err(self.failed(
-                                "take-over",
-                                &format!("the DB does not show it suspended: {in_db:?}"),
-                                &answer,
-                            ));
-                        }
-                        // the next take-over finds bob's sessions running again
-                        setup::rebuild_session_db(&options.fixture)?;
-                        sample
-                    }
-                    Operation::NewSession => {
-                        let (answer, sample) = self.timed(&select_form("x2gocarol")).await?;
-                        check_new_session(&answer, ssh_port)
-                            .map_err(|problem| self.failed("new session", &problem, &answer))?;
-                        sample
-                    }
-                    Operation::Listing => {
-                        let (answer, sample) = self.timed(&listing_form("x2goalice")).await?;
-                        check_listing(&answer)
-                            .map_err(|problem| self.failed("listing", &problem, &answer))?;
-                        sample
-                    }
-                    Operation::ClientSelect => {
-                        let listing = post(
-                            self.broker.address,
-                            &listing_form("x2goalice"),
-                            options.request_timeout,
-                        )
-                        .await?;
-                        check_listing(&listing)
-                            .map_err(|problem| self.failed("client listing", &problem, &listing))?;
-                        tokio::time::sleep(options.client_gap).await;
-                        let (answer, sample) = self.timed(&select_form("x2goalice")).await?;
-                        check_resume(&answer, ssh_port)
-                            .map_err(|problem| self.failed("client select", &problem, &answer))?;
-                        sample
-                    }
-                };
+                let sample = bench.sample(operation).await?;
                 eprintln!(
                     "{:<9} {:<52} #{:<2} {:>7.0} ms  agent calls {}  ssh logins {}",
                     run.label,
@@ -503,8 +520,8 @@ impl Bench<'_> {
                 run.samples.push((operation, sample));
             }
         }
-        Ok(run)
     }
+    Ok(runs)
 }
 
 /// How a broker process is started: the environment both get, plus each one's own.
@@ -574,13 +591,11 @@ impl BrokerFiles {
     }
 }
 
-async fn measure_broker(
-    options: &SshModeOptions,
-    sshd: &Sshd,
+async fn start_broker(
     files: &BrokerFiles,
     label: &str,
     program: &Path,
-) -> anyhow::Result<BrokerRun> {
+) -> anyhow::Result<ServerProcess> {
     let port = servers::free_port()?;
     let command = broker_command(program, label, files, port);
     let mut broker = ServerProcess::spawn(
@@ -590,14 +605,7 @@ async fn measure_broker(
         files.directory.join(format!("{label}.log")),
     )?;
     broker.wait_ready(Duration::from_secs(30)).await?;
-    let mut bench = Bench {
-        options,
-        sshd,
-        broker: &mut broker,
-    };
-    let run = bench.measure().await;
-    broker.stop();
-    run
+    Ok(broker)
 }
 
 /// Removes the bench accounts when dropped (after the brokers and sshd stopped).
@@ -636,32 +644,45 @@ pub async fn run(options: &SshModeOptions) -> anyhow::Result<SshModeResult> {
     let sshd_directory = options.work_directory.join("sshd");
     std::fs::create_dir_all(&sshd_directory)?;
     let sshd = Sshd::start(&sshd_directory, AGENT_ACCOUNT, &addresses)?;
+    // the reference connects to the host's name when it resolves (/etc/hosts), else to its
+    // address: both are known
     let known_hosts: String = addresses
         .iter()
-        .map(|address| format!("[{address}]:{} {}\n", sshd.port, sshd.host_key))
+        .enumerate()
+        .map(|(node, address)| {
+            format!(
+                "[x2go-node{}]:{port},[{address}]:{port} {}\n",
+                node + 1,
+                sshd.host_key,
+                port = sshd.port
+            )
+        })
         .collect();
     daemon.write_ssh_file("known_hosts", &known_hosts)?;
     let files = BrokerFiles::write(&options.work_directory.join("brokers"), sshd.port, &daemon)?;
 
     let outcome = async {
-        let reference = measure_broker(
+        let mut reference =
+            start_broker(&files, "reference", Path::new(servers::REFERENCE_DAEMON)).await?;
+        let mut ours = start_broker(&files, "ours", &options.ours).await?;
+        let bench = |broker| Bench {
             options,
-            &sshd,
-            &files,
-            "reference",
-            Path::new(servers::REFERENCE_DAEMON),
-        )
-        .await?;
-        setup::rebuild_session_db(&options.fixture)?;
-        let ours = measure_broker(options, &sshd, &files, "ours", &options.ours).await?;
-        anyhow::Ok((reference, ours))
+            sshd: &sshd,
+            broker,
+        };
+        let measured = measure_side_by_side([&bench(&reference), &bench(&ours)]).await;
+        reference.stop();
+        ours.stop();
+        let [reference_run, our_run] = measured?;
+        anyhow::Ok((reference_run, our_run))
     }
     .await;
+    // the brokers' SSH masters, then the sessions of the stopped sshd
+    daemon.end_processes(Duration::from_secs(10));
     drop(sshd);
+    agent.end_processes(Duration::from_secs(5));
     // the tests find the fixture's session DB as they left it
     let restored = setup::rebuild_session_db(&options.fixture);
-    // the brokers' SSH connections are closed: the accounts can go
-    std::thread::sleep(Duration::from_millis(500));
     drop(cleanup);
     let (reference, ours) = outcome?;
     restored?;
@@ -674,7 +695,7 @@ pub async fn run(options: &SshModeOptions) -> anyhow::Result<SshModeResult> {
                 "one sshd on 127.0.0.11–15 forcing nothing: both brokers run `sh -c '/usr/lib/x2go/x2gobroker-agent …'` as {AGENT_ACCOUNT} (group x2gobroker), the real setuid Perl agent, on the real X2Go session DB (tests/fixtures/x2go-farm.sh)"
             ),
             format!(
-                "both: `--drop-privileges` to {DAEMON_ACCOUNT} (key ~/.ssh/id_rsa by x2gobroker-keygen, known_hosts with the sshd's host key), the same x2gobroker.conf (`default-agent-query-mode = SSH`, no `[farm]`, portscan off) and profile `{PROFILE}` (five hosts); the reference first, then ours, never both at once"
+                "both: `--drop-privileges` to {DAEMON_ACCOUNT} (key ~/.ssh/id_rsa by x2gobroker-keygen, known_hosts with the sshd's host key), the same x2gobroker.conf (`default-agent-query-mode = SSH`, no `[farm]`, portscan off) and profile `{PROFILE}` (five hosts); both running side by side, each repetition the reference's request, then ours (ours' supervisors ping every server every 10 s meanwhile)"
             ),
             format!(
                 "each request on a fresh HTTP connection; {} ms between requests; the take-over's session DB is rebuilt after each (not timed); the resume runs {} s after any listing of the same user",

@@ -168,6 +168,56 @@ impl Account {
         run(Command::new("usermod").args(["-p", "*", &self.name]))
     }
 
+    /// The live (not zombie) processes whose real uid is the account's.
+    pub fn processes(&self) -> Vec<i32> {
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+                    return false;
+                };
+                let field = |name: &str| {
+                    status
+                        .lines()
+                        .find_map(|line| line.strip_prefix(name))
+                        .map(str::trim)
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                let real_uid = field("Uid:").split_whitespace().next().map(str::to_string);
+                real_uid == Some(self.uid.to_string()) && !field("State:").starts_with('Z')
+            })
+            .collect()
+    }
+
+    /// Waits (at most `limit`) for the account's processes to end (a stopped broker's SSH
+    /// masters, a stopped sshd's sessions), then ends those left by their pid: all of them
+    /// were started by this bench, the account being its own.
+    pub fn end_processes(&self, limit: Duration) {
+        let give_up = Instant::now() + limit;
+        while !self.processes().is_empty() && Instant::now() < give_up {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for signal in [
+            nix::sys::signal::Signal::SIGTERM,
+            nix::sys::signal::Signal::SIGKILL,
+        ] {
+            let left = self.processes();
+            if left.is_empty() {
+                return;
+            }
+            eprintln!("ending processes of {} left behind: {left:?}", self.name);
+            for pid in left {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
     /// Removes the account and its home (a warning if it cannot: a process still runs as it).
     pub fn remove(&self) {
         match Command::new("userdel").args(["-r", &self.name]).output() {
