@@ -540,6 +540,8 @@ async fn start_cluster(broker: &Arc<Broker>, client_port: u16) -> Result<(), Str
             })
         }));
     }
+    cluster.report_degraded_to(broker.operations.metrics.cluster_degraded());
+    broker.operations.audit.mirror_to(cluster.audit_writer());
     let weak = Arc::downgrade(broker);
     cluster.watch_flags(Arc::new(move |drained| {
         if let Some(broker) = weak.upgrade() {

@@ -1,4 +1,4 @@
-//! Login cookies every broker accepts: kept hashed in the shared database (a cookie issued by one broker is taken by any, once, atomically), and as files in this broker's cookie directory so that its own cookies still verify while the database is unreachable.
+//! Login cookies every broker accepts: kept hashed in the shared database (a cookie issued by one broker is taken by any, once, atomically); while the database is unreachable a broker issues cookies as its own files, which only it accepts.
 
 use super::Cluster;
 use crate::auth::cookies::{self, CookieError, CookieKeeper, CookieRecord, CookieStore};
@@ -9,7 +9,7 @@ use std::time::SystemTime;
 /// The cookies of a cluster: the shared table first, this broker's files as the fallback.
 pub struct SharedCookies {
     pub cluster: Arc<Cluster>,
-    /// This broker's cookie directory (also written, read when the database is unreachable).
+    /// This broker's cookie directory (cookies issued while the database is unreachable).
     pub local: CookieStore,
     /// `[global] auth-timeout`: a row's expiry.
     pub auth_timeout_seconds: i64,
@@ -89,6 +89,10 @@ impl SharedCookies {
         what: &str,
         operation: impl std::future::Future<Output = Result<T, super::ClusterError>>,
     ) -> Option<T> {
+        if !self.cluster.is_reachable() {
+            // degraded: this broker's files only, without waiting
+            return None;
+        }
         match tokio::time::timeout(self.cluster.settings.degraded_after, operation).await {
             Ok(Ok(value)) => {
                 self.cluster.mark_reachable(true);
@@ -131,11 +135,14 @@ impl CookieKeeper for SharedCookies {
         record: &CookieRecord,
         used: SystemTime,
     ) -> Result<(), CookieError> {
-        self.local.write(user, cookie, record, used)?;
-        let _ = self
+        let shared = self
             .within("cookie not shared", self.write_shared(user, cookie, record))
             .await;
-        Ok(())
+        match shared {
+            Some(()) => Ok(()),
+            // degraded: a file of this broker's, which only this broker reads
+            None => self.local.write(user, cookie, record, used),
+        }
     }
 
     async fn take(&self, user: &str, cookie: &str) -> Option<CookieRecord> {
@@ -145,12 +152,11 @@ impl CookieKeeper for SharedCookies {
         let shared = self
             .within("cookie not checked", self.take_shared(user, cookie))
             .await;
-        // this broker's file goes either way (single use)
-        let local = self.local.take(user, cookie);
         match shared {
-            Some(found) => found,
-            // the database is unreachable: the cookies this broker issued still verify
-            None => local,
+            Some(Some(found)) => Some(found),
+            // not in the table (or the table unreachable): a cookie this broker issued while
+            // the database was unreachable is one of its files (single use: taken with it)
+            _ => self.local.take(user, cookie),
         }
     }
 }

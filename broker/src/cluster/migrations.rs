@@ -69,6 +69,19 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
     CREATE INDEX autologin_keys_by_expiry ON autologin_keys (expires_at);
     ",
     ),
+    (
+        3,
+        "
+    -- every broker's audit events (each also keeps its own [admin] audit-log)
+    CREATE TABLE audit_events (
+        id          bigserial   PRIMARY KEY,
+        broker      text        NOT NULL,
+        recorded_at timestamptz NOT NULL DEFAULT now(),
+        event       jsonb       NOT NULL
+    );
+    CREATE INDEX audit_events_by_time ON audit_events (recorded_at);
+    ",
+    ),
 ];
 
 /// Applies the steps `client`'s database lacks, each in its own transaction, under the

@@ -5,6 +5,7 @@
 //! `leases.rs` jobs that run on one broker at a time. Without `[cluster]` none of this runs
 //! and nothing changes.
 
+mod audit;
 mod cookies;
 mod flags;
 mod keys;
@@ -50,6 +51,8 @@ pub struct Cluster {
     reachable: AtomicBool,
     /// How the cleanup job removes an expired one-time key (set once the farm is there).
     remove_key: std::sync::OnceLock<RemoveKey>,
+    /// Set to 1 while the database is unreachable (`x2gobroker_cluster_degraded`).
+    degraded: std::sync::OnceLock<prometheus_client::metrics::gauge::Gauge>,
     /// Per profile, this broker's queue of placements (one at a time holds a connection).
     placement_turns:
         std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -95,9 +98,11 @@ impl Cluster {
             confirmations,
             reachable: AtomicBool::new(true),
             remove_key: std::sync::OnceLock::new(),
+            degraded: std::sync::OnceLock::new(),
             placement_turns: std::sync::Mutex::new(std::collections::HashMap::new()),
         });
         if let Err(error) = cluster.migrate().await {
+            cluster.mark_reachable(false);
             tracing::error!(%error, "cluster: the schema could not be applied now; trying again in the background");
             let retrying = cluster.clone();
             tokio::spawn(async move {
@@ -111,6 +116,7 @@ impl Cluster {
             });
         }
         tokio::spawn(confirm_placements(cluster.clone(), confirmed));
+        tokio::spawn(probe(cluster.clone()));
         tokio::spawn(cleanup(cluster.clone()));
         tracing::info!(broker = %cluster.name, "cluster: shared state in PostgreSQL");
         Ok(cluster)
@@ -130,14 +136,26 @@ impl Cluster {
         let _ = self.remove_key.set(remove);
     }
 
-    /// Notes whether the database answered, logging each change.
+    /// Sets `gauge` to 1 while the database is unreachable.
+    pub fn report_degraded_to(&self, gauge: prometheus_client::metrics::gauge::Gauge) {
+        gauge.set(i64::from(!self.is_reachable()));
+        let _ = self.degraded.set(gauge);
+    }
+
+    /// Notes whether the database answered, logging each change. While it is unreachable
+    /// (degraded) placements, cookies and keys do not wait for it; the probe notes its return.
     fn mark_reachable(&self, reachable: bool) {
         let before = self.reachable.swap(reachable, Ordering::AcqRel);
+        if let Some(gauge) = self.degraded.get() {
+            gauge.set(i64::from(!reachable));
+        }
         match (before, reachable) {
             (true, false) => tracing::error!(
-                "cluster: database unreachable: new placements count only this broker's (degraded)"
+                "cluster: database unreachable: degraded (new placements count only this broker's, cookies verify where they were issued, audit events are spooled)"
             ),
-            (false, true) => tracing::info!("cluster: database reachable again: placements shared"),
+            (false, true) => {
+                tracing::info!("cluster: database reachable again: placements and cookies shared")
+            }
             _ => {}
         }
     }
@@ -145,6 +163,29 @@ impl Cluster {
     /// Whether the last use of the database succeeded.
     pub fn is_reachable(&self) -> bool {
         self.reachable.load(Ordering::Acquire)
+    }
+}
+
+/// How often an unreachable database is tried again.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// While the database is unreachable: one query a second, until one succeeds.
+async fn probe(cluster: Arc<Cluster>) {
+    let mut ticks = tokio::time::interval(PROBE_INTERVAL);
+    loop {
+        ticks.tick().await;
+        if cluster.is_reachable() {
+            continue;
+        }
+        let answered = tokio::time::timeout(cluster.settings.degraded_after, async {
+            let client = cluster.pool.get().await?;
+            client.simple_query("SELECT 1").await?;
+            Ok::<(), ClusterError>(())
+        })
+        .await;
+        if matches!(answered, Ok(Ok(()))) {
+            cluster.mark_reachable(true);
+        }
     }
 }
 

@@ -30,6 +30,11 @@ impl PlacementLedger for Arc<Cluster> {
         hosts: &'a [String],
     ) -> BoxFuture<'a, Option<Box<dyn OpenPlacement>>> {
         async move {
+            if !self.is_reachable() {
+                // degraded: no wait for a database known to be away (the probe notes its
+                // return)
+                return None;
+            }
             let began = tokio::time::timeout(
                 self.settings.degraded_after,
                 self.begin_placement(profile_id, user, hosts),
@@ -61,6 +66,10 @@ impl PlacementLedger for Arc<Cluster> {
 
     fn record_key(&self, key: OneTimeKey, lifetime: std::time::Duration) -> BoxFuture<'_, ()> {
         async move {
+            if !self.is_reachable() {
+                tracing::warn!(server = %key.server, user = %key.user, "cluster: degraded: one-time key not recorded: only this broker removes it");
+                return;
+            }
             let recorded =
                 tokio::time::timeout(self.settings.degraded_after, self.record_key_row(&key, lifetime))
                     .await;

@@ -19,7 +19,8 @@ pub struct ClusterSettings {
     pub name: Option<String>,
     /// The CA that signs the PostgreSQL server's certificate: TLS to the database when set.
     pub ca_file: Option<PathBuf>,
-    /// How long the database may be unreachable before new placements count only locally.
+    /// How long an operation waits for the database before the broker degrades (placements
+    /// counted locally, cookies as its files, audit events spooled).
     pub degraded_after: Duration,
     /// How often expired rows (placements, leases) are removed.
     pub cleanup_interval: Duration,

@@ -99,6 +99,38 @@ impl Postgres {
         postgres
     }
 
+    /// `pg_ctl start` on the same directory and port (after [`Postgres::stop`]).
+    fn start_again(&self) {
+        let options = format!(
+            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off -c max_connections=100",
+            self.port,
+            self.path("socket")
+        );
+        as_postgres(
+            &format!("{PG_BIN}/pg_ctl"),
+            &[
+                "-D",
+                &self.path("data"),
+                "-l",
+                &self.path("data/server.log"),
+                "-o",
+                &options,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        );
+    }
+
+    /// `pg_ctl stop -m fast`: every connection is closed.
+    fn stop(&self) {
+        as_postgres(
+            &format!("{PG_BIN}/pg_ctl"),
+            &["-D", &self.path("data"), "-m", "fast", "-w", "stop"],
+        );
+    }
+
     fn path(&self, name: &str) -> String {
         self.root.path().join(name).display().to_string()
     }
@@ -332,7 +364,7 @@ async fn two_brokers_on_one_postgresql_share_placements_drain_cookies_and_keys()
         postgres
             .query("SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations")
             .trim(),
-        "1,2"
+        "1,2,3"
     );
 
     // 1. 40 new-session logins split over both brokers; for half of them the listing at one
@@ -512,6 +544,80 @@ async fn two_brokers_on_one_postgresql_share_placements_drain_cookies_and_keys()
     );
     let holder = postgres.query("SELECT holder FROM leases WHERE job = 'cleanup'");
     assert_eq!(holder.trim(), "broker-b");
+
+    // 6. audit events of both brokers in the shared table (each also keeps its own file)
+    let audited = postgres.query(
+        "SELECT count(DISTINCT broker) || ' ' || count(*) FILTER (WHERE event->>'event' = 'drain') FROM audit_events",
+    );
+    assert_eq!(audited.trim(), "2 1", "both brokers' events, one drain");
+
+    // 7. PostgreSQL stopped: B degrades (logins and new sessions go on, counted locally;
+    //    cookies verify where they were issued; audit events spooled), and recovers by itself
+    postgres.stop();
+    let stopped = Instant::now();
+    for index in 0..10 {
+        let user = format!("x2gooutage{index}");
+        let (status, cookie) = login(port_b, &user).await;
+        assert_eq!(status, 200, "a login while the database is down");
+        let (status, _) = with_cookie(port_b, &user, &cookie.unwrap()).await;
+        assert_eq!(status, 200, "B's own cookie while the database is down");
+        let answer = select(port_b, &user, "farm5").await;
+        assert!(answer.contains("SERVER:"), "{answer}");
+        assert_ne!(
+            node_name(&answer),
+            "x2go-node1",
+            "the drain holds: {answer}"
+        );
+    }
+    println!(
+        "cluster: 10 logins with cookies and selections at B while PostgreSQL was down in {:?}",
+        stopped.elapsed()
+    );
+    let metrics_b = || async move {
+        reqwest::get(format!("http://127.0.0.1:{admin_b}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    assert!(
+        metrics_b().await.contains("x2gobroker_cluster_degraded 1"),
+        "the degraded gauge"
+    );
+    postgres.start_again();
+    let restarted = Instant::now();
+    while !metrics_b().await.contains("x2gobroker_cluster_degraded 0") {
+        assert!(
+            restarted.elapsed() < Duration::from_secs(5),
+            "B did not leave degraded mode"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "cluster: B back to shared mode {:?} after PostgreSQL restarted",
+        restarted.elapsed()
+    );
+    // the spooled events are flushed: the outage's logins are in the table
+    while postgres
+        .query("SELECT count(DISTINCT event->>'user') FROM audit_events WHERE event->>'user' LIKE 'x2gooutage%' AND event->>'event' = 'login'")
+        .trim()
+        != "10"
+    {
+        assert!(
+            restarted.elapsed() < Duration::from_secs(5),
+            "the spooled audit events were not flushed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // shared again: a placement is a row
+    let answer = select(port_b, "x2goback0", "farm5").await;
+    assert_eq!(
+        postgres
+            .query("SELECT server FROM placements WHERE username = 'x2goback0'")
+            .trim(),
+        node_name(&answer)
+    );
 
     drop(broker_b);
     drop(agents);
