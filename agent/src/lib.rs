@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod authkeys;
+pub mod cli;
 pub mod convert;
 pub mod daemon;
 pub mod incoming;

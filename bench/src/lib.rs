@@ -3,7 +3,8 @@
 //! `compare` drives the reference broker, ours and a bare "hello" server with the same requests;
 //! `farm` keeps synthetic farms of fake agents live in our broker; `floods` measures normal
 //! requests while hostile clients flood ours; `soak` runs minutes of mixed load on a flapping
-//! farm; `report` renders the tables
+//! farm; `sshmode` times the reference and ours in SSH agent mode against one sshd and
+//! the real Perl agent; `report` renders the tables
 //! that go into bench/README.md. See bench/README.md for the command and the figures.
 
 #![forbid(unsafe_code)]
@@ -18,4 +19,5 @@ pub mod procstat;
 pub mod report;
 pub mod servers;
 pub mod soak;
+pub mod sshmode;
 pub mod standalone;

@@ -1,4 +1,4 @@
-//! x2gobroker-bench: the benchmark command line (`all`, `compare`, `farm`, `floods`, `soak`, `smoke`) and the servers it starts (`hello`, `serve-broker`).
+//! x2gobroker-bench: the benchmark command line (`all`, `compare`, `farm`, `floods`, `soak`, `sshmode`, `smoke`) and the servers it starts (`hello`, `serve-broker`).
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
@@ -11,6 +11,7 @@ use x2gobroker_bench::farm::{self, FarmOptions};
 use x2gobroker_bench::floods::{self, FloodOptions};
 use x2gobroker_bench::servers::OursBinary;
 use x2gobroker_bench::soak::{self, SoakOptions};
+use x2gobroker_bench::sshmode::{self, SshModeOptions};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -34,6 +35,8 @@ enum Command {
     Floods(FloodArgs),
     /// Minutes of mixed logins, listings and selections on a farm whose agents flap.
     Soak(SoakArgs),
+    /// The reference and ours in SSH agent mode against one sshd, the Perl agent and the session DB (root).
+    Sshmode(SshModeArgs),
     /// A few seconds of everything against our broker only (no reference, no apt): checks the harness.
     Smoke(SmokeArgs),
     /// Serve the bare "hello" ceiling server (started by the harness).
@@ -156,6 +159,31 @@ struct SoakArgs {
 }
 
 #[derive(Args, Debug, Clone)]
+struct SshModeArgs {
+    /// Our daemon binary (default: x2gobroker-daemon next to this binary).
+    #[arg(long)]
+    ours: Option<PathBuf>,
+    /// Our keygen (default: x2gobroker-keygen next to this binary).
+    #[arg(long)]
+    keygen: Option<PathBuf>,
+    /// The session DB fixture script.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/x2go-farm.sh"))]
+    fixture: PathBuf,
+    /// Timed requests per operation and broker (1–20).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=20))]
+    repetitions: u16,
+    /// Milliseconds between two timed requests.
+    #[arg(long, default_value_t = 1000)]
+    pause_ms: u64,
+    /// Milliseconds between X2Go Client's listing and its selection.
+    #[arg(long, default_value_t = 2000)]
+    client_gap_ms: u64,
+    /// Also write the report to this file.
+    #[arg(long)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
 struct SmokeArgs {
     /// Our daemon binary (default: our broker from the library, via `serve-broker`).
     #[arg(long)]
@@ -174,6 +202,7 @@ fn main() -> ExitCode {
         Command::Farm(args) => run(args, false, true),
         Command::Floods(args) => floods(args),
         Command::Soak(args) => soak(args),
+        Command::Sshmode(args) => ssh_mode(args),
         Command::Smoke(args) => smoke(args),
     };
     match outcome {
@@ -387,6 +416,66 @@ fn soak(args: SoakArgs) -> anyhow::Result<()> {
         anyhow::bail!("{} of {} requests failed", result.failed, result.requests);
     }
     Ok(())
+}
+
+/// A binary next to this one (cargo builds them into the same `target/<profile>/`).
+fn next_to_current_exe(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    exe.parent()
+        .map(|directory| directory.join(name))
+        .filter(|path| path.exists())
+        .with_context(|| format!("no {name} next to {}", exe.display()))
+}
+
+/// The SSH-mode comparison; fails when an operation of ours is slower than the reference's.
+fn ssh_mode(args: SshModeArgs) -> anyhow::Result<()> {
+    let ours = match args.ours {
+        Some(path) => path,
+        None => next_to_current_exe("x2gobroker-daemon")?,
+    };
+    let keygen = match args.keygen {
+        Some(path) => path,
+        None => next_to_current_exe("x2gobroker-keygen")?,
+    };
+    let work = work_directory()?;
+    let runtime = client_runtime(1)?;
+    let load_before = load_average();
+    let options = SshModeOptions {
+        ours,
+        keygen,
+        fixture: args.fixture,
+        work_directory: work.clone(),
+        repetitions: usize::from(args.repetitions),
+        pause: Duration::from_millis(args.pause_ms),
+        client_gap: Duration::from_millis(args.client_gap_ms),
+        request_timeout: Duration::from_secs(60),
+    };
+    let result = runtime.block_on(sshmode::run(&options))?;
+    let report = format!(
+        "## Run of {}\n\nMachine: {}. Load average before: {load_before}, after: {}.\n\n{}",
+        chrono::Local::now().format("%Y-%m-%d %H:%M %Z"),
+        machine(),
+        load_average(),
+        result.render()
+    );
+    println!("{report}");
+    if let Some(path) = &args.output {
+        std::fs::write(path, &report).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    let slower = result.slower();
+    if slower.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "ours is slower than the reference in: {}",
+            slower
+                .iter()
+                .map(|operation| operation.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
 }
 
 /// Everything, tiny and against our broker only; fails when the harness or a check is broken.

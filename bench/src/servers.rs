@@ -34,7 +34,8 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    fn spawn(
+    /// Starts `command` (its output to `log`, in its own process group) as `label`.
+    pub fn spawn(
         label: &str,
         mut command: Command,
         address: SocketAddr,

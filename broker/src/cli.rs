@@ -1,5 +1,9 @@
 //! The command line shared by `x2gobroker` (SSH mode by default) and `x2gobroker-daemon` (HTTP mode), §3.1 and §12.
 
+pub mod keygen;
+pub mod testagent;
+pub mod testauth;
+
 use clap::Parser;
 use std::path::PathBuf;
 

