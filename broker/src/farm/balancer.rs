@@ -212,12 +212,6 @@ pub struct Balancer {
     ledger: Option<Arc<dyn PlacementLedger>>,
 }
 
-impl std::fmt::Debug for dyn PlacementLedger {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.write_str("PlacementLedger")
-    }
-}
-
 impl Balancer {
     /// A balancer whose pending placements expire after `pending_ttl` without confirmation.
     pub fn new(pending_ttl: Duration) -> Balancer {
@@ -672,6 +666,113 @@ impl Handler<GetState> for Balancer {
 pub(crate) mod tests {
     use super::*;
     use crate::farm::policy::test_session as user_session;
+
+    /// A ledger that only notes the confirmations it is told of.
+    #[derive(Default)]
+    struct NotingLedger {
+        confirmed: std::sync::Mutex<Vec<(String, Vec<String>)>>,
+    }
+
+    impl PlacementLedger for NotingLedger {
+        fn open<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+            _: &'a [String],
+        ) -> futures::future::BoxFuture<'a, Option<Box<dyn super::super::model::OpenPlacement>>>
+        {
+            Box::pin(async { None })
+        }
+
+        fn confirm(&self, server: &str, users: Vec<String>) {
+            self.confirmed
+                .lock()
+                .unwrap()
+                .push((server.to_string(), users));
+        }
+
+        fn record_key(
+            &self,
+            _: super::super::model::OneTimeKey,
+            _: Duration,
+        ) -> futures::future::BoxFuture<'_, ()> {
+            Box::pin(async {})
+        }
+    }
+
+    #[actix::test]
+    async fn shared_counts_replace_the_local_ones_and_reports_confirm_by_user() {
+        let balancer = Balancer::new(Duration::from_secs(60)).start();
+        let ledger = Arc::new(NotingLedger::default());
+        balancer.do_send(SetLedger {
+            ledger: ledger.clone(),
+        });
+        let hosts: Vec<String> = (1..=3).map(|n| format!("n{n}")).collect();
+        for host in &hosts {
+            balancer.do_send(AgentReported {
+                server: host.clone(),
+                sessions: Some(vec![]),
+                load_factor: None,
+                health: Health::Up,
+                via: Via::Grpc,
+            });
+        }
+        let shared = |pending: [u32; 3], users_server: Option<&str>| SharedPlacements {
+            pending: hosts.iter().cloned().zip(pending).collect(),
+            users_server: users_server.map(str::to_string),
+        };
+        // (shared counts, the user's earlier server, excluded hosts, expected host)
+        let cases: Vec<(SharedPlacements, Vec<String>, &str)> = vec![
+            // the other brokers' placements count: n1 and n3 are busier than n2
+            (shared([3, 0, 1], None), vec![], "n2"),
+            // the user's earlier placement wins over the ranking
+            (shared([0, 0, 5], Some("n3")), vec![], "n3"),
+            // unless its server is unusable now
+            (shared([0, 0, 5], Some("n3")), vec!["n3".into()], "n1"),
+        ];
+        for (shared, excluded, expected) in cases {
+            let selected = balancer
+                .send(SelectServer {
+                    hosts: hosts.clone().into(),
+                    user: "carol".into(),
+                    asked: Vec::new(),
+                    excluded: excluded.clone(),
+                    ranking: Ranking::Sessions,
+                    record: false,
+                    shared: Some(shared.clone()),
+                })
+                .await
+                .unwrap();
+            assert_eq!(
+                selected.decision,
+                Decision::New {
+                    host: expected.into()
+                },
+                "{shared:?} {excluded:?}"
+            );
+        }
+        // a report with carol's new session on n2 confirms carol's placement there; the
+        // first report of a server confirms nothing (it is no news)
+        balancer.do_send(AgentReported {
+            server: "n2".into(),
+            sessions: Some(vec![user_session("c-1", "carol", "n2", 'R')]),
+            load_factor: None,
+            health: Health::Up,
+            via: Via::Grpc,
+        });
+        balancer.do_send(AgentReported {
+            server: "n4".into(),
+            sessions: Some(vec![user_session("d-1", "dave", "n4", 'R')]),
+            load_factor: None,
+            health: Health::Up,
+            via: Via::Grpc,
+        });
+        balancer.send(Barrier).await.unwrap();
+        assert_eq!(
+            *ledger.confirmed.lock().unwrap(),
+            vec![("n2".to_string(), vec!["carol".to_string()])]
+        );
+    }
 
     #[actix::test]
     async fn a_login_storm_spreads_and_reports_confirm_placements() {

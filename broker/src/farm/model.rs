@@ -60,6 +60,12 @@ pub struct OneTimeKey {
     pub key_file: String,
 }
 
+impl std::fmt::Debug for dyn PlacementLedger {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("PlacementLedger")
+    }
+}
+
 /// A placement in progress (a database transaction holding the profile's lock).
 pub trait OpenPlacement: Send {
     /// What the other brokers placed.
