@@ -168,6 +168,7 @@ pub fn balancer_storm(
                     excluded: Vec::new(),
                     ranking: Ranking::Sessions,
                     record: true,
+                    shared: None,
                 };
                 let sent = Instant::now();
                 let answer = balancer.send(request);

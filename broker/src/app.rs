@@ -449,6 +449,9 @@ fn run_http(cli: Cli, startup: StartupSettings, logging: Logging) -> i32 {
             Err(error) => return start_up.fail(1, format!("cannot handle SIGHUP: {error}")),
         }
         tokio::spawn(collect_expired_cookies(broker.clone()));
+        if let Err(message) = start_cluster(&broker, address.port()).await {
+            return start_up.fail(EXIT_USAGE, message);
+        }
         // the farm is live from start-up: every server of the profiles is supervised now,
         // not at its first request
         let supervised = broker.supervise_all();
@@ -498,6 +501,55 @@ fn run_http(cli: Cli, startup: StartupSettings, logging: Logging) -> i32 {
     });
     drop(pidfile);
     code
+}
+
+/// With `[cluster]`: joins the brokers sharing its PostgreSQL (schema applied, placements
+/// shared with the farm, drain read from the shared table and kept current). Without it:
+/// nothing. A database that is down is not an error (the broker degrades); a section that
+/// cannot be used (no URL, an unreadable password file) is.
+async fn start_cluster(broker: &Arc<Broker>, client_port: u16) -> Result<(), String> {
+    let snapshot = broker.snapshot();
+    let Ok(config) = &snapshot.config else {
+        return Ok(());
+    };
+    let Some(settings) = &config.cluster else {
+        return Ok(());
+    };
+    if let Some(problem) = settings.combination_problems().into_iter().next() {
+        return Err(problem);
+    }
+    let name = settings
+        .name
+        .clone()
+        .unwrap_or_else(|| crate::cluster::default_name(client_port));
+    let pending_ttl = config.farm.pending_placement_ttl;
+    let cluster = crate::cluster::Cluster::start(settings, name, pending_ttl)
+        .await
+        .map_err(|error| error.to_string())?;
+    if let Some(farm) = &broker.farm {
+        farm.share_placements(Arc::new(cluster.clone()));
+        let weak = Arc::downgrade(broker);
+        cluster.remove_keys_with(Arc::new(move |key| {
+            let weak = weak.clone();
+            Box::pin(async move {
+                let broker = weak
+                    .upgrade()
+                    .ok_or_else(|| "the broker is stopping".to_string())?;
+                let farm = broker.farm.as_ref().ok_or_else(|| "no farm".to_string())?;
+                farm.remove_key_now(&key).await
+            })
+        }));
+    }
+    cluster.report_degraded_to(broker.operations.metrics.cluster_degraded());
+    broker.operations.audit.mirror_to(cluster.audit_writer());
+    let weak = Arc::downgrade(broker);
+    cluster.watch_flags(Arc::new(move |drained| {
+        if let Some(broker) = weak.upgrade() {
+            broker.apply_shared_drain(drained);
+        }
+    }));
+    let _ = broker.cluster.set(cluster);
+    Ok(())
 }
 
 /// Starts the live farm, with or without a `[farm]` section (the reference's LOCAL and SSH

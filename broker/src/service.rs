@@ -121,6 +121,8 @@ pub struct Broker {
     pub farm: Option<FarmHandle>,
     /// Metrics, the audit log, the drain state.
     pub operations: Arc<Operations>,
+    /// The cluster of brokers sharing one PostgreSQL (`[cluster]`), set once at start-up.
+    pub cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 impl Broker {
@@ -155,6 +157,7 @@ impl Broker {
             settings,
             throttle: std::sync::Mutex::new(LoginThrottle::new(ThrottleConfig::default())),
             operations,
+            cluster: std::sync::OnceLock::new(),
         })
     }
 
@@ -291,30 +294,57 @@ impl Broker {
         };
         let store = CookieStore::new(self.cookie_directory(config));
         let mut password_error = None;
-        let access = cookies::check_access(
-            &policy,
-            &store,
-            &request.user,
-            client_ip,
-            &request.authid,
-            std::time::SystemTime::now(),
-            || async {
-                if password_already_verified {
-                    return true;
+        let password_error_slot = &mut password_error;
+        let password_check = move || async move {
+            if password_already_verified {
+                return true;
+            }
+            match self
+                .verify_password(config, backend, &request.user, &request.password, client_ip)
+                .await
+            {
+                Ok(granted) => granted,
+                Err(error) => {
+                    *password_error_slot = Some(error);
+                    false
                 }
-                match self
-                    .verify_password(config, backend, &request.user, &request.password, client_ip)
-                    .await
-                {
-                    Ok(granted) => granted,
-                    Err(error) => {
-                        password_error = Some(error);
-                        false
-                    }
-                }
-            },
-        )
-        .await;
+            }
+        };
+        let now = std::time::SystemTime::now();
+        let access = match self.cluster.get() {
+            // in a cluster: a cookie issued by any broker, taken once by any
+            Some(cluster) => {
+                let shared = crate::cluster::SharedCookies {
+                    cluster: cluster.clone(),
+                    auth_timeout_seconds: policy.auth_timeout_seconds,
+                    local: store,
+                };
+                let (user, authid) = (&request.user, &request.authid);
+                cookies::check_access(
+                    &policy,
+                    &shared,
+                    user,
+                    client_ip,
+                    authid,
+                    now,
+                    password_check,
+                )
+                .await
+            }
+            None => {
+                let (user, authid) = (&request.user, &request.authid);
+                cookies::check_access(
+                    &policy,
+                    &store,
+                    user,
+                    client_ip,
+                    authid,
+                    now,
+                    password_check,
+                )
+                .await
+            }
+        };
         match (password_error, access) {
             (Some(error), _) => Err(error),
             // the login was granted but its cookie cannot be stored: fail it (500, as the
@@ -992,11 +1022,25 @@ impl Broker {
         if drain && !self.names_server(server) && !self.operations.drain.is_drained(server) {
             return Err(DrainFailure::UnknownServer);
         }
-        let changed = self
-            .operations
-            .drain
-            .set(server, drain)
-            .map_err(|error| DrainFailure::NotKept(error.to_string()))?;
+        let changed = match self.cluster.get() {
+            // in a cluster the shared table is the truth: written first (every broker, this
+            // one too, is notified and applies it), then kept here at once. Called on a
+            // blocking thread.
+            Some(cluster) => {
+                let changed = tokio::runtime::Handle::current()
+                    .block_on(cluster.set_drained(server, drain, by))
+                    .map_err(|error| DrainFailure::NotKept(error.to_string()))?;
+                if let Err(error) = self.operations.drain.set(server, drain) {
+                    tracing::error!(%error, "drain state not kept in this broker's file (the cluster's table has it)");
+                }
+                changed
+            }
+            None => self
+                .operations
+                .drain
+                .set(server, drain)
+                .map_err(|error| DrainFailure::NotKept(error.to_string()))?,
+        };
         if let Some(farm) = &self.farm {
             farm.set_drained(self.operations.drain.drained());
         }
@@ -1009,6 +1053,19 @@ impl Broker {
             });
         }
         Ok(changed)
+    }
+}
+
+impl Broker {
+    /// Applies the drained set of the cluster's shared table (read at start, on every
+    /// notification and reconnect): the drain store, then the farm.
+    pub fn apply_shared_drain(&self, servers: std::collections::BTreeSet<String>) {
+        if self.operations.drain.replace(servers.clone()) {
+            tracing::info!(servers = ?servers, "drained servers (from the cluster)");
+            if let Some(farm) = &self.farm {
+                farm.set_drained(servers);
+            }
+        }
     }
 }
 

@@ -71,6 +71,8 @@ struct Line<'a> {
 pub struct AuditLog {
     target: AuditTarget,
     file: Mutex<Option<File>>,
+    /// In a cluster: every line also goes here (to the shared database).
+    mirror: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
 impl AuditLog {
@@ -80,6 +82,7 @@ impl AuditLog {
         let log = AuditLog {
             target,
             file: Mutex::new(None),
+            mirror: std::sync::OnceLock::new(),
         };
         log.reopen();
         log
@@ -90,6 +93,7 @@ impl AuditLog {
         AuditLog {
             target: AuditTarget::Journald,
             file: Mutex::new(None),
+            mirror: std::sync::OnceLock::new(),
         }
     }
 
@@ -125,6 +129,11 @@ impl AuditLog {
         }
     }
 
+    /// Sends every line from now on to `mirror` as well (a cluster's shared audit table).
+    pub fn mirror_to(&self, mirror: tokio::sync::mpsc::UnboundedSender<String>) {
+        let _ = self.mirror.set(mirror);
+    }
+
     /// Writes one event as one line.
     pub fn record(&self, event: &AuditEvent<'_>) {
         let line = Line {
@@ -134,6 +143,9 @@ impl AuditLog {
         let Ok(mut text) = serde_json::to_string(&line) else {
             return;
         };
+        if let Some(mirror) = self.mirror.get() {
+            let _ = mirror.send(text.clone());
+        }
         let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(open) = file.as_mut() {
             text.push('\n');

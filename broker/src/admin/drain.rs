@@ -114,6 +114,29 @@ impl DrainStore {
         *drained = next;
         Ok(true)
     }
+
+    /// Takes `servers` as the drained set (a cluster's shared table, read by this broker):
+    /// kept in memory at once, and in the file when this store writes one (a write that fails
+    /// is logged; the shared table stays the truth). Answers whether anything changed.
+    pub fn replace(&self, servers: BTreeSet<String>) -> bool {
+        let mut drained = self
+            .drained
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if *drained == servers {
+            return false;
+        }
+        if let Some(file) = &self.file {
+            let state = DrainFile {
+                drained: servers.clone(),
+            };
+            if let Err(error) = write_atomically(file, &state) {
+                tracing::error!(file = %file.display(), %error, "drain state not written");
+            }
+        }
+        *drained = servers;
+        true
+    }
 }
 
 /// Writes `state` to a temporary file beside `file`, syncs it, renames it over `file` and

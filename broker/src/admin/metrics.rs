@@ -181,6 +181,9 @@ pub struct Metrics {
     selection_duration: Histogram,
     agent_call_duration: Family<TransportLabels, Histogram>,
     agent_errors: Family<ServerTransportLabels, Counter>,
+    /// In a cluster (`[cluster]`): 1 while the shared database is unreachable; `None`
+    /// without a cluster (the gauge is not rendered).
+    cluster_degraded: std::sync::OnceLock<Gauge>,
 }
 
 fn latency_buckets() -> Histogram {
@@ -197,11 +200,18 @@ impl Default for Metrics {
             selection_duration: latency_buckets(),
             agent_call_duration: Family::new_with_constructor(latency_buckets),
             agent_errors: Family::default(),
+            cluster_degraded: std::sync::OnceLock::new(),
         }
     }
 }
 
 impl Metrics {
+    /// The gauge the cluster sets to 1 while its database is unreachable (rendered from the
+    /// first call on).
+    pub fn cluster_degraded(&self) -> Gauge {
+        self.cluster_degraded.get_or_init(Gauge::default).clone()
+    }
+
     /// A request answered with `status`.
     pub fn request(&self, frontend: FrontendLabel, task: TaskLabel, status: u16) {
         self.requests
@@ -309,6 +319,13 @@ impl Metrics {
                         .set(count(status));
                 }
             }
+        }
+        if let Some(degraded) = self.cluster_degraded.get() {
+            registry.register(
+                "cluster_degraded",
+                "1 while the cluster's database is unreachable (placements count only this broker's)",
+                degraded.clone(),
+            );
         }
         registry.register(
             "server_up",
@@ -479,6 +496,29 @@ mod tests {
         assert!(
             !text.contains("# EOF"),
             "Prometheus text format, not OpenMetrics"
+        );
+    }
+
+    #[test]
+    fn the_cluster_gauge_only_in_a_cluster() {
+        let metrics = Metrics::default();
+        let no_drain = |_: &str| false;
+        assert!(!metrics.render(&[], &no_drain).contains("cluster_degraded"));
+        let gauge = metrics.cluster_degraded();
+        assert_eq!(
+            line_value(
+                &metrics.render(&[], &no_drain),
+                "x2gobroker_cluster_degraded "
+            ),
+            Some("0".into())
+        );
+        gauge.set(1);
+        assert_eq!(
+            line_value(
+                &metrics.render(&[], &no_drain),
+                "x2gobroker_cluster_degraded "
+            ),
+            Some("1".into())
         );
     }
 }

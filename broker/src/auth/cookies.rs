@@ -52,7 +52,7 @@ pub fn preshared_cookie(cookie_file: &Path, my_cookie: Option<&str>) -> String {
 }
 
 /// Whether `cookie` has the shape of the cookies we issue (a lower-case hyphenated UUID).
-fn is_issued_cookie_shape(cookie: &str) -> bool {
+pub(crate) fn is_issued_cookie_shape(cookie: &str) -> bool {
     cookie.len() == 36
         && cookie.char_indices().all(|(position, c)| match position {
             8 | 13 | 18 | 23 => c == '-',
@@ -79,7 +79,7 @@ fn file_safe_user(user: &str) -> String {
 }
 
 /// `time` as UNIX seconds, the form cookie files store (0 for times before 1970).
-fn unix_seconds(time: SystemTime) -> f64 {
+pub(crate) fn unix_seconds(time: SystemTime) -> f64 {
     time.duration_since(UNIX_EPOCH)
         .map(|elapsed| elapsed.as_secs_f64())
         .unwrap_or(0.0)
@@ -102,9 +102,62 @@ pub struct CookieStore {
 
 /// A stored cookie: the IP of the original login and its time.
 #[derive(Debug, Clone, PartialEq)]
-struct CookieRecord {
-    ip: String,
-    time: f64,
+pub struct CookieRecord {
+    pub ip: String,
+    /// The login's UNIX time.
+    pub time: f64,
+}
+
+/// Where issued cookies are kept: files in the cookie directory ([`CookieStore`], one broker),
+/// or the cluster's database (`cluster::cookies`, shared by every broker).
+pub trait CookieKeeper: Sync {
+    /// Whether cookies can be kept at all (the directory exists or was created).
+    fn prepare(&self) -> impl Future<Output = bool> + Send;
+    /// Removes `user`'s least recently used cookies until at most `keep` are left; answers
+    /// how many were removed.
+    fn prune_user(&self, user: &str, keep: usize) -> impl Future<Output = usize> + Send;
+    /// Keeps `cookie` of `user`, used at `used`.
+    fn write(
+        &self,
+        user: &str,
+        cookie: &str,
+        record: &CookieRecord,
+        used: SystemTime,
+    ) -> impl Future<Output = Result<(), CookieError>> + Send;
+    /// Takes `cookie` of `user` away (cookies are single-use): its record, if it was kept.
+    fn take(&self, user: &str, cookie: &str) -> impl Future<Output = Option<CookieRecord>> + Send;
+}
+
+impl CookieKeeper for CookieStore {
+    async fn prepare(&self) -> bool {
+        match self.ensure_directory() {
+            Ok(()) => true,
+            Err(error) => {
+                // the reference's answer too: "could not create cookie-directory, failing to
+                // authenticate"
+                tracing::error!(directory = %self.directory().display(), %error, "cannot create the cookie directory");
+                false
+            }
+        }
+    }
+
+    async fn prune_user(&self, user: &str, keep: usize) -> usize {
+        CookieStore::prune_user(self, user, keep)
+    }
+
+    async fn write(
+        &self,
+        user: &str,
+        cookie: &str,
+        record: &CookieRecord,
+        used: SystemTime,
+    ) -> Result<(), CookieError> {
+        CookieStore::write(self, user, cookie, record, used)
+    }
+
+    async fn take(&self, user: &str, cookie: &str) -> Option<CookieRecord> {
+        CookieStore::take(self, user, cookie)
+    }
 }
 
 impl CookieStore {
@@ -142,7 +195,7 @@ impl CookieStore {
     /// (before Linux 6.13, as in bookworm's 6.1, the kernel's own file times tick only every few
     /// milliseconds, too coarse to tell which of a busy user's cookies was used last); a failure
     /// is logged with the path and the OS error.
-    fn write(
+    pub fn write(
         &self,
         user: &str,
         cookie: &str,
@@ -171,7 +224,7 @@ impl CookieStore {
 
     /// Reads and deletes a cookie file (cookies are single-use). Malformed files are deleted
     /// and count as absent.
-    fn take(&self, user: &str, cookie: &str) -> Option<CookieRecord> {
+    pub fn take(&self, user: &str, cookie: &str) -> Option<CookieRecord> {
         if !is_issued_cookie_shape(cookie) {
             return None;
         }
@@ -195,7 +248,7 @@ impl CookieStore {
     /// of that use as its modification time, so a file's modification time is its last use: cookies of clients that are still working survive
     /// a flood of new logins, abandoned ones go first (ties: the older login first). Names are
     /// percent-encoded (`_` too), so the prefix `<user>_` is this user's alone.
-    fn prune_user(&self, user: &str, keep: usize) -> usize {
+    pub fn prune_user(&self, user: &str, keep: usize) -> usize {
         let Ok(entries) = std::fs::read_dir(&self.directory) else {
             return 0;
         };
@@ -260,9 +313,9 @@ pub type Access = (bool, Option<String>);
 /// (a new login's cookie records it; a presented cookie has expired when its login is more than
 /// `auth_timeout_seconds` before it). `password_check` is only awaited when the password must be
 /// checked. A granted access whose next cookie cannot be stored is an error, not an access.
-pub async fn check_access<F, Fut>(
+pub async fn check_access<K, F, Fut>(
     policy: &AccessPolicy,
-    store: &CookieStore,
+    store: &K,
     user: &str,
     client_ip: &IpAddr,
     cookie: &str,
@@ -270,6 +323,7 @@ pub async fn check_access<F, Fut>(
     password_check: F,
 ) -> Result<Access, CookieError>
 where
+    K: CookieKeeper,
     F: FnOnce() -> Fut,
     Fut: Future<Output = bool>,
 {
@@ -286,9 +340,7 @@ where
     if !policy.require_password {
         return Ok((matches_preshared, Some(policy.preshared_cookie.clone())));
     }
-    if let Err(error) = store.ensure_directory() {
-        // the reference's answer too: "could not create cookie-directory, failing to authenticate"
-        tracing::error!(directory = %store.directory().display(), %error, "cannot create the cookie directory");
+    if !store.prepare().await {
         return Ok((false, None));
     }
     let ip = client_ip.to_string();
@@ -298,7 +350,9 @@ where
         }
         let next = uuid::Uuid::new_v4().to_string();
         if !user.is_empty() {
-            let pruned = store.prune_user(user, policy.max_cookies_per_user.saturating_sub(1));
+            let pruned = store
+                .prune_user(user, policy.max_cookies_per_user.saturating_sub(1))
+                .await;
             if pruned > 0 {
                 tracing::info!(
                     user = ?user,
@@ -310,12 +364,12 @@ where
                 ip,
                 time: unix_seconds(now),
             };
-            store.write(user, &next, &record, now)?;
+            store.write(user, &next, &record, now).await?;
         }
         // B5 fix: the pre-shared cookie has no file to delete; nothing to do.
         return Ok((true, Some(next)));
     }
-    let Some(record) = store.take(user, cookie) else {
+    let Some(record) = store.take(user, cookie).await else {
         return Ok((false, None));
     };
     if policy.verify_ip && record.ip != ip {
@@ -329,7 +383,7 @@ where
     } else {
         uuid::Uuid::new_v4().to_string()
     };
-    store.write(user, &next, &record, now)?;
+    store.write(user, &next, &record, now).await?;
     Ok((true, Some(next)))
 }
 

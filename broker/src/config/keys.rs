@@ -523,6 +523,18 @@ pub mod admin {
     pub const AUDIT_LOG: &str = "audit-log";
 }
 
+/// `[cluster]`: several brokers on one PostgreSQL (x2gobroker-rs, issue 16).
+pub mod cluster {
+    pub const SECTION: &str = "cluster";
+    pub const DATABASE_URL: &str = "database-url";
+    pub const PASSWORD_FILE: &str = "password-file";
+    pub const NAME: &str = "name";
+    pub const CA_FILE: &str = "ca-file";
+    pub const DEGRADED_AFTER_MS: &str = "degraded-after-ms";
+    pub const CLEANUP_INTERVAL_MS: &str = "cleanup-interval-ms";
+    pub const LEASE_TTL_MS: &str = "lease-ttl-ms";
+}
+
 /// The `broker-*` keys of a session profile.
 pub mod profile {
     pub const AGENT_QUERY_MODE: &str = "broker-agent-query-mode";
@@ -782,6 +794,38 @@ pub static ADMIN: SectionSpec = SectionSpec {
     ],
 };
 
+/// Periods of `[cluster]`: at least 100 ms, at most a day.
+const CLUSTER_MILLISECONDS: Kind = Kind::Milliseconds {
+    range: range(100, 86_400_000),
+};
+
+/// `[cluster]`: the shared PostgreSQL of several active brokers (x2gobroker-rs). Read at
+/// start-up; without the section the broker keeps everything in memory and files, as before.
+pub static CLUSTER: SectionSpec = SectionSpec {
+    name: cluster::SECTION,
+    typing: Typing::Strict,
+    ours: true,
+    keys: &[
+        KeySpec::new(cluster::DATABASE_URL, Kind::Text, None)
+            .default_note("none: needed when [cluster] is present"),
+        KeySpec::new(cluster::PASSWORD_FILE, Kind::Path, None),
+        KeySpec::new(cluster::NAME, Kind::Text, None)
+            .default_note("the host name and the client port"),
+        KeySpec::new(cluster::CA_FILE, Kind::Path, None),
+        KeySpec::new(
+            cluster::DEGRADED_AFTER_MS,
+            CLUSTER_MILLISECONDS,
+            Some("5000"),
+        ),
+        KeySpec::new(
+            cluster::CLEANUP_INTERVAL_MS,
+            CLUSTER_MILLISECONDS,
+            Some("10000"),
+        ),
+        KeySpec::new(cluster::LEASE_TTL_MS, CLUSTER_MILLISECONDS, Some("10000")),
+    ],
+};
+
 /// Timeouts of `[http]`: at least 100 ms, at most an hour.
 const HTTP_MILLISECONDS: Kind = Kind::Milliseconds {
     range: range(100, 3_600_000),
@@ -832,6 +876,7 @@ pub static SECTIONS: &[&SectionSpec] = &[
     &FARM,
     &HTTP,
     &ADMIN,
+    &CLUSTER,
 ];
 
 /// Sections that are known but not read.

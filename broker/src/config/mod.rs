@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod agent_mode;
+pub mod cluster;
 pub mod farm;
 pub mod http;
 pub mod ini;
@@ -14,6 +15,7 @@ pub mod value;
 
 pub use admin::{AdminSettings, AuditTarget};
 pub use agent_mode::{configured_agent_query_mode, effective_agent_mode, AgentQueryMode};
+pub use cluster::ClusterSettings;
 pub use farm::{FarmConfig, FarmDefaults, FarmSettings};
 pub use http::HttpLimits;
 pub use ini::{IniDocument, IniError};
@@ -80,6 +82,8 @@ pub struct BrokerConfig {
     pub farm: FarmSettings,
     pub http: HttpLimits,
     pub admin: AdminSettings,
+    /// `[cluster]`; `None` without the section (one broker, no database).
+    pub cluster: Option<ClusterSettings>,
 }
 
 impl Default for BrokerConfig {
@@ -100,6 +104,7 @@ impl BrokerConfig {
             farm: FarmSettings::resolve(&document, &global),
             http: HttpLimits::resolve(&document),
             admin: AdminSettings::resolve(&document),
+            cluster: ClusterSettings::resolve(&document),
             global,
             document,
         }
@@ -152,6 +157,9 @@ impl BrokerConfig {
     pub fn problems(&self) -> Vec<String> {
         let mut problems = settings::problems(&self.document);
         problems.extend(self.admin.combination_problems());
+        if let Some(cluster) = &self.cluster {
+            problems.extend(cluster.combination_problems());
+        }
         problems
     }
 }

@@ -672,6 +672,9 @@ mod tests {
         let read = Reader::new(&document, &keys::ADMIN);
         crate::config::admin::AdminSettings::read(&read);
         expect(&keys::ADMIN, read.asked.take());
+        let read = Reader::new(&document, &keys::CLUSTER);
+        crate::config::cluster::ClusterSettings::read(&read);
+        expect(&keys::CLUSTER, read.asked.take());
         let mut all: Vec<&str> = keys::SECTIONS.iter().map(|section| section.name).collect();
         all.sort();
         checked.sort();

@@ -1,6 +1,6 @@
 //! The Balancer actor: owns the farm's live state (sessions, load, health, pending placements) and answers selections.
 
-use super::model::{Health, SessionStatus, SessionView, Via};
+use super::model::{Health, PlacementLedger, SessionStatus, SessionView, SharedPlacements, Via};
 use super::policy::{self, Decision, FarmState, Ranking, ServerView};
 use actix::prelude::*;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -43,6 +43,16 @@ pub struct SelectServer {
     pub ranking: Ranking,
     /// Whether a new session's placement is recorded (false: an explanation, no side effect).
     pub record: bool,
+    /// In a cluster: every broker's pending placements (they replace the local counts in the
+    /// ranking) and this user's earlier placement for the profile.
+    pub shared: Option<SharedPlacements>,
+}
+
+/// In a cluster: the shared ledger, told when reports confirm placements (by server and user).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetLedger {
+    pub ledger: Arc<dyn PlacementLedger>,
 }
 
 /// The balancer's answer to [`SelectServer`].
@@ -198,6 +208,8 @@ pub struct Balancer {
         WaitSuspended,
         tokio::sync::oneshot::Sender<Option<SessionView>>,
     )>,
+    /// In a cluster, the shared placement ledger.
+    ledger: Option<Arc<dyn PlacementLedger>>,
 }
 
 impl Balancer {
@@ -213,6 +225,7 @@ impl Balancer {
             pending_ttl,
             heard_waiters: Vec::new(),
             suspend_waiters: Vec::new(),
+            ledger: None,
         }
     }
 
@@ -338,29 +351,47 @@ impl FarmState for Balancer {
     }
 }
 
-/// The farm state with some hosts taken as down.
-struct Excluding<'a> {
+/// The farm state with some hosts taken as down and, in a cluster, every broker's pending
+/// placements in place of the local counts.
+struct Overlay<'a> {
     state: &'a Balancer,
-    down: Map<&'a str, ServerView>,
+    changed: Map<&'a str, ServerView>,
 }
 
-impl<'a> Excluding<'a> {
-    fn new(state: &'a Balancer, excluded: &'a [String]) -> Excluding<'a> {
-        let down = excluded
-            .iter()
-            .filter_map(|host| {
-                let mut view = state.server(host)?.clone();
+impl<'a> Overlay<'a> {
+    fn new(
+        state: &'a Balancer,
+        hosts: &'a [String],
+        excluded: &'a [String],
+        shared: Option<&SharedPlacements>,
+    ) -> Overlay<'a> {
+        let mut changed: Map<&'a str, ServerView> = Map::default();
+        if let Some(shared) = shared {
+            for host in hosts {
+                if let Some(view) = state.server(host) {
+                    let mut view = view.clone();
+                    view.pending = shared.pending.get(host).copied().unwrap_or(0);
+                    changed.insert(host.as_str(), view);
+                }
+            }
+        }
+        for host in excluded {
+            let view = match changed.remove(host.as_str()) {
+                Some(view) => Some(view),
+                None => state.server(host).cloned(),
+            };
+            if let Some(mut view) = view {
                 view.health = Health::Down;
-                Some((host.as_str(), view))
-            })
-            .collect();
-        Excluding { state, down }
+                changed.insert(host.as_str(), view);
+            }
+        }
+        Overlay { state, changed }
     }
 }
 
-impl FarmState for Excluding<'_> {
+impl FarmState for Overlay<'_> {
     fn server(&self, host: &str) -> Option<&ServerView> {
-        self.down.get(host).or_else(|| self.state.server(host))
+        self.changed.get(host).or_else(|| self.state.server(host))
     }
 
     fn hosts_with_sessions_of(&self, user: &str) -> Option<&[Arc<str>]> {
@@ -379,7 +410,14 @@ impl Handler<AgentReported> for Balancer {
         // a legacy agent lists no sessions: placements are only forgotten after their time to live
         tracing::debug!(server = %report.server, health = ?report.health, load_factor = ?report.load_factor, via = ?report.via, sessions = ?report.sessions.as_ref().map(Vec::len), "agent report");
         let sessions = report.sessions.unwrap_or_default();
+        let ledger = self.ledger.clone();
         let (name, entry) = self.entry(&report.server);
+        if let Some(ledger) = ledger.filter(|_| entry.heard) {
+            let users = policy::users_with_new_sessions(&entry.view.sessions, &sessions);
+            if !users.is_empty() {
+                ledger.confirm(&report.server, users);
+            }
+        }
         let confirmed =
             policy::confirmed_placements(&entry.view.sessions, &sessions, entry.placed.len());
         entry.placed.drain(..confirmed);
@@ -465,7 +503,7 @@ impl Handler<SelectServer> for Balancer {
     fn handle(&mut self, request: SelectServer, _: &mut Context<Self>) -> Self::Result {
         let now = Instant::now();
         self.expire(now);
-        let decision = if request.excluded.is_empty() {
+        let decision = if request.excluded.is_empty() && request.shared.is_none() {
             policy::decide(
                 &request.hosts,
                 &request.user,
@@ -474,13 +512,22 @@ impl Handler<SelectServer> for Balancer {
                 request.ranking,
             )
         } else {
-            let state = Excluding::new(self, &request.excluded);
-            policy::decide(
+            let state = Overlay::new(
+                self,
+                &request.hosts,
+                &request.excluded,
+                request.shared.as_ref(),
+            );
+            policy::decide_placed(
                 &request.hosts,
                 &request.user,
                 &state,
                 &request.asked,
                 request.ranking,
+                request
+                    .shared
+                    .as_ref()
+                    .and_then(|shared| shared.users_server.as_deref()),
             )
         };
         let via = match &decision {
@@ -497,6 +544,14 @@ impl Handler<SelectServer> for Balancer {
             self.placements.push_back((now, name));
         }
         MessageResult(Selected { decision, via })
+    }
+}
+
+impl Handler<SetLedger> for Balancer {
+    type Result = ();
+
+    fn handle(&mut self, event: SetLedger, _: &mut Context<Self>) {
+        self.ledger = Some(event.ledger);
     }
 }
 
@@ -612,6 +667,113 @@ pub(crate) mod tests {
     use super::*;
     use crate::farm::policy::test_session as user_session;
 
+    /// A ledger that only notes the confirmations it is told of.
+    #[derive(Default)]
+    struct NotingLedger {
+        confirmed: std::sync::Mutex<Vec<(String, Vec<String>)>>,
+    }
+
+    impl PlacementLedger for NotingLedger {
+        fn open<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+            _: &'a [String],
+        ) -> futures::future::BoxFuture<'a, Option<Box<dyn super::super::model::OpenPlacement>>>
+        {
+            Box::pin(async { None })
+        }
+
+        fn confirm(&self, server: &str, users: Vec<String>) {
+            self.confirmed
+                .lock()
+                .unwrap()
+                .push((server.to_string(), users));
+        }
+
+        fn record_key(
+            &self,
+            _: super::super::model::OneTimeKey,
+            _: Duration,
+        ) -> futures::future::BoxFuture<'_, ()> {
+            Box::pin(async {})
+        }
+    }
+
+    #[actix::test]
+    async fn shared_counts_replace_the_local_ones_and_reports_confirm_by_user() {
+        let balancer = Balancer::new(Duration::from_secs(60)).start();
+        let ledger = Arc::new(NotingLedger::default());
+        balancer.do_send(SetLedger {
+            ledger: ledger.clone(),
+        });
+        let hosts: Vec<String> = (1..=3).map(|n| format!("n{n}")).collect();
+        for host in &hosts {
+            balancer.do_send(AgentReported {
+                server: host.clone(),
+                sessions: Some(vec![]),
+                load_factor: None,
+                health: Health::Up,
+                via: Via::Grpc,
+            });
+        }
+        let shared = |pending: [u32; 3], users_server: Option<&str>| SharedPlacements {
+            pending: hosts.iter().cloned().zip(pending).collect(),
+            users_server: users_server.map(str::to_string),
+        };
+        // (shared counts, the user's earlier server, excluded hosts, expected host)
+        let cases: Vec<(SharedPlacements, Vec<String>, &str)> = vec![
+            // the other brokers' placements count: n1 and n3 are busier than n2
+            (shared([3, 0, 1], None), vec![], "n2"),
+            // the user's earlier placement wins over the ranking
+            (shared([0, 0, 5], Some("n3")), vec![], "n3"),
+            // unless its server is unusable now
+            (shared([0, 0, 5], Some("n3")), vec!["n3".into()], "n1"),
+        ];
+        for (shared, excluded, expected) in cases {
+            let selected = balancer
+                .send(SelectServer {
+                    hosts: hosts.clone().into(),
+                    user: "carol".into(),
+                    asked: Vec::new(),
+                    excluded: excluded.clone(),
+                    ranking: Ranking::Sessions,
+                    record: false,
+                    shared: Some(shared.clone()),
+                })
+                .await
+                .unwrap();
+            assert_eq!(
+                selected.decision,
+                Decision::New {
+                    host: expected.into()
+                },
+                "{shared:?} {excluded:?}"
+            );
+        }
+        // a report with carol's new session on n2 confirms carol's placement there; the
+        // first report of a server confirms nothing (it is no news)
+        balancer.do_send(AgentReported {
+            server: "n2".into(),
+            sessions: Some(vec![user_session("c-1", "carol", "n2", 'R')]),
+            load_factor: None,
+            health: Health::Up,
+            via: Via::Grpc,
+        });
+        balancer.do_send(AgentReported {
+            server: "n4".into(),
+            sessions: Some(vec![user_session("d-1", "dave", "n4", 'R')]),
+            load_factor: None,
+            health: Health::Up,
+            via: Via::Grpc,
+        });
+        balancer.send(Barrier).await.unwrap();
+        assert_eq!(
+            *ledger.confirmed.lock().unwrap(),
+            vec![("n2".to_string(), vec!["carol".to_string()])]
+        );
+    }
+
     #[actix::test]
     async fn a_login_storm_spreads_and_reports_confirm_placements() {
         let balancer = Balancer::new(Duration::from_secs(60)).start();
@@ -635,6 +797,7 @@ pub(crate) mod tests {
                     excluded: Vec::new(),
                     ranking: Ranking::Sessions,
                     record: true,
+                    shared: None,
                 })
                 .await
                 .unwrap()
@@ -670,6 +833,7 @@ pub(crate) mod tests {
                 excluded: Vec::new(),
                 ranking: Ranking::Sessions,
                 record: true,
+                shared: None,
             })
             .await
             .unwrap()
@@ -696,6 +860,7 @@ pub(crate) mod tests {
                 excluded: Vec::new(),
                 ranking: Ranking::Sessions,
                 record: true,
+                shared: None,
             })
             .await
             .unwrap()

@@ -94,6 +94,8 @@ pub struct FarmHandle {
     recent_answers: Mutex<HashMap<AnswerKey, (Instant, Vec<SessionView>)>>,
     /// Told of every agent call and failure (the broker's metrics).
     observer: Option<Arc<dyn model::AgentObserver>>,
+    /// In a cluster (`[cluster]`), the placements every broker shares.
+    ledger: std::sync::OnceLock<Arc<dyn model::PlacementLedger>>,
 }
 
 /// The farm's configuration and what its files hold (the agents' token, TLS material).
@@ -242,6 +244,7 @@ impl FarmHandle {
             legacy_views: Mutex::new(HashMap::new()),
             recent_answers: Mutex::new(HashMap::new()),
             observer: None,
+            ledger: std::sync::OnceLock::new(),
         })
     }
 
@@ -250,6 +253,26 @@ impl FarmHandle {
     pub fn observed_by(mut self, observer: Arc<dyn model::AgentObserver>) -> FarmHandle {
         self.observer = Some(observer);
         self
+    }
+
+    /// Removes a one-time autologin key now through `key.server`'s supervisor (in a
+    /// cluster: an expired key, whichever broker installed it). Answers whether the agent did.
+    pub async fn remove_key_now(&self, key: &model::OneTimeKey) -> Result<(), String> {
+        let remove = supervisor::AgentCall::AuthorizedKey {
+            user: key.user.clone(),
+            key: key.key.clone(),
+            key_file: key.key_file.clone(),
+            add: false,
+        };
+        self.call(&key.server, remove).await.map(|_| ())
+    }
+
+    /// Shares placements with the other brokers of a cluster through `ledger` from now on
+    /// (set once, at start-up; without it the farm counts its own placements only).
+    pub fn share_placements(&self, ledger: Arc<dyn model::PlacementLedger>) {
+        if self.ledger.set(ledger.clone()).is_ok() {
+            self.balancer.do_send(balancer::SetLedger { ledger });
+        }
     }
 
     /// The configuration the farm runs with (which profiles it drives:
@@ -779,6 +802,15 @@ impl FarmHandle {
         let asked = answers.sessions;
         let unvouched = answers.unvouched;
         let record = choosing == Choosing::Select;
+        // in a cluster: the profile's placements serialised across brokers, every broker's
+        // pending placements counted (no ledger reachable: this broker's own only)
+        let open_placement = match self.ledger.get() {
+            Some(ledger) => ledger.open(&profile.id, user, &built.hosts).await,
+            None => None,
+        };
+        let shared = open_placement
+            .as_ref()
+            .map(|placement| placement.shared().clone());
         let decide = |excluded: Vec<String>| {
             let request = balancer::SelectServer {
                 hosts: built.hosts.clone(),
@@ -789,6 +821,7 @@ impl FarmHandle {
                 excluded: unvouched.iter().cloned().chain(excluded).collect(),
                 ranking: choice.ranking,
                 record,
+                shared: shared.clone(),
             };
             async move {
                 let balancer::Selected { decision, via } = self
@@ -819,6 +852,13 @@ impl FarmHandle {
                     server: exclusion.host.clone(),
                 });
             }
+        }
+        if let Some(placement) = open_placement {
+            let placed_on = match (&decision, record) {
+                (Decision::New { host }, true) => Some(host.clone()),
+                _ => None,
+            };
+            placement.close(placed_on).await;
         }
         Chosen {
             decision,
@@ -920,6 +960,19 @@ impl FarmHandle {
         let Some(supervisor) = self.supervisor(host) else {
             return;
         };
+        if let Some(ledger) = self.ledger.get() {
+            // in a cluster: recorded before it is installed, so that no broker's death leaves
+            // it behind
+            let shared_key = model::OneTimeKey {
+                server: host.to_string(),
+                user: user.to_string(),
+                key: key.clone(),
+                key_file: autologin.key_file.clone(),
+            };
+            ledger
+                .record_key(shared_key, self.runtime().config.key_lifetime)
+                .await;
+        }
         let add = supervisor::AgentCall::AuthorizedKey {
             user: user.to_string(),
             key: key.clone(),
@@ -930,6 +983,7 @@ impl FarmHandle {
             Ok(_) => {
                 selection.pubkey_accepted = private_pem.is_none();
                 selection.private_key = private_pem;
+
                 self.janitor.do_send(janitor::RemoveKeyLater {
                     server: host.to_string(),
                     supervisor,

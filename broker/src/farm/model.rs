@@ -16,6 +16,66 @@ pub trait AgentObserver: Send + Sync {
     fn key_changed(&self, _server: &str, _user: &str, _installed: bool, _ok: bool) {}
 }
 
+/// What the other brokers of a cluster placed, read inside the placement's transaction: the
+/// pending placements per server (every broker's, this one's included) and the server this
+/// user's pending placement for the profile names, if any.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SharedPlacements {
+    pub pending: std::collections::BTreeMap<String, u32>,
+    pub users_server: Option<String>,
+}
+
+/// The shared placement ledger of a cluster (`[cluster]`: PostgreSQL), as the farm sees it.
+/// Without a cluster the farm has none and counts its own placements only.
+pub trait PlacementLedger: Send + Sync {
+    /// Opens the placement of `user` on profile `profile_id` over `hosts`: serialised per
+    /// profile across brokers until the placement is closed. `None`: the ledger cannot be
+    /// reached (the caller decides with local accounting).
+    fn open<'a>(
+        &'a self,
+        profile_id: &'a str,
+        user: &'a str,
+        hosts: &'a [String],
+    ) -> futures::future::BoxFuture<'a, Option<Box<dyn OpenPlacement>>>;
+    /// A report shows new sessions of `users` on `server`: their pending placements there are
+    /// confirmed (must not block: called from the balancer).
+    fn confirm(&self, server: &str, users: Vec<String>);
+    /// A one-time autologin key is about to be installed: recorded with its expiry first, so
+    /// that any broker removes it should this one die right after installing it.
+    fn record_key(
+        &self,
+        key: OneTimeKey,
+        lifetime: std::time::Duration,
+    ) -> futures::future::BoxFuture<'_, ()>;
+}
+
+/// A one-time autologin key on a server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OneTimeKey {
+    pub server: String,
+    pub user: String,
+    /// The authorized_keys line.
+    pub key: String,
+    /// The authorized_keys path (`%h/.x2go/authorized_keys` by default).
+    pub key_file: String,
+}
+
+impl std::fmt::Debug for dyn PlacementLedger {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("PlacementLedger")
+    }
+}
+
+/// A placement in progress (a database transaction holding the profile's lock).
+pub trait OpenPlacement: Send {
+    /// What the other brokers placed.
+    fn shared(&self) -> &SharedPlacements;
+    /// Records the new session's placement on `placed_on` (none: nothing placed) and ends the
+    /// placement.
+    fn close(self: Box<Self>, placed_on: Option<String>)
+        -> futures::future::BoxFuture<'static, ()>;
+}
+
 /// What the broker knows of a server's agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Health {

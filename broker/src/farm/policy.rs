@@ -197,6 +197,52 @@ pub fn decide<F: FarmState + ?Sized>(
         .map_or(Decision::NoServer, |host| Decision::New { host })
 }
 
+/// [`decide`] in a cluster: a user whose pending placement for the profile names a server
+/// that can still take a new session (not down, not drained) gets that server again, from any
+/// broker (a double click on two brokers makes one session); else [`decide`].
+pub fn decide_placed<F: FarmState + ?Sized>(
+    profile_hosts: &[String],
+    user: &str,
+    servers: &F,
+    asked: &[SessionView],
+    ranking: Ranking,
+    placed_before: Option<&str>,
+) -> Decision {
+    let decision = decide(profile_hosts, user, servers, asked, ranking);
+    let Decision::New { .. } = decision else {
+        return decision;
+    };
+    let still_usable = placed_before.filter(|host| {
+        profile_hosts.iter().any(|known| known == host)
+            && servers
+                .server(host)
+                .is_some_and(|server| server.health != Health::Down && !server.drained)
+    });
+    match still_usable {
+        Some(host) => Decision::New {
+            host: host.to_string(),
+        },
+        None => decision,
+    }
+}
+
+/// The users with a session in `now` that `before` did not hold (by session id): the pending
+/// placements a report confirms in a cluster, by (server, user) rather than by count.
+pub fn users_with_new_sessions(before: &[SessionView], now: &[SessionView]) -> Vec<String> {
+    let mut users: Vec<String> = now
+        .iter()
+        .filter(|session| {
+            !before
+                .iter()
+                .any(|known| known.session_id == session.session_id)
+        })
+        .map(|session| session.user.clone())
+        .collect();
+    users.sort();
+    users.dedup();
+    users
+}
+
 /// The best server for a new session among the profile's hosts: up before degraded, never
 /// down or drained, lowest rank, ties by host name.
 pub fn best_server<F: FarmState + ?Sized>(
@@ -1284,5 +1330,81 @@ mod tests {
             reasons[4].reason,
             "not needed: the user's session is on ts03"
         );
+    }
+
+    #[test]
+    fn a_users_pending_placement_is_kept_across_brokers() {
+        use Health::*;
+        let three = hosts(&["n1", "n2", "n3"]);
+        let mut state = farm(&[
+            ("n1", Up, vec![session("a-1", "alice", "n1", 'S')], None, 0),
+            ("n2", Up, vec![], None, 5),
+            ("n3", Up, vec![], None, 0),
+            ("n4", Up, vec![], None, 0),
+        ]);
+        state.get_mut("n3").unwrap().drained = false;
+        // (user, placed before, expected host)
+        let cases: &[(&str, Option<&str>, Decision)] = &[
+            // no earlier placement: the least loaded server
+            ("carol", None, Decision::New { host: "n3".into() }),
+            // an earlier placement on a usable server wins over the ranking
+            ("carol", Some("n2"), Decision::New { host: "n2".into() }),
+            // a server outside the profile is not kept
+            ("carol", Some("n4"), Decision::New { host: "n3".into() }),
+            // a resume beats any placement
+            (
+                "alice",
+                Some("n2"),
+                Decision::Resume {
+                    host: "n1".into(),
+                    session: session("a-1", "alice", "n1", 'S'),
+                },
+            ),
+        ];
+        for (user, placed, expected) in cases {
+            assert_eq!(
+                &decide_placed(&three, user, &state, &[], Ranking::Sessions, *placed),
+                expected,
+                "{user} {placed:?}"
+            );
+        }
+        // a placement on a server that went down or was drained since: the ranking again
+        state.get_mut("n2").unwrap().health = Down;
+        assert_eq!(
+            decide_placed(&three, "carol", &state, &[], Ranking::Sessions, Some("n2")),
+            Decision::New { host: "n3".into() }
+        );
+        state.get_mut("n2").unwrap().health = Up;
+        state.get_mut("n2").unwrap().drained = true;
+        assert_eq!(
+            decide_placed(&three, "carol", &state, &[], Ranking::Sessions, Some("n2")),
+            Decision::New { host: "n3".into() }
+        );
+    }
+
+    #[test]
+    fn new_sessions_confirm_by_user() {
+        let before = vec![
+            session("1", "alice", "n1", 'R'),
+            session("2", "bob", "n1", 'S'),
+        ];
+        let cases: &[(Vec<SessionView>, &[&str])] = &[
+            (before.clone(), &[]),
+            (vec![], &[]),
+            (
+                vec![
+                    session("1", "alice", "n1", 'R'),
+                    session("3", "carol", "n1", 'R'),
+                    session("4", "carol", "n1", 'R'),
+                    session("5", "alice", "n1", 'R'),
+                ],
+                &["alice", "carol"],
+            ),
+            // one session ended and another began: still a new one of dave
+            (vec![session("6", "dave", "n1", 'R')], &["dave"]),
+        ];
+        for (now, expected) in cases {
+            assert_eq!(users_with_new_sessions(&before, now), *expected, "{now:?}");
+        }
     }
 }

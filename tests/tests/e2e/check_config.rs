@@ -19,6 +19,10 @@ fn valid_value(key: &KeySpec) -> String {
         Kind::SocketAddress => "127.0.0.1:18081".to_string(),
         Kind::List => "['first', \"second\"]".to_string(),
         Kind::Networks => "['10.0.0.0/8', \"::1\"]".to_string(),
+        // a database URL must be one (and carry no password: `password-file` holds it)
+        Kind::Text if key.name == keys::cluster::DATABASE_URL => {
+            "postgresql://x2gobroker@db1.example:5432,db2.example:5432/x2gobroker".to_string()
+        }
         Kind::Text => format!("text-of-{}", key.name),
         Kind::Path => format!("/srv/x2go/{}", key.name),
         Kind::Enum {

@@ -4,6 +4,7 @@ mod admin;
 mod auth;
 mod authorisation;
 mod check_config;
+mod cluster;
 mod daemon;
 mod daemonize;
 mod dropin;
