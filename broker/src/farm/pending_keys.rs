@@ -101,7 +101,15 @@ impl PendingKeyFile {
     pub fn save(&mut self, keys: &[PendingKey]) {
         let outcome = if keys.is_empty() {
             match std::fs::remove_file(&self.path) {
-                Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
+                // nothing there (or no directory there) is nothing to remove
+                Err(error)
+                    if !matches!(
+                        error.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                    ) =>
+                {
+                    Err(error)
+                }
                 _ => Ok(()),
             }
         } else {
@@ -127,6 +135,10 @@ impl PendingKeyFile {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
         let text = serde_json::to_string(keys).map_err(std::io::Error::other)?;
+        // a state directory that does not exist yet is made (the daemon's own directory)
+        if let Some(directory) = self.path.parent() {
+            std::fs::create_dir_all(directory)?;
+        }
         let staged = self.staged();
         let mut file = std::fs::OpenOptions::new()
             .write(true)
@@ -158,7 +170,8 @@ mod tests {
     fn keys_survive_in_the_file_and_an_empty_set_removes_it() {
         use std::os::unix::fs::PermissionsExt;
         let directory = tempfile::tempdir().unwrap();
-        let mut file = PendingKeyFile::new(directory.path().join("pending.json"));
+        // a state directory that does not exist yet is made at the first save
+        let mut file = PendingKeyFile::new(directory.path().join("state/x/pending.json"));
         assert!(file.load().is_empty());
         let keys = vec![key("ts01", 100), key("ts02", 200)];
         file.save(&keys);
@@ -200,7 +213,11 @@ mod tests {
 
     #[test]
     fn an_unwritable_directory_is_one_error_and_keeps_going() {
-        let mut file = PendingKeyFile::new(PathBuf::from("/nonexistent/dir/pending.json"));
+        // the state directory's place is a file: nothing can be written under it
+        let directory = tempfile::tempdir().unwrap();
+        let blocker = directory.path().join("blocker");
+        std::fs::write(&blocker, "").unwrap();
+        let mut file = PendingKeyFile::new(blocker.join("dir/pending.json"));
         file.save(&[key("ts01", 1)]);
         assert!(file.failing);
         file.save(&[]);

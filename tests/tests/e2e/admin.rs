@@ -400,7 +400,13 @@ async fn admin_metrics_drain_explain_status_page_and_audit_on_the_live_farm() {
 
     // an autologin key installed and, after its lifetime, removed: both audited
     let keys_file = authorized_keys_of("x2gocarol");
+    let keys_before = std::fs::read_to_string(&keys_file).unwrap_or_default();
     let auto = select(port, "x2gocarol", "auto5").await;
+    let keys_with_it = std::fs::read_to_string(&keys_file).unwrap_or_default();
+    assert!(
+        keys_with_it.lines().count() > keys_before.lines().count(),
+        "the one-time key is installed: {keys_with_it}"
+    );
     assert!(auto.contains("-----BEGIN"), "a key pair handed out: {auto}");
     // logins: a hostile user name and a wrong password (zeroconf: the testsuite accounts)
     let hostile = "evil%0A%7B%22event%22%3A%22login%22%2C%22user%22%3A%22root%22%2C%22result%22%3A%22ok%22%7D";
@@ -435,7 +441,7 @@ async fn admin_metrics_drain_explain_status_page_and_audit_on_the_live_farm() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let keys_left = std::fs::read_to_string(&keys_file).unwrap_or_default();
-    assert!(!keys_left.contains("x2gobroker"), "{keys_left}");
+    assert_eq!(keys_left, keys_before, "the one-time key is removed again");
 
     // the drain survives a restart; undrain brings node2 back
     broker.terminate();
