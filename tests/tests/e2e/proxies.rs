@@ -890,3 +890,140 @@ async fn tls_from_x2gobroker_conf_renewed_by_the_certbot_hook_and_the_environmen
         certificate_der(&from_environment.certificate)
     );
 }
+
+/// The shipped haproxy example with only its addresses, ports and CA file changed: the
+/// frontend on `frontend`, the two brokers at `brokers`.
+fn haproxy_config(frontend: u16, brokers: [u16; 2], ca: &Path) -> String {
+    let example =
+        std::fs::read_to_string(workspace_root().join("deploy/haproxy/x2gobroker.cfg")).unwrap();
+    let replaced = example
+        .replace("bind 0.0.0.0:443", &format!("bind 127.0.0.1:{frontend}"))
+        .replace("192.0.2.11:443", &format!("127.0.0.1:{}", brokers[0]))
+        .replace("192.0.2.12:443", &format!("127.0.0.1:{}", brokers[1]))
+        .replace(
+            "/etc/ssl/certs/x2gobroker-ca.pem",
+            &ca.display().to_string(),
+        )
+        .replace("inter 2s", "inter 300ms");
+    assert_ne!(replaced, example);
+    replaced
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn haproxy_in_tcp_mode_hands_on_the_client_address_and_routes_around_a_dead_broker() {
+    let work = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(work.path(), "test-ca");
+    let leaf = ca.leaf("broker", &["127.0.0.1"], Usage::Server);
+    // the client's own address behind haproxy, which one profile's ACL allows
+    let config = format!(
+        "[global]\nrequire-password = true\ndefault-auth-mech = testsuite\n\
+         default-portscan-x2goservers = false\ntrusted-proxies = 127.0.0.1\n\
+         tls-cert = {}\ntls-key = {}\n",
+        leaf.certificate.display(),
+        leaf.key.display()
+    );
+    let profiles = "[everyone]\nname = Everyone\nhost = ts01\n\n\
+                    [only-five]\nname = Only 127.0.0.5\nhost = ts02\nacl-clients-allow = 127.0.0.5\n";
+    let directories = [work.path().join("a"), work.path().join("b")];
+    let mut brokers = Vec::new();
+    for directory in &directories {
+        std::fs::create_dir_all(directory).unwrap();
+        brokers.push(Some(start_broker(directory, &config, profiles)));
+    }
+    let ports = [
+        brokers[0].as_ref().unwrap().address.port(),
+        brokers[1].as_ref().unwrap().address.port(),
+    ];
+    let frontend = free_port();
+    let haproxy_file = work.path().join("haproxy.cfg");
+    std::fs::write(
+        &haproxy_file,
+        haproxy_config(frontend, ports, ca.certificate()),
+    )
+    .unwrap();
+    let check = Command::new("haproxy")
+        .arg("-c")
+        .arg("-f")
+        .arg(&haproxy_file)
+        .output()
+        .expect("haproxy (tests/install-deps.sh installs it)");
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    let mut haproxy = Command::new("haproxy");
+    haproxy
+        .arg("-db")
+        .arg("-f")
+        .arg(&haproxy_file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _haproxy = Daemon::start(haproxy, format!("127.0.0.1:{frontend}").parse().unwrap());
+    let root = reqwest::Certificate::from_pem(&std::fs::read(ca.certificate()).unwrap()).unwrap();
+    let client_from = |address: &str| {
+        reqwest::Client::builder()
+            .add_root_certificate(root.clone())
+            .local_address(address.parse::<IpAddr>().unwrap())
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap()
+    };
+    let listing = |client: reqwest::Client| async move {
+        let response = client
+            .post(format!("https://127.0.0.1:{frontend}/plain/"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body("task=listsessions&user=test&password=sweet")
+            .send()
+            .await;
+        match response {
+            Ok(response) => (
+                response.status().as_u16(),
+                response.text().await.unwrap_or_default(),
+            ),
+            Err(error) => (0, error.to_string()),
+        }
+    };
+    // both brokers answer through haproxy and see the client's own address
+    let started = tokio::time::Instant::now();
+    loop {
+        let (status, body) = listing(client_from("127.0.0.5")).await;
+        if status == 200 {
+            assert!(
+                body.contains("[only-five]"),
+                "the ACL saw 127.0.0.5: {body}"
+            );
+            // round robin: until both brokers' access logs name the client
+            let answered: Vec<bool> = directories
+                .iter()
+                .map(|directory| {
+                    std::fs::read_to_string(directory.join("broker.log"))
+                        .unwrap_or_default()
+                        .contains("127.0.0.5")
+                })
+                .collect();
+            if answered.iter().all(|answered| *answered) {
+                break;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "haproxy did not reach both brokers: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, body) = listing(client_from("127.0.0.6")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        !body.contains("[only-five]"),
+        "127.0.0.6 must not see it: {body}"
+    );
+    // one broker dies: its health check fails, and every request after that is answered
+    drop(brokers[0].take());
+    tokio::time::sleep(Duration::from_millis(300 * 2 + 500)).await;
+    for round in 0..10 {
+        let (status, body) = listing(client_from("127.0.0.5")).await;
+        assert_eq!(status, 200, "round {round} after the kill: {body}");
+        assert!(body.contains("[only-five]"), "{body}");
+    }
+}
