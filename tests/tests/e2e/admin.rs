@@ -75,6 +75,24 @@ fn sample(text: &str, series: &str) -> Option<f64> {
         .and_then(|value| value.parse().ok())
 }
 
+/// How many of the farm's `x2go-nodeN` servers `x2gobroker-ctl --json state` shows up.
+pub fn farm_nodes_up(state: &serde_json::Value) -> usize {
+    state["servers"]
+        .as_array()
+        .map(|servers| {
+            servers
+                .iter()
+                .filter(|server| {
+                    server["name"]
+                        .as_str()
+                        .is_some_and(|name| name.starts_with("x2go-node"))
+                        && server["health"] == "up"
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
 /// The node number of an answer's `SERVER:127.0.0.1N:22`.
 fn node_of(answer: &str) -> u8 {
     server_of(answer)
@@ -165,16 +183,7 @@ async fn admin_metrics_drain_explain_status_page_and_audit_on_the_live_farm() {
     let started = Instant::now();
     loop {
         let state = ctl_json(admin_port, &["state"]);
-        let up = state["servers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|server| {
-                server["name"].as_str().unwrap().starts_with("x2go-node")
-                    && server["health"] == "up"
-            })
-            .count();
-        if up == 5 {
+        if farm_nodes_up(&state) == 5 {
             break;
         }
         assert!(started.elapsed() < Duration::from_secs(10), "{state}");

@@ -340,16 +340,7 @@ async fn two_brokers_on_one_postgresql_share_placements_drain_cookies_and_keys()
                 continue;
             }
             let state: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
-            let up = state["servers"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|server| {
-                    server["name"].as_str().unwrap().starts_with("x2go-node")
-                        && server["health"] == "up"
-                })
-                .count();
-            if up == 5 {
+            if crate::admin::farm_nodes_up(&state) == 5 {
                 break;
             }
             assert!(waiting.elapsed() < Duration::from_secs(15), "{state}");
